@@ -1,0 +1,49 @@
+# varcall — every target installs what it needs first, so `make demo` and `make test`
+# work on a fresh clone.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo
+
+.PHONY: install test test-slow test-slurm demo bench bench-scale data clean lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check varcall tests benchmarks
+
+test: lint
+	$(BIN)/pytest -q
+
+test-slow: install
+	$(BIN)/pytest -q -m slow
+
+test-slurm: install
+	bash tests/slurm/start.sh
+	$(BIN)/pytest -q -m slurm
+
+data: install
+	$(BIN)/varcall simulate --out data/cohort --samples 3 --contigs 2 --length 200000 --seed 1 --overwrite
+
+demo: install
+	$(BIN)/varcall simulate --out $(DEMO)/cohort --samples 3 --contigs 2 --length 200000 --coverage 30 --seed 1 --overwrite
+	$(BIN)/varcall call --single-process -f $(DEMO)/cohort/reference.fa --bam-list $(DEMO)/cohort/bams.txt -o $(DEMO)/single --overwrite
+	@echo "demo outputs in $(DEMO)/"
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+bench-scale: install
+	$(BIN)/python benchmarks/run.py --scale
+
+clean:
+	rm -rf $(VENV) $(DEMO) data/cohort .pytest_cache build *.egg-info varcall.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

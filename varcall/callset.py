@@ -1,0 +1,312 @@
+"""The internal, engine-independent form of variant calls: :class:`CallSet`.
+
+Every engine returns a ``CallSet`` for a region; region results are saved to disk
+(``OUT/work/*.npz``) with :func:`save_callset` and merged, in genomic order, into the
+VCF and the VCF Zarr store. Nothing downstream of an engine looks at engine-specific
+output; everything upstream of the merge produces this form.
+
+Conventions
+-----------
+- ``position`` is **0-based** (the first base of REF); VCF text adds 1.
+- Integer sentinels follow VCF Zarr/sgkit: ``MISSING = -1`` (value unknown, ``.`` in VCF),
+  ``FILL = -2`` (no such entry: padding beyond the number of alleles, or the second
+  genotype slot of a haploid call).
+- Float missing is NaN (``.`` in VCF).
+- Alleles: ``alleles[v, 0]`` is REF, ``alleles[v, 1:]`` the ALTs, padded with ``""``.
+- Genotype-indexed arrays (``PL``) use VCF order: for alleles j<=k, index k*(k+1)/2 + j
+  (diploid); for haploid calls index = allele, padded with ``FILL``.
+- ``filters`` is a boolean matrix against ``filter_ids``; ``filter_ids[0]`` is always
+  ``"PASS"``. A record with no filter set is written with FILTER ``.`` (unfiltered).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "MISSING",
+    "FILL",
+    "FILTER_IDS",
+    "CallSet",
+    "save_callset",
+    "load_callset",
+    "concat_callsets",
+    "n_genotypes",
+]
+
+MISSING = -1
+FILL = -2
+#: Filters varcall's own engines may set. Other engines may add their own ids.
+FILTER_IDS: tuple[str, ...] = ("PASS", "LowQual")
+
+
+def n_genotypes(n_alleles: int, ploidy: int = 2) -> int:
+    """Number of unordered genotypes for ``n_alleles`` alleles at ``ploidy`` (1 or 2)."""
+    if ploidy == 1:
+        return n_alleles
+    if ploidy == 2:
+        return n_alleles * (n_alleles + 1) // 2
+    raise ValueError(f"ploidy {ploidy} is not supported (1 or 2)")
+
+
+_ARRAY_FIELDS = (
+    "position",
+    "alleles",
+    "quality",
+    "filters",
+    "info_DP",
+    "genotype",
+    "GQ",
+    "DP",
+    "AD",
+    "PL",
+)
+
+
+@dataclasses.dataclass
+class CallSet:
+    """Calls of one contig stretch, columnar. V variants, S samples, A max alleles,
+    G max genotypes, P ploidy slots (always 2; haploid calls have FILL in slot 1).
+
+    Attributes (shape, dtype):
+        contig: contig name.
+        samples: sample ids, in output order.
+        filter_ids: ids of the columns of ``filters``; ``filter_ids[0] == "PASS"``.
+        position: (V,) int64, 0-based.
+        alleles: (V, A) numpy unicode, REF first, padded with "".
+        quality: (V,) float32, NaN = missing.
+        filters: (V, F) bool.
+        info_DP: (V,) int32 total depth (INFO/DP), MISSING if unknown.
+        genotype: (V, S, 2) int8 allele indexes, MISSING / FILL.
+        GQ: (V, S) int32.  DP: (V, S) int32.
+        AD: (V, S, A) int32.  PL: (V, S, G) int32.
+    """
+
+    contig: str
+    samples: tuple[str, ...]
+    filter_ids: tuple[str, ...]
+    position: np.ndarray
+    alleles: np.ndarray
+    quality: np.ndarray
+    filters: np.ndarray
+    info_DP: np.ndarray
+    genotype: np.ndarray
+    GQ: np.ndarray
+    DP: np.ndarray
+    AD: np.ndarray
+    PL: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.samples = tuple(self.samples)
+        self.filter_ids = tuple(self.filter_ids)
+        self.validate()
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_variants(self) -> int:
+        return int(self.position.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
+
+    @property
+    def max_alleles(self) -> int:
+        return int(self.alleles.shape[1])
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` when arrays disagree in shape or order."""
+        v, s = self.n_variants, self.n_samples
+        a = self.alleles.shape[1] if self.alleles.ndim == 2 else -1
+        expect = {
+            "position": (v,),
+            "alleles": (v, a),
+            "quality": (v,),
+            "filters": (v, len(self.filter_ids)),
+            "info_DP": (v,),
+            "genotype": (v, s, 2),
+            "GQ": (v, s),
+            "DP": (v, s),
+            "AD": (v, s, a),
+            "PL": (v, s, self.PL.shape[2] if self.PL.ndim == 3 else -1),
+        }
+        for name, shape in expect.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise ValueError(f"CallSet.{name} has shape {got}, expected {shape}")
+        if not self.filter_ids or self.filter_ids[0] != "PASS":
+            raise ValueError("CallSet.filter_ids must start with 'PASS'")
+        if v > 1 and np.any(np.diff(self.position) < 0):
+            raise ValueError("CallSet positions are not sorted")
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def empty(
+        cls,
+        contig: str,
+        samples: Sequence[str],
+        filter_ids: Sequence[str] = FILTER_IDS,
+        max_alleles: int = 2,
+    ) -> CallSet:
+        """A CallSet with no variants."""
+        s = len(samples)
+        g = n_genotypes(max_alleles)
+        return cls(
+            contig=contig,
+            samples=tuple(samples),
+            filter_ids=tuple(filter_ids),
+            position=np.zeros(0, np.int64),
+            alleles=np.zeros((0, max_alleles), dtype="U1"),
+            quality=np.zeros(0, np.float32),
+            filters=np.zeros((0, len(filter_ids)), bool),
+            info_DP=np.zeros(0, np.int32),
+            genotype=np.zeros((0, s, 2), np.int8),
+            GQ=np.zeros((0, s), np.int32),
+            DP=np.zeros((0, s), np.int32),
+            AD=np.zeros((0, s, max_alleles), np.int32),
+            PL=np.zeros((0, s, g), np.int32),
+        )
+
+    def take(self, index: np.ndarray) -> CallSet:
+        """Rows selected by a boolean mask or integer index (order kept)."""
+        return dataclasses.replace(
+            self, **{name: getattr(self, name)[index] for name in _ARRAY_FIELDS}
+        )
+
+    def restrict(self, start: int, end: int) -> CallSet:
+        """Variants whose 0-based position lies in [start, end) (region ownership by POS)."""
+        mask = (self.position >= start) & (self.position < end)
+        return self.take(mask)
+
+    def pad_alleles(self, max_alleles: int) -> CallSet:
+        """Widen the allele and genotype axes to ``max_alleles`` (padding "" / FILL)."""
+        a = self.max_alleles
+        if max_alleles < a:
+            raise ValueError(f"cannot shrink alleles from {a} to {max_alleles}")
+        if max_alleles == a:
+            return self
+        v, s = self.n_variants, self.n_samples
+        g_new = n_genotypes(max_alleles)
+        alleles = np.full((v, max_alleles), "", dtype=f"U{max(1, self.alleles.itemsize // 4)}")
+        alleles[:, :a] = self.alleles
+        ad = np.full((v, s, max_alleles), FILL, np.int32)
+        ad[:, :, :a] = self.AD
+        pl = np.full((v, s, g_new), FILL, np.int32)
+        pl[:, :, : self.PL.shape[2]] = self.PL
+        return dataclasses.replace(self, alleles=alleles, AD=ad, PL=pl)
+
+    def with_filter_ids(self, filter_ids: Sequence[str]) -> CallSet:
+        """Re-express ``filters`` against a superset list of filter ids."""
+        filter_ids = tuple(filter_ids)
+        if filter_ids == self.filter_ids:
+            return self
+        missing = set(self.filter_ids) - set(filter_ids)
+        if missing:
+            raise ValueError(f"filter ids {sorted(missing)} missing from {filter_ids}")
+        out = np.zeros((self.n_variants, len(filter_ids)), bool)
+        for i, fid in enumerate(self.filter_ids):
+            out[:, filter_ids.index(fid)] = self.filters[:, i]
+        return dataclasses.replace(self, filter_ids=filter_ids, filters=out)
+
+    def equals(self, other: CallSet) -> bool:
+        """Exact equality of every field (NaN == NaN)."""
+        if (self.contig, self.samples, self.filter_ids) != (
+            other.contig,
+            other.samples,
+            other.filter_ids,
+        ):
+            return False
+        for name in _ARRAY_FIELDS:
+            a, b = getattr(self, name), getattr(other, name)
+            if a.shape != b.shape:
+                return False
+            if a.dtype.kind == "f":
+                if not np.array_equal(a, b, equal_nan=True):
+                    return False
+            elif not np.array_equal(a, b):
+                return False
+        return True
+
+    def digest(self) -> str:
+        """SHA-256 of the records' content (independent of padding width)."""
+        h = hashlib.sha256()
+        h.update(self.contig.encode())
+        h.update("\t".join(self.samples).encode())
+        for i in range(self.n_variants):
+            alleles = [x for x in self.alleles[i].tolist() if x != ""]
+            na = len(alleles)
+            ng = n_genotypes(na)
+            h.update(
+                repr(
+                    (
+                        int(self.position[i]),
+                        alleles,
+                        None if np.isnan(self.quality[i]) else float(self.quality[i]),
+                        [f for f, on in zip(self.filter_ids, self.filters[i]) if on],
+                        int(self.info_DP[i]),
+                        self.genotype[i].tolist(),
+                        self.GQ[i].tolist(),
+                        self.DP[i].tolist(),
+                        self.AD[i, :, :na].tolist(),
+                        self.PL[i, :, :ng].tolist(),
+                    )
+                ).encode()
+            )
+        return h.hexdigest()
+
+
+def concat_callsets(parts: Sequence[CallSet]) -> CallSet:
+    """Concatenate CallSets of one contig in order, padding alleles and filters to the widest."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    contig, samples = parts[0].contig, parts[0].samples
+    filter_ids = list(parts[0].filter_ids)
+    for p in parts[1:]:
+        if p.contig != contig or p.samples != samples:
+            raise ValueError("CallSets to concatenate must share contig and samples")
+        for f in p.filter_ids:
+            if f not in filter_ids:
+                filter_ids.append(f)
+    width = max(p.max_alleles for p in parts)
+    parts = [p.pad_alleles(width).with_filter_ids(filter_ids) for p in parts]
+    out = {
+        name: np.concatenate([getattr(p, name) for p in parts], axis=0) for name in _ARRAY_FIELDS
+    }
+    return CallSet(contig=contig, samples=samples, filter_ids=tuple(filter_ids), **out)
+
+
+def save_callset(callset: CallSet, path: str | os.PathLike) -> None:
+    """Write atomically: to a temporary name in the same folder, fsync, then rename."""
+    path = Path(path)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        contig=np.array(callset.contig),
+        samples=np.array(callset.samples, dtype=str),
+        filter_ids=np.array(callset.filter_ids, dtype=str),
+        **{name: getattr(callset, name) for name in _ARRAY_FIELDS},
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(buf.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_callset(path: str | os.PathLike) -> CallSet:
+    """Read a CallSet written by :func:`save_callset` (no pickles are loaded)."""
+    with np.load(path, allow_pickle=False) as z:
+        return CallSet(
+            contig=str(z["contig"]),
+            samples=tuple(z["samples"].tolist()),
+            filter_ids=tuple(z["filter_ids"].tolist()),
+            **{name: z[name] for name in _ARRAY_FIELDS},
+        )
