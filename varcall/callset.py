@@ -235,10 +235,14 @@ class CallSet:
         return True
 
     def digest(self) -> str:
-        """SHA-256 of the records' content (independent of padding width)."""
+        """SHA-256 of the records' content (independent of allele padding width).
+        Equal for a CallSet and for its pieces fed in order to :meth:`update_digest`."""
         h = hashlib.sha256()
-        h.update(self.contig.encode())
-        h.update("\t".join(self.samples).encode())
+        self.update_digest(h)
+        return h.hexdigest()
+
+    def update_digest(self, h: hashlib._Hash) -> None:
+        """Feed every record, in order, into the hash object ``h``."""
         for i in range(self.n_variants):
             alleles = [x for x in self.alleles[i].tolist() if x != ""]
             na = len(alleles)
@@ -246,6 +250,7 @@ class CallSet:
             h.update(
                 repr(
                     (
+                        self.contig,
                         int(self.position[i]),
                         alleles,
                         None if np.isnan(self.quality[i]) else float(self.quality[i]),
@@ -259,7 +264,6 @@ class CallSet:
                     )
                 ).encode()
             )
-        return h.hexdigest()
 
 
 def concat_callsets(parts: Sequence[CallSet]) -> CallSet:

@@ -129,23 +129,51 @@ def main() -> None:
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--samples", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--contigs", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--length", default=200_000, show_default=True, type=click.IntRange(min=1000),
-              help="Length of each contig in bp.")
+@click.option(
+    "--length",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(min=1000),
+    help="Length of each contig in bp.",
+)
 @click.option("--coverage", default=30.0, show_default=True, type=click.FloatRange(min=0.1))
 @click.option("--read-length", default=150, show_default=True, type=click.IntRange(min=30))
 @click.option("--insert-mean", default=400, show_default=True, type=click.IntRange(min=50))
 @click.option("--insert-sd", default=50, show_default=True, type=click.IntRange(min=0))
-@click.option("--haploid-contigs", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Make the last K contigs haploid (like chrY / MT).")
-@click.option("--boundary", "boundaries", multiple=True, type=int,
-              help="0-based positions on the first contig where variants must be planted "
-                   "(on, just before and across the point); repeatable.")
+@click.option(
+    "--haploid-contigs",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Make the last K contigs haploid (like chrY / MT).",
+)
+@click.option(
+    "--boundary",
+    "boundaries",
+    multiple=True,
+    type=int,
+    help="0-based positions on the first contig where variants must be planted "
+    "(on, just before and across the point); repeatable.",
+)
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @verbose_option
 @handle_errors
-def simulate(out, samples, contigs, length, coverage, read_length, insert_mean, insert_sd,
-             haploid_contigs, boundaries, seed, overwrite, verbose):
+def simulate(
+    out,
+    samples,
+    contigs,
+    length,
+    coverage,
+    read_length,
+    insert_mean,
+    insert_sd,
+    haploid_contigs,
+    boundaries,
+    seed,
+    overwrite,
+    verbose,
+):
     """Simulate a deterministic cohort: reference, truth VCF, confident BED and BAMs."""
     _setup_logging(verbose)
     from varcall.simulate import SimulationConfig, simulate_cohort
