@@ -36,7 +36,14 @@ data: install
 demo: install
 	$(BIN)/varcall simulate --out $(DEMO)/cohort --samples 3 --contigs 2 --length 200000 --coverage 30 --seed 1 --overwrite
 	$(BIN)/varcall call --single-process -f $(DEMO)/cohort/reference.fa --bam-list $(DEMO)/cohort/bams.txt -o $(DEMO)/single --overwrite
+	$(BIN)/varcall call --workers 2 -f $(DEMO)/cohort/reference.fa --bam-list $(DEMO)/cohort/bams.txt -o $(DEMO)/distributed --region-count 8 --overwrite
+	@cmp <(zcat $(DEMO)/single/calls.vcf.gz | grep -v -e '^##fileDate' -e '^##varcallCommand') \
+	     <(zcat $(DEMO)/distributed/calls.vcf.gz | grep -v -e '^##fileDate' -e '^##varcallCommand') \
+	  && echo "distributed VCF records identical to single-process"
+	$(BIN)/varcall concordance -f $(DEMO)/cohort/reference.fa $(DEMO)/distributed $(DEMO)/single --truth $(DEMO)/cohort/truth.vcf.gz --bed $(DEMO)/cohort/confident.bed --out $(DEMO)/concordance
+	$(BIN)/varcall report $(DEMO)/distributed $(DEMO)/single --concordance $(DEMO)/concordance --out $(DEMO)/report.html
 	@echo "demo outputs in $(DEMO)/"
+	@echo "report: $(abspath $(DEMO))/report.html"
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -28,11 +30,26 @@ def _setup_logging(verbose: int) -> None:
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM so a run stops as on Ctrl-C (pending tasks
+    cancelled, cluster closed, checkpoints kept); the exit code is 143 (128 + SIGTERM)."""
+
+    exit_code = 143
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def handle_errors(func):
-    """Turn library errors into a one-line message and an exit code."""
+    """Turn library errors into a one-line message and an exit code; SIGINT exits 130,
+    SIGTERM 143, both after a clean stop."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return func(*args, **kwargs)
         except VarcallError as e:
@@ -40,9 +57,13 @@ def handle_errors(func):
             sys.exit(e.exit_code)
         except click.exceptions.Exit:
             raise
-        except KeyboardInterrupt:
-            click.echo("varcall: interrupted; finished regions are kept (use --resume)", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            what = "terminated" if isinstance(e, Terminated) else "interrupted"
+            click.echo(f"varcall: {what}; finished regions are kept (use --resume)", err=True)
+            sys.exit(getattr(e, "exit_code", 130))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -192,6 +213,320 @@ def simulate(
     )
     result = simulate_cohort(out, config, overwrite=overwrite)
     click.echo(f"wrote {result}")
+
+
+# ----------------------------------------------------------------------------- regions
+@main.command()
+@reference_option
+@click.argument("bams", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="BED file to write (0-based half-open).",
+)
+@region_plan_options
+@verbose_option
+@handle_errors
+def regions(reference, bams, out, region_size, region_count, region_strings, regions_bed,
+            bam_list, verbose):
+    """Plan coverage-balanced regions from the reference and the BAM indexes (no reads read)."""
+    _setup_logging(verbose)
+    from varcall.inputs import resolve_inputs
+    from varcall.regions import plan_regions, write_bed
+    from varcall.validate import validate_regions
+
+    paths = _collect_bams(bams, bam_list)
+    for p in [reference, *paths]:
+        if not Path(p).is_file():
+            raise InputError(f"{p}: file not found; check the path")
+    inputs = resolve_inputs(reference, paths)
+    restrict = validate_regions(region_strings, regions_bed, inputs.contigs) or None
+    plan = plan_regions(
+        inputs, region_size=region_size, region_count=region_count, restrict=restrict
+    )
+    if out.parent and not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist; create it first")
+    write_bed(plan, out)
+    total = sum(r.length for r in plan)
+    click.echo(f"wrote {len(plan)} regions ({total:,} bp) to {out}", err=True)
+
+
+# ----------------------------------------------------------------------------- call
+def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    out = []
+    for v in values:
+        name, sep, num = v.rpartition("=")
+        if not sep or not name or num not in ("1", "2"):
+            raise InputError(f"--ploidy-contig {v!r}: expected CONTIG=1 or CONTIG=2 (e.g. chrY=1)")
+        out.append((name, int(num)))
+    return tuple(out)
+
+
+@main.command()
+@reference_option
+@click.argument("bams", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (calls.vcf.gz, calls.vcz, manifest.json, regions.bed, work/).",
+)
+@click.option(
+    "--single-process",
+    is_flag=True,
+    help="No Dask: the engine's own whole-genome run in this process.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["native", "bcftools", "freebayes"]),
+    default="native",
+    show_default=True,
+)
+@click.option("--engine-args", default="", help="Extra arguments for an external engine.")
+@click.option("--min-mapq", default=20, show_default=True, type=click.IntRange(min=0))
+@click.option("--min-baseq", default=13, show_default=True, type=click.IntRange(min=0))
+@click.option("--include-supplementary", is_flag=True, help="Use supplementary alignments.")
+@click.option("--ploidy", default=2, show_default=True, type=click.IntRange(1, 2))
+@click.option(
+    "--ploidy-contig",
+    "ploidy_contigs",
+    multiple=True,
+    help="Per-contig ploidy, CONTIG=1 or CONTIG=2 (e.g. chrY=1); repeatable.",
+)
+@click.option("--min-qual", default=20.0, show_default=True, type=float,
+              help="Records below this QUAL get the LowQual filter.")
+@region_plan_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="LocalCluster workers (default: one per core).",
+)
+@click.option("--threads-per-worker", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--worker-type",
+    type=click.Choice(["process", "thread"]),
+    default="process",
+    show_default=True,
+    help="LocalCluster workers as processes or as threads of this process.",
+)
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
+@click.option(
+    "--cluster",
+    type=click.Choice(["slurm", "pbs", "lsf", "sge"]),
+    default=None,
+    help="Start workers as batch jobs (dask-jobqueue).",
+)
+@click.option("--cluster-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML file with cluster settings (keys as the options: queue, account, ...).")
+@click.option("--queue", default=None, help="Batch queue / partition.")
+@click.option("--account", default=None, help="Batch account / project.")
+@click.option("--cores", type=click.IntRange(min=1), default=None, help="Cores per batch job.")
+@click.option("--memory", default=None, help="Memory per batch job, e.g. 16GB.")
+@click.option("--walltime", default=None, help="Wall time per batch job, e.g. 02:00:00.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Number of batch jobs.")
+@click.option("--adapt-max", type=click.IntRange(min=1), default=None,
+              help="Scale batch jobs adaptively up to this many.")
+@click.option("--job-extra-directives", multiple=True,
+              help="Extra batch directive (e.g. '--qos=long'); repeatable.")
+@click.option("--cluster-timeout", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait for the first batch-job worker; then stop (default: wait).")
+@click.option("--fallback-local", is_flag=True,
+              help="With --cluster-timeout: when no batch worker started in time, run on a "
+              "local cluster instead (said in the log, manifest and report).")
+@click.option("--tls-ca", default=None, type=click.Path(dir_okay=False),
+              help="CA file for a TLS scheduler.")
+@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False),
+              help="Client certificate for a TLS scheduler.")
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False),
+              help="Client key for a TLS scheduler.")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Retries per failing region.")
+@click.option("--resume", is_flag=True, help="Reuse finished regions in OUT/work.")
+@click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing OUT.")
+@click.option("--index", "build_index", is_flag=True, help="Build missing BAM/CRAM indexes.")
+@click.option("--rename-duplicate-samples", is_flag=True,
+              help="Rename repeated sample names S -> S.2, S.3, ...")
+@click.option("--chunk-size", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="VCF Zarr chunk length along variants.")
+@progress_option
+@verbose_option
+@handle_errors
+def call(
+    reference, bams, out, single_process, engine, engine_args, min_mapq, min_baseq,
+    include_supplementary, ploidy, ploidy_contigs, min_qual, region_size, region_count,
+    region_strings, regions_bed, bam_list, workers, threads_per_worker, worker_type, scheduler,
+    cluster, cluster_config, queue, account, cores, memory, walltime, jobs, adapt_max,
+    job_extra_directives, cluster_timeout, fallback_local, tls_ca, tls_cert, tls_key, retries, resume, overwrite, build_index,
+    rename_duplicate_samples, chunk_size, progress, verbose,
+):
+    """Call germline SNVs and indels: one Dask task per region (default) or --single-process."""
+    _setup_logging(verbose)
+    import shlex
+
+    from varcall.engines import CallParams
+    from varcall.pipeline import run_call
+    from varcall.scatter import ClusterSpec
+
+    paths = _collect_bams(bams, bam_list)
+    if scheduler and cluster:
+        raise InputError("--scheduler and --cluster both given; use one of them")
+    if single_process and (scheduler or cluster):
+        raise InputError("--single-process runs without Dask; drop --scheduler/--cluster")
+    kind = cluster or ("scheduler" if scheduler else None)
+    spec = ClusterSpec.from_config(
+        cluster_config,
+        kind=kind,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        processes=worker_type == "process",
+        scheduler_address=scheduler,
+        queue=queue,
+        account=account,
+        cores=cores,
+        memory=memory,
+        walltime=walltime,
+        jobs=jobs,
+        adapt_max=adapt_max,
+        job_extra_directives=tuple(job_extra_directives),
+        cluster_timeout=cluster_timeout,
+        fallback_local=fallback_local or None,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    params = CallParams(
+        engine=engine,
+        min_mapq=min_mapq,
+        min_baseq=min_baseq,
+        include_supplementary=include_supplementary,
+        ploidy=ploidy,
+        ploidy_by_contig=_parse_ploidy_contig(ploidy_contigs),
+        min_qual=min_qual,
+        engine_args=engine_args,
+    )
+    result = run_call(
+        reference,
+        paths,
+        out,
+        params=params,
+        mode="single" if single_process else "distributed",
+        cluster=spec,
+        region_size=region_size,
+        region_count=region_count,
+        region_strings=region_strings,
+        regions_bed=regions_bed,
+        retries=retries,
+        resume=resume,
+        overwrite=overwrite,
+        build_index=build_index,
+        rename_duplicate_samples=rename_duplicate_samples,
+        progress=progress,
+        chunk_size=chunk_size,
+        command_line=shlex.join(["varcall", *sys.argv[1:]]),
+    )
+    click.echo(
+        f"wrote {result.n_variants:,} variants from {result.n_units} "
+        f"{'regions' if result.mode == 'distributed' else 'units'} to {out} "
+        f"in {result.wall_seconds:.1f} s",
+        err=True,
+    )
+
+
+# ----------------------------------------------------------------------------- concordance
+def _fmt_rate(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+@main.command()
+@reference_option
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Truth set (VCF, VCF.gz, BCF or VCF Zarr) to measure A and B against.",
+)
+@click.option(
+    "--bed",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Confident regions (BED): only records whose POS lies inside count against the truth.",
+)
+@click.option(
+    "--include-filtered",
+    is_flag=True,
+    help="Count filtered (non-PASS) query records against the truth too.",
+)
+@click.option("--qc/--no-qc", default=True, show_default=True, help="Add sgkit QC of A and B.")
+@click.option(
+    "-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (created; files in it are replaced).",
+)  # fmt: skip
+@verbose_option
+@handle_errors
+def concordance(reference, a, b, truth, bed, include_filtered, qc, out, verbose):
+    """Compare call sets A and B (VCF, VCF.gz, BCF, VCF Zarr or run folders), and each with a
+    truth set; writes OUT/metrics.json, OUT/discordant.tsv and OUT/truth_errors.tsv."""
+    _setup_logging(verbose)
+    from varcall.concordance import run_concordance
+
+    m = run_concordance(
+        a, b, reference, out, truth=truth, bed=bed, include_filtered=include_filtered, qc=qc
+    )
+    ident = m["identity"]
+    if ident["identical"]:
+        click.echo(f"identity: A and B are identical ({ident['records_a']:,} records)")
+    else:
+        click.echo(
+            f"identity: {ident['differing']:,} records differ "
+            f"({ident['only_in_a']:,} only in A, {ident['only_in_b']:,} only in B, "
+            f"{ident['content_differs']:,} with other content; "
+            f"{ident['records_a']:,} vs {ident['records_b']:,} records)"
+        )
+    dig = ident.get("digests") or {}
+    if dig.get("method"):
+        verdict = "identical" if dig["identical"] else f"{len(dig['differing'])} differ"
+        click.echo(f"digests: {dig['compared']} {dig['method']}s compared, {verdict}")
+    for label, t in (m.get("truth") or {}).items():
+        for vtype in ("SNP", "INDEL"):
+            r = t[vtype]
+            click.echo(
+                f"truth {label} {vtype}: TP {r['TP']:,} FP {r['FP']:,} FN {r['FN']:,} "
+                f"precision {_fmt_rate(r['precision'])} recall {_fmt_rate(r['recall'])} "
+                f"F1 {_fmt_rate(r['F1'])}"
+            )
+    click.echo(f"wrote {out / 'metrics.json'}")
+
+
+# ----------------------------------------------------------------------------- report
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--concordance",
+    "concordance_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder written by 'varcall concordance' (its metrics.json is shown); repeatable.",
+)
+@click.option(
+    "-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write; metrics.json is written beside it.",
+)  # fmt: skip
+@verbose_option
+@handle_errors
+def report(runs, concordance_dirs, out, verbose):
+    """Write one self-contained HTML report for run folders RUNS (side by side), with
+    metrics.json beside it."""
+    _setup_logging(verbose)
+    from varcall.report import write_report
+
+    path = write_report(list(runs), out, concordance_dir=list(concordance_dirs))
+    click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

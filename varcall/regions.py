@@ -1,14 +1,80 @@
 """Genomic regions and region planning.
 
 Coordinates are 0-based half-open ``[start, end)`` everywhere inside varcall; region
-strings given by users (``chr1:1001-2000``) are 1-based inclusive as in samtools.
+strings given by users (``chr1:1001-2000``) are 1-based inclusive as in samtools, and BED
+files are 0-based half-open as in the BED specification.
+
+Planning (:func:`plan_regions`) splits the genome (or the user's restriction) into regions
+of about equal *work*, estimated from the alignment indexes without reading any read:
+
+- BAM ``.bai``: the linear index gives, for every 16 kb window of a contig, the virtual
+  file offset of the first read overlapping it; differences between consecutive windows
+  are the bytes of reads starting in the window. ``.csi`` indexes (no linear index) give
+  the byte ranges (chunks) of every bin, spread over the bin's span; CRAM ``.crai``
+  indexes give the byte size and the reference span of every slice. Bytes are summed over
+  all alignment files.
+- A virtual offset is ``(compressed block offset << 16) | offset inside the block``;
+  the in-block part is scaled by the file's compression ratio, measured on its first
+  BGZF blocks (a few reads of the block headers, not of the reads).
+- Cost of a window = its bytes + a small per-base term (so stretches without reads still
+  cost the walk over the reference).
+
+Split points are then moved, within a small tolerance, into a run of ``N`` in the
+reference when there is one nearby (no read maps there: nothing to call, nothing to
+split), else into the least covered 16 kb window nearby. The index holds no variant
+information, so "never inside a deletion or a variant cluster" can only be approximated:
+dense windows (collapsed repeats, amplified stretches — where clusters and long events
+sit) are avoided. Correctness does not depend on this: every engine fetches reads with
+padding around its region and a region owns exactly the variants whose POS lies in it,
+so any split point gives the same calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import logging
+import math
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["Region"]
+import numpy as np
+
+from varcall.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only (engines imports this module)
+    from varcall.engines import CallInputs
+
+__all__ = [
+    "Region",
+    "DEFAULT_REGION_SIZE",
+    "WINDOW",
+    "sort_regions",
+    "merge_regions",
+    "parse_region_string",
+    "read_bed_regions",
+    "write_bed",
+    "coverage_profile",
+    "plan_regions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Default target region length in bp when neither a size nor a count is given.
+DEFAULT_REGION_SIZE = 5_000_000
+#: Width in bp of the coverage windows (the BAI linear index resolution).
+WINDOW = 1 << 14
+#: Weight of the per-base term relative to the mean bytes per base (see module doc).
+LENGTH_WEIGHT = 0.1
+#: A split point moves at most this fraction of the mean region length ...
+SHIFT_FRACTION = 0.1
+#: ... and at most this many bp.
+MAX_SHIFT = 250_000
+#: Runs of N at least this long attract split points.
+MIN_N_RUN = 20
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -30,3 +96,513 @@ class Region:
 
     def __str__(self) -> str:  # samtools style, 1-based inclusive
         return f"{self.contig}:{self.start + 1}-{self.end}"
+
+
+# ----------------------------------------------------------------------------- basics
+def sort_regions(regions: Iterable[Region], contig_order: Sequence[str]) -> list[Region]:
+    """Regions in genomic order: contigs as in ``contig_order``, then start, then end."""
+    rank = {name: i for i, name in enumerate(contig_order)}
+    return sorted(regions, key=lambda r: (rank.get(r.contig, len(rank)), r.contig, r.start, r.end))
+
+
+def merge_regions(regions: Iterable[Region], contig_order: Sequence[str]) -> list[Region]:
+    """Sorted regions with overlapping ones merged. Regions that only touch stay separate
+    (they cannot double a call: a region owns the variants whose POS lies in it)."""
+    out: list[Region] = []
+    for r in sort_regions(regions, contig_order):
+        if r.length == 0:
+            continue
+        if out and out[-1].contig == r.contig and r.start < out[-1].end:
+            last = out[-1]
+            out[-1] = Region(r.contig, last.start, max(last.end, r.end))
+        else:
+            out.append(r)
+    return out
+
+
+def _parse_int(text: str) -> int:
+    return int(text.replace(",", "").replace("_", ""))
+
+
+def parse_region_string(text: str, contigs: Sequence[tuple[str, int]]) -> Region:
+    """Parse ``chr``, ``chr:START``, ``chr:START-`` or ``chr:START-END`` (1-based, inclusive,
+    commas allowed) into a 0-based half-open :class:`Region`. ``contigs`` is the reference's
+    (name, length) list; the end is clipped to the contig length.
+
+    Raises :class:`InputError` for a malformed string or an unknown contig.
+    """
+    lengths = dict(contigs)
+    text = text.strip()
+    usage = "use CHR, CHR:START or CHR:START-END (1-based, inclusive) with a reference contig"
+    if text in lengths:
+        return Region(text, 0, lengths[text])
+    if ":" not in text:
+        raise InputError(f"region {text!r}: contig not in the reference; {usage}")
+    name, _, span = text.rpartition(":")
+    if name not in lengths:
+        raise InputError(f"region {text!r}: contig {name!r} not in the reference; {usage}")
+    length = lengths[name]
+    try:
+        if "-" in span:
+            a, _, b = span.partition("-")
+            start = _parse_int(a)
+            end = _parse_int(b) if b.strip() else length
+        else:
+            start, end = _parse_int(span), length
+    except ValueError:
+        raise InputError(f"region {text!r}: start/end are not numbers; {usage}") from None
+    if start < 1 or end < start:
+        raise InputError(f"region {text!r}: empty or negative interval; {usage}")
+    if start > length:
+        raise InputError(f"region {text!r}: starts after the end of {name} ({length} bp); {usage}")
+    return Region(name, start - 1, min(end, length))
+
+
+def read_bed_regions(path: str | os.PathLike, contigs: Sequence[tuple[str, int]]) -> list[Region]:
+    """Intervals of a BED file (0-based half-open; ``track``/``browser``/``#`` lines and blank
+    lines skipped; ``.gz`` read transparently), in file order.
+
+    Raises :class:`InputError` naming the file and line for a missing file, a malformed
+    line, an unknown contig or an interval beyond the contig end.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: BED file not found; check the path given to --regions")
+    lengths = dict(contigs)
+    opener = gzip.open if path.suffix == ".gz" else open
+    out: list[Region] = []
+    try:
+        with opener(path, "rt") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                fields = line.split()
+                where = f"{path}:{lineno}"
+                if len(fields) < 3:
+                    raise InputError(
+                        f"{where}: expected 3 columns (contig, start, end); fix the BED line"
+                    )
+                name = fields[0]
+                try:
+                    start, end = int(fields[1]), int(fields[2])
+                except ValueError:
+                    raise InputError(
+                        f"{where}: start/end are not integers; fix the BED line"
+                    ) from None
+                if name not in lengths:
+                    raise InputError(
+                        f"{where}: contig {name!r} not in the reference; "
+                        "use contig names of the reference .fai"
+                    )
+                if start < 0 or end <= start:
+                    raise InputError(
+                        f"{where}: interval {start}-{end} is empty or negative; "
+                        "BED is 0-based half-open with start < end"
+                    )
+                if end > lengths[name]:
+                    raise InputError(
+                        f"{where}: end {end} is beyond the end of {name} ({lengths[name]} bp); "
+                        "fix the BED line"
+                    )
+                out.append(Region(name, start, end))
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise InputError(f"{path}: cannot read BED file ({e}); give a plain or gzipped BED") from e
+    return out
+
+
+def write_bed(regions: Iterable[Region], path: str | os.PathLike) -> None:
+    """Write regions as BED (0-based half-open), atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        for r in regions:
+            fh.write(f"{r.contig}\t{r.start}\t{r.end}\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- indexes
+def _index_path(aln: Path) -> Path | None:
+    """The index of an alignment file (.bai/.csi/.crai), or None."""
+    name = str(aln)
+    if aln.suffix == ".cram":
+        cands = [f"{name}.crai", f"{name[:-5]}.crai"]
+    else:
+        cands = [f"{name}.bai", f"{name[:-4]}.bai" if name.endswith(".bam") else "", f"{name}.csi"]
+    for c in cands:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def _bgzf_ratio(path: Path, max_blocks: int = 32) -> float:
+    """Compressed / uncompressed size of the first BGZF blocks of ``path`` (block headers
+    and footers only). Returns 0.3 when it cannot be measured."""
+    comp = raw = 0
+    try:
+        with open(path, "rb") as fh:
+            for _ in range(max_blocks):
+                head = fh.read(18)
+                if len(head) < 18 or head[:4] != b"\x1f\x8b\x08\x04":
+                    break
+                xlen = struct.unpack_from("<H", head, 10)[0]
+                if xlen != 6 or head[12:14] != b"BC":
+                    break
+                bsize = struct.unpack_from("<H", head, 16)[0] + 1
+                fh.seek(bsize - 18 - 4, os.SEEK_CUR)
+                isize = struct.unpack("<I", fh.read(4))[0]
+                if isize == 0:  # EOF marker
+                    break
+                comp += bsize
+                raw += isize
+    except OSError:
+        return 0.3
+    return comp / raw if raw else 0.3
+
+
+def _approx_bytes(voffsets: np.ndarray, ratio: float) -> np.ndarray:
+    """Virtual file offsets -> approximate compressed byte positions (float64)."""
+    v = voffsets.astype(np.uint64)
+    return (v >> np.uint64(16)).astype(np.float64) + (v & np.uint64(0xFFFF)).astype(
+        np.float64
+    ) * ratio
+
+
+def _windows_from_linear(
+    loff: np.ndarray, end_voff: int, length: int, ratio: float, shift: int
+) -> np.ndarray:
+    """Bytes per ``2**shift`` window from per-window first-read offsets (monotone filled)."""
+    n = (length + (1 << shift) - 1) >> shift
+    pos = np.zeros(n + 1, np.float64)
+    if loff.size == 0:
+        return np.zeros(n)
+    loff = np.maximum.accumulate(loff.astype(np.uint64))
+    k = min(loff.size, n)
+    pos[:k] = _approx_bytes(loff[:k], ratio)
+    end = _approx_bytes(np.array([max(end_voff, int(loff[-1]))], np.uint64), ratio)[0]
+    pos[k:] = end
+    pos = np.maximum.accumulate(pos)
+    return np.diff(pos)
+
+
+def _read_bai(data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float):
+    out: dict[str, np.ndarray] = {}
+    (n_ref,) = struct.unpack_from("<i", data, 4)
+    off = 8
+    for ref in range(n_ref):
+        (n_bin,) = struct.unpack_from("<i", data, off)
+        off += 4
+        end_voff = 0
+        for _ in range(n_bin):
+            bin_id, n_chunk = struct.unpack_from("<Ii", data, off)
+            off += 8
+            if bin_id == 37450 and n_chunk == 2:
+                end_voff = struct.unpack_from("<Q", data, off + 8)[0]
+            elif n_chunk:
+                end_voff = max(end_voff, struct.unpack_from("<Q", data, off + 16 * n_chunk - 8)[0])
+            off += 16 * n_chunk
+        (n_intv,) = struct.unpack_from("<i", data, off)
+        off += 4
+        loff = np.frombuffer(data, dtype="<u8", count=n_intv, offset=off)
+        off += 8 * n_intv
+        if ref < len(names) and names[ref] in lengths:
+            out[names[ref]] = _windows_from_linear(loff, end_voff, lengths[names[ref]], ratio, 14)
+    return out
+
+
+def _read_csi(data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float):
+    """CSI has no linear index, and htslib merges small leaf bins into their parents; so
+    the bytes of every bin's chunks are spread evenly over the bin's span."""
+    out: dict[str, np.ndarray] = {}
+    min_shift, depth, l_aux = struct.unpack_from("<iii", data, 4)
+    off = 16 + l_aux
+    (n_ref,) = struct.unpack_from("<i", data, off)
+    off += 4
+    meta_bin = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1
+    level_first = [((1 << (3 * lvl)) - 1) // 7 for lvl in range(depth + 2)]
+    for ref in range(n_ref):
+        (n_bin,) = struct.unpack_from("<i", data, off)
+        off += 4
+        spans: list[tuple[int, int, float]] = []
+        for _ in range(n_bin):
+            bin_id, _loffset, n_chunk = struct.unpack_from("<IQi", data, off)
+            off += 16
+            if bin_id != meta_bin and n_chunk:
+                chunks = np.frombuffer(data, dtype="<u8", count=2 * n_chunk, offset=off)
+                size = float(
+                    np.sum(_approx_bytes(chunks[1::2], ratio) - _approx_bytes(chunks[0::2], ratio))
+                )
+                lvl = max(i for i in range(depth + 1) if level_first[i] <= bin_id)
+                width = 1 << (min_shift + 3 * (depth - lvl))
+                beg = (bin_id - level_first[lvl]) * width
+                spans.append((beg, beg + width, max(size, 0.0)))
+            off += 16 * n_chunk
+        if ref < len(names) and names[ref] in lengths:
+            length = lengths[names[ref]]
+            n = (length + WINDOW - 1) // WINDOW
+            acc = np.zeros(n)
+            for beg, end, size in spans:
+                end = min(end, length)
+                if end <= beg:
+                    continue
+                w0, w1 = beg // WINDOW, (end - 1) // WINDOW
+                edges = np.clip(np.arange(w0, w1 + 2) * WINDOW, beg, end)
+                acc[w0 : w1 + 1] += size * np.diff(edges) / (end - beg)
+            out[names[ref]] = acc
+    return out
+
+
+def _read_crai(path: Path, names: Sequence[str], lengths: dict[str, int]):
+    acc: dict[str, np.ndarray] = {}
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            f = line.split()
+            if len(f) < 6:
+                continue
+            ref, start, span, size = int(f[0]), int(f[1]), int(f[2]), int(f[5])
+            if ref < 0 or ref >= len(names) or names[ref] not in lengths:
+                continue
+            name = names[ref]
+            length = lengths[name]
+            if name not in acc:
+                acc[name] = np.zeros((length + WINDOW - 1) // WINDOW)
+            a = max(0, start - 1)
+            b = min(length, a + max(1, span))
+            if b <= a:
+                continue
+            w0, w1 = a // WINDOW, (b - 1) // WINDOW
+            if w0 == w1:
+                acc[name][w0] += size
+            else:
+                edges = np.clip(np.arange(w0, w1 + 2) * WINDOW, a, b)
+                acc[name][w0 : w1 + 1] += size * np.diff(edges) / (b - a)
+    return acc
+
+
+def _alignment_profile(
+    path: Path, contigs: Sequence[tuple[str, int]], reference: str | None
+) -> dict[str, np.ndarray] | None:
+    """Bytes per :data:`WINDOW` window of one alignment file, from its index; None when it
+    has no readable index."""
+    import pysam
+
+    idx = _index_path(path)
+    if idx is None:
+        logger.warning("%s: no index found; its coverage counts as uniform in planning", path)
+        return None
+    lengths = dict(contigs)
+    try:
+        mode = "rc" if path.suffix == ".cram" else "rb"
+        kw = {"reference_filename": reference} if mode == "rc" and reference else {}
+        with pysam.AlignmentFile(str(path), mode, check_sq=False, **kw) as f:
+            names = list(f.references)
+        if idx.suffix == ".crai":
+            prof = _read_crai(idx, names, lengths)
+        else:
+            raw = idx.read_bytes()
+            data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            ratio = _bgzf_ratio(path)
+            if data[:4] == b"BAI\x01":
+                prof = _read_bai(data, names, lengths, ratio)
+            elif data[:4] == b"CSI\x01":
+                prof = _read_csi(data, names, lengths, ratio)
+            else:
+                logger.warning("%s: unknown index format; coverage counts as uniform", idx)
+                return None
+    except (OSError, ValueError, struct.error) as e:
+        logger.warning("%s: cannot read index %s (%s); coverage counts as uniform", path, idx, e)
+        return None
+    for name, length in contigs:
+        n = (length + WINDOW - 1) // WINDOW
+        if name not in prof:
+            prof[name] = np.zeros(n)
+        else:
+            p = np.zeros(n)
+            k = min(n, prof[name].size)
+            p[:k] = prof[name][:k]
+            prof[name] = np.maximum(p, 0.0)
+    return prof
+
+
+def coverage_profile(inputs: CallInputs) -> dict[str, np.ndarray]:
+    """Estimated alignment bytes per :data:`WINDOW` (16 kb) window of every contig, summed
+    over the alignment files, from their indexes only. Window ``i`` covers 0-based
+    ``[i * WINDOW, (i + 1) * WINDOW)``. Files without an index contribute nothing."""
+    total = {name: np.zeros((length + WINDOW - 1) // WINDOW) for name, length in inputs.contigs}
+    for bam in inputs.bams:
+        prof = _alignment_profile(Path(bam), inputs.contigs, inputs.reference)
+        if prof is None:
+            continue
+        for name in total:
+            total[name] += prof[name]
+    return total
+
+
+# ----------------------------------------------------------------------------- planning
+def _n_runs(reference: str, contig: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Runs of N/n (length >= MIN_N_RUN) in ``reference`` within 0-based [start, end)."""
+    import pysam
+
+    if end <= start:
+        return []
+    with pysam.FastaFile(reference) as fa:
+        seq = fa.fetch(contig, start, end)
+    arr = np.frombuffer(seq.encode("ascii", "replace"), np.uint8)
+    isn = (arr == ord("N")) | (arr == ord("n"))
+    if not isn.any():
+        return []
+    d = np.diff(np.concatenate([[0], isn.astype(np.int8), [0]]))
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)
+    return [(start + int(a), start + int(b)) for a, b in zip(starts, ends) if b - a >= MIN_N_RUN]
+
+
+def _allocate(costs: Sequence[float], lengths: Sequence[int], n: int) -> list[int]:
+    """Pieces per interval: about proportional to cost (largest remainder), >= 1 each,
+    at most one per bp."""
+    total = float(sum(costs))
+    if total <= 0:
+        costs = [float(x) for x in lengths]
+        total = float(sum(costs))
+    quota = [n * c / total for c in costs]
+    k = [max(1, min(int(math.floor(q)), ln)) for q, ln in zip(quota, lengths)]
+    remaining = n - sum(k)
+    if remaining > 0:
+        order = sorted(range(len(k)), key=lambda i: (-(quota[i] - math.floor(quota[i])), i))
+        while remaining > 0:
+            progressed = False
+            for i in order:
+                if remaining == 0:
+                    break
+                if k[i] < lengths[i]:
+                    k[i] += 1
+                    remaining -= 1
+                    progressed = True
+            if not progressed:
+                break
+    return k
+
+
+def _interval_cum(
+    weights: np.ndarray, start: int, end: int, base_density: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Breakpoints (bp, 0-based) and cumulative cost of [start, end), piecewise linear."""
+    w0, w1 = start // WINDOW, (end - 1) // WINDOW
+    xs = np.concatenate([[start], np.arange(w0 + 1, w1 + 1) * WINDOW, [end]]).astype(np.float64)
+    seg = np.diff(xs)
+    density = weights[w0 : w1 + 1] / WINDOW + base_density
+    cum = np.concatenate([[0.0], np.cumsum(seg * density)])
+    return xs, cum
+
+
+def _adjust_cut(
+    x: int,
+    lo: int,
+    hi: int,
+    contig: str,
+    weights: np.ndarray,
+    reference: str | None,
+) -> int:
+    """Move split point ``x`` within [lo, hi] into a run of N, else into a clearly less
+    covered window; otherwise keep it."""
+    if hi <= lo:
+        return x
+    if reference is not None:
+        runs = _n_runs(reference, contig, lo, hi + 1)
+        if runs:
+            best = max(runs, key=lambda r: (r[1] - r[0], -abs((r[0] + r[1]) // 2 - x)))
+            return min(max((best[0] + best[1]) // 2, lo), hi)
+    w_lo, w_hi = lo // WINDOW, hi // WINDOW
+    if w_hi >= weights.size or w_hi <= w_lo:
+        return x
+    here = weights[min(x // WINDOW, weights.size - 1)]
+    cand = weights[w_lo : w_hi + 1]
+    i = int(np.argmin(cand))
+    if cand[i] < 0.5 * here:
+        centre = (w_lo + i) * WINDOW + WINDOW // 2
+        return min(max(centre, lo), hi)
+    return x
+
+
+def plan_regions(
+    inputs: CallInputs,
+    *,
+    region_size: int | None = None,
+    region_count: int | None = None,
+    restrict: Sequence[Region] | None = None,
+    avoid_n: bool = True,
+) -> list[Region]:
+    """Split the genome (or ``restrict``) into coverage-balanced regions, in genomic order.
+
+    region_size: target mean region length in bp (default :data:`DEFAULT_REGION_SIZE`);
+        the number of regions is ``ceil(total length / region_size)``.
+    region_count: number of regions instead of a size (at least one per interval of
+        ``restrict``; never more than one per bp).
+    restrict: intervals to cover (0-based half-open); overlapping ones are merged, touching
+        ones stay separate, so a tiling BED gives exactly its intervals as regions when the
+        size/count asks for no further split.
+    avoid_n: move split points into nearby runs of N of the reference.
+
+    Deterministic: the same inputs (files unchanged) give the same plan. Regions of one
+    interval tile it exactly; the plan never covers a base twice.
+    """
+    if region_size is not None and region_count is not None:
+        raise InputError("--region-size and --region-count both given; use one of them")
+    if region_size is not None and region_size < 1:
+        raise InputError(f"region size {region_size}: must be >= 1 bp; give a positive size")
+    if region_count is not None and region_count < 1:
+        raise InputError(f"region count {region_count}: must be >= 1; give a positive count")
+    order = [name for name, _ in inputs.contigs]
+    lengths = dict(inputs.contigs)
+    if restrict is None:
+        intervals = [Region(name, 0, length) for name, length in inputs.contigs if length > 0]
+    else:
+        for r in restrict:
+            if r.contig not in lengths or r.end > lengths[r.contig]:
+                raise InputError(f"region {r}: outside the reference; fix the region")
+        intervals = merge_regions(restrict, order)
+    if not intervals:
+        return []
+    total_len = sum(r.length for r in intervals)
+    if region_count is not None:
+        n = region_count
+    else:
+        n = math.ceil(total_len / (region_size or DEFAULT_REGION_SIZE))
+    n = max(1, min(n, total_len))
+    if n <= len(intervals):
+        return list(intervals)
+
+    profile = coverage_profile(inputs)
+    bytes_total = sum(
+        float(profile[r.contig][r.start // WINDOW : (r.end - 1) // WINDOW + 1].sum())
+        for r in intervals
+    )
+    base_density = LENGTH_WEIGHT * bytes_total / total_len if bytes_total > 0 else 1.0
+    cums = [_interval_cum(profile[r.contig], r.start, r.end, base_density) for r in intervals]
+    pieces = _allocate([float(c[-1]) for _, c in cums], [r.length for r in intervals], n)
+    reference = inputs.reference if avoid_n else None
+
+    out: list[Region] = []
+    for r, (xs, cum), k in zip(intervals, cums, pieces):
+        if k <= 1:
+            out.append(r)
+            continue
+        targets = cum[-1] * np.arange(1, k) / k
+        ideal = np.rint(np.interp(targets, cum, xs)).astype(np.int64)
+        tol = int(min(SHIFT_FRACTION * r.length / k, MAX_SHIFT))
+        cuts: list[int] = []
+        prev = r.start
+        for j, x in enumerate(ideal.tolist()):
+            # keep at least one bp for every piece still to come
+            lo_bound = prev + 1
+            hi_bound = r.end - (k - 1 - j)
+            x = min(max(x, lo_bound), hi_bound)
+            if tol > 0:
+                lo = max(lo_bound, x - tol)
+                hi = min(hi_bound, x + tol)
+                x = _adjust_cut(x, lo, hi, r.contig, profile[r.contig], reference)
+            cuts.append(x)
+            prev = x
+        bounds = [r.start, *cuts, r.end]
+        out.extend(Region(r.contig, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
+    logger.info("planned %d regions over %d bp", len(out), total_len)
+    return out

@@ -1,0 +1,883 @@
+"""VCF Zarr output and the streaming merge of region results.
+
+:class:`VczWriter` streams CallSets (genomic order) into a VCF Zarr store — Zarr format 2,
+VCF Zarr spec 0.4, sgkit's conventions — holding at most one chunk of variants in memory.
+:func:`write_outputs` is the merge: it feeds the same CallSets to the VCF writer and to the
+store, each written under a temporary name and renamed into place at the end, and returns
+record digests per contig (equal whatever the region layout) and per input.
+
+Store layout (V variants, S samples, A = max alleles, G = A(A+1)/2, F filters, C contigs):
+
+=====================  =====================================  ==========  ================
+array                  dims                                   dtype       content
+=====================  =====================================  ==========  ================
+variant_contig         variants                               int8..32    index in contig_id
+variant_position       variants                               int32       VCF POS (1-based)
+variant_length         variants                               int32       len(REF) in bp
+variant_id(_mask)      variants                               str / bool  "." / True
+variant_allele         variants, alleles                      str         REF, ALTs, "" pad
+variant_quality        variants                               float32     QUAL
+variant_filter         variants, filters                      bool        FILTER
+variant_DP             variants                               int32       INFO/DP
+variant_AC             variants, alt_alleles                  int32       INFO/AC
+variant_AN             variants                               int32       INFO/AN
+call_genotype          variants, samples, ploidy              int8        GT (-1 / -2)
+call_genotype_mask     variants, samples, ploidy              bool        GT < 0
+call_genotype_phased   variants, samples                      bool        False
+call_GQ, call_DP       variants, samples                      int32
+call_AD                variants, samples, alleles             int32
+call_PL                variants, samples, genotypes           int32
+contig_id/_length      contigs                                str / int64
+filter_id/_description filters                                str
+sample_id              samples                                str
+region_index           region_index_values, region_index_fields int32     as bio2zarr
+=====================  =====================================  ==========  ================
+
+Integer sentinels: -1 missing, -2 fill; float missing/fill are the VCF Zarr NaN bit
+patterns 0x7F800001 / 0x7F800002. Every variants-axis array has the same chunk size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from varcall import __version__
+from varcall.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
+from varcall.errors import InputError
+from varcall.vcf import (
+    FILTER_DESCRIPTIONS,
+    VcfWriter,
+    allele_counts,
+    parse_region,
+    vcf_header,
+)
+
+__all__ = [
+    "VCF_ZARR_VERSION",
+    "VczWriter",
+    "MergeResult",
+    "write_outputs",
+    "used_max_alleles",
+    "remove_stale_temporaries",
+    "read_vcz",
+    "vcz_to_vcf",
+]
+
+logger = logging.getLogger(__name__)
+
+VCF_ZARR_VERSION = "0.4"
+FLOAT32_MISSING_BITS = 0x7F800001
+FLOAT32_FILL_BITS = 0x7F800002
+
+_DESCRIPTIONS = {
+    "variant_contig": "An identifier from the reference genome or an angle-bracketed ID string "
+    "pointing to a contig in the assembly file",
+    "variant_position": "The reference position (VCF POS, 1-based)",
+    "variant_length": "The length of the variant measured in bases (length of REF)",
+    "variant_id": "List of unique identifiers where applicable",
+    "variant_id_mask": "True where variant_id is missing",
+    "variant_allele": "List of the reference and alternate alleles",
+    "variant_quality": "Phred-scaled quality score",
+    "variant_filter": "Filter status of the variant",
+    "variant_DP": "Total read depth at the site",
+    "variant_AC": "Allele count in genotypes, for each ALT allele, in the same order as listed",
+    "variant_AN": "Total number of alleles in called genotypes",
+    "call_genotype": "Genotype",
+    "call_genotype_mask": "True where call_genotype is missing or fill",
+    "call_genotype_phased": "True where the genotype is phased",
+    "call_GQ": "Phred-scaled genotype quality",
+    "call_DP": "Read depth of the sample at the site",
+    "call_AD": "Read depth for each allele",
+    "call_PL": "Phred-scaled genotype likelihoods, normalised so the best is 0",
+}
+
+
+def _blosc(shuffle: str) -> Any:
+    from numcodecs import Blosc
+
+    mode = {"byte": Blosc.SHUFFLE, "bit": Blosc.BITSHUFFLE, "none": Blosc.NOSHUFFLE}[shuffle]
+    return Blosc(cname="zstd", clevel=7, shuffle=mode)
+
+
+def _contig_dtype(n: int) -> np.dtype:
+    for dt in (np.int8, np.int16, np.int32):
+        if n <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def _float_sentinels(a: np.ndarray) -> np.ndarray:
+    """float32 copy with NaN replaced by the VCF Zarr 'missing' NaN bit pattern."""
+    out = np.asarray(a, np.float32).copy()
+    bits = out.view(np.int32)
+    bits[np.isnan(out)] = FLOAT32_MISSING_BITS
+    return out
+
+
+def _meta_information(header: str) -> list[list[str]]:
+    """[key, value] for the unstructured ``##key=value`` header lines (not fileformat)."""
+    out = []
+    for line in header.splitlines():
+        if not line.startswith("##") or "=" not in line:
+            continue
+        key, value = line[2:].split("=", 1)
+        if key == "fileformat" or value.startswith("<"):
+            continue
+        out.append([key, value])
+    return out
+
+
+# ----------------------------------------------------------------------------- writer
+class VczWriter:
+    """Stream CallSets into a VCF Zarr store (Zarr format 2) at ``path``.
+
+    contigs: (name, length in bp) in reference order; CallSets must come in this order and
+    sorted by position. samples: output sample order (each CallSet must have it). filter_ids:
+    every filter id a CallSet may carry (PASS first). max_alleles: an upper bound of the
+    alleles (REF + ALTs) of any record (a wider record is an error); on close the allele
+    axes are cut to the widest record written (at least 2), so the arrays do not depend on
+    the bound or on the inputs' padding. chunk_size: variants per chunk.
+    meta: extra root attributes (JSON-serialisable); a ``vcf_header`` entry also fills
+    ``vcf_meta_information``.
+
+    The store is built in a temporary folder beside ``path`` and renamed onto ``path`` by
+    :meth:`close` (an existing store there is replaced); if the ``with`` block raises, the
+    temporary folder is removed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        contigs: Sequence[tuple[str, int]],
+        samples: Sequence[str],
+        filter_ids: Sequence[str],
+        max_alleles: int,
+        chunk_size: int = 10_000,
+        meta: Mapping[str, Any] | None = None,
+        samples_chunk_size: int = 10_000,
+    ) -> None:
+        import numcodecs
+        import zarr
+
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.path = Path(path)
+        self.contigs = [(str(c), int(n)) for c, n in contigs]
+        self._contig_index = {c: i for i, (c, _) in enumerate(self.contigs)}
+        self.samples = tuple(samples)
+        fids = ["PASS"] + [f for f in filter_ids if f != "PASS"]
+        self.filter_ids = tuple(fids)
+        self.max_alleles = max(2, int(max_alleles))
+        #: the widest record seen (REF + ALTs); the allele axes are cut to it on close
+        self.used_alleles = 2
+        self.chunk_size = int(chunk_size)
+        self.meta = dict(meta or {})
+        self.n_variants = 0
+        self._mixed_ploidy = False
+        self._last: tuple[int, int] = (-1, -1)
+        self._region_index: list[tuple[int, int, int, int, int, int]] = []
+        self._n_chunks = 0
+        self._closed = False
+        self._finished = False
+        tag = f".tmp-{os.getpid()}-{id(self):x}"
+        self._tmp = self.path.with_name(f".{self.path.name}{tag}")
+        if self._tmp.exists():
+            shutil.rmtree(self._tmp)
+
+        s, a = len(self.samples), self.max_alleles
+        g = n_genotypes(a)
+        cs, ss = self.chunk_size, max(1, min(s, samples_chunk_size))
+        contig_dt = _contig_dtype(len(self.contigs))
+        # name: (dims, dtype, trailing shape, trailing chunks, shuffle)
+        self._specs: dict[
+            str, tuple[list[str], np.dtype, tuple[int, ...], tuple[int, ...], str]
+        ] = {
+            "variant_contig": (["variants"], contig_dt, (), (), "byte"),
+            "variant_position": (["variants"], np.dtype(np.int32), (), (), "byte"),
+            "variant_length": (["variants"], np.dtype(np.int32), (), (), "byte"),
+            "variant_id": (["variants"], np.dtype(object), (), (), "none"),
+            "variant_id_mask": (["variants"], np.dtype(bool), (), (), "bit"),
+            "variant_allele": (["variants", "alleles"], np.dtype(object), (a,), (a,), "none"),
+            "variant_quality": (["variants"], np.dtype(np.float32), (), (), "byte"),
+            "variant_filter": (
+                ["variants", "filters"],
+                np.dtype(bool),
+                (len(fids),),
+                (len(fids),),
+                "bit",
+            ),
+            "variant_DP": (["variants"], np.dtype(np.int32), (), (), "byte"),
+            "variant_AC": (
+                ["variants", "alt_alleles"],
+                np.dtype(np.int32),
+                (a - 1,),
+                (a - 1,),
+                "byte",
+            ),
+            "variant_AN": (["variants"], np.dtype(np.int32), (), (), "byte"),
+            "call_genotype": (
+                ["variants", "samples", "ploidy"],
+                np.dtype(np.int8),
+                (s, 2),
+                (ss, 2),
+                "bit",
+            ),
+            "call_genotype_mask": (
+                ["variants", "samples", "ploidy"],
+                np.dtype(bool),
+                (s, 2),
+                (ss, 2),
+                "bit",
+            ),
+            "call_genotype_phased": (["variants", "samples"], np.dtype(bool), (s,), (ss,), "bit"),
+            "call_GQ": (["variants", "samples"], np.dtype(np.int32), (s,), (ss,), "byte"),
+            "call_DP": (["variants", "samples"], np.dtype(np.int32), (s,), (ss,), "byte"),
+            "call_AD": (
+                ["variants", "samples", "alleles"],
+                np.dtype(np.int32),
+                (s, a),
+                (ss, a),
+                "byte",
+            ),
+            "call_PL": (
+                ["variants", "samples", "genotypes"],
+                np.dtype(np.int32),
+                (s, g),
+                (ss, g),
+                "byte",
+            ),
+        }
+        self._buf = {
+            name: np.empty((cs, *shape), dtype=dt)
+            for name, (_, dt, shape, _, _) in self._specs.items()
+        }
+        self._n_buf = 0
+
+        try:
+            self.root = zarr.open_group(str(self._tmp), mode="w")
+            self.arrays = {}
+            for name, (dims, dt, shape, chunks, shuffle) in self._specs.items():
+                kwargs: dict[str, Any] = {}
+                if dt == np.dtype(object):
+                    kwargs["object_codec"] = numcodecs.VLenUTF8()
+                arr = self.root.create_dataset(
+                    name,
+                    shape=(0, *shape),
+                    chunks=(cs, *chunks),
+                    dtype=dt,
+                    compressor=_blosc(shuffle),
+                    fill_value=None,
+                    **kwargs,
+                )
+                arr.attrs["_ARRAY_DIMENSIONS"] = dims
+                arr.attrs["description"] = _DESCRIPTIONS[name]
+                self.arrays[name] = arr
+            self._static("contig_id", np.array([c for c, _ in self.contigs], object), ["contigs"])
+            self._static(
+                "contig_length", np.array([n for _, n in self.contigs], np.int64), ["contigs"]
+            )
+            self._static("filter_id", np.array(fids, object), ["filters"])
+            self._static(
+                "filter_description",
+                np.array(
+                    [
+                        FILTER_DESCRIPTIONS.get(f, f"Filter {f} set by the calling engine")
+                        for f in fids
+                    ],
+                    object,
+                ),
+                ["filters"],
+            )
+            self._static("sample_id", np.array(self.samples, object), ["samples"])
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+
+    def _static(self, name: str, data: np.ndarray, dims: list[str]) -> None:
+        import numcodecs
+
+        kwargs: dict[str, Any] = {}
+        if data.dtype == np.dtype(object):
+            kwargs["object_codec"] = numcodecs.VLenUTF8()
+        arr = self.root.create_dataset(
+            name,
+            data=data,
+            shape=data.shape,
+            chunks=(max(1, data.shape[0]), *data.shape[1:]),
+            dtype=data.dtype,
+            compressor=_blosc("none" if data.dtype == np.dtype(object) else "byte"),
+            fill_value=None,
+            **kwargs,
+        )
+        arr.attrs["_ARRAY_DIMENSIONS"] = dims
+
+    # ------------------------------------------------------------------ append
+    def _rows(self, cs: CallSet) -> dict[str, np.ndarray]:
+        """The store's arrays for the records of ``cs`` (already padded / re-filtered)."""
+        v = cs.n_variants
+        ac, an = allele_counts(cs)
+        n_alt = (cs.alleles[:, 1:] != "").sum(axis=1)
+        ac = np.where(np.arange(ac.shape[1]) < n_alt[:, None], ac, FILL)
+        alleles = cs.alleles.astype(object)
+        gt = cs.genotype.astype(np.int8)
+        return {
+            "variant_contig": np.full(v, self._contig_index[cs.contig]),
+            "variant_position": cs.position + 1,
+            "variant_length": np.char.str_len(cs.alleles[:, 0]),
+            "variant_id": np.full(v, ".", dtype=object),
+            "variant_id_mask": np.ones(v, bool),
+            "variant_allele": alleles,
+            "variant_quality": _float_sentinels(cs.quality),
+            "variant_filter": cs.filters,
+            "variant_DP": cs.info_DP,
+            "variant_AC": ac,
+            "variant_AN": an,
+            "call_genotype": gt,
+            "call_genotype_mask": gt < 0,
+            "call_genotype_phased": np.zeros(gt.shape[:2], bool),
+            "call_GQ": cs.GQ,
+            "call_DP": cs.DP,
+            "call_AD": cs.AD,
+            "call_PL": cs.PL,
+        }
+
+    def _check(self, cs: CallSet) -> CallSet:
+        if cs.contig not in self._contig_index:
+            raise ValueError(f"contig {cs.contig!r} of a CallSet is not among the store's contigs")
+        if cs.samples != self.samples:
+            raise ValueError("CallSet samples differ from the store's samples")
+        if cs.max_alleles > self.max_alleles:
+            wider = cs.alleles[:, self.max_alleles :]
+            if (wider != "").any():
+                raise ValueError(
+                    f"a CallSet of {cs.contig} has {cs.max_alleles} alleles, more than "
+                    f"max_alleles={self.max_alleles}"
+                )
+            cs = _narrow(cs, self.max_alleles)
+        cs = cs.pad_alleles(self.max_alleles).with_filter_ids(self.filter_ids)
+        ci = self._contig_index[cs.contig]
+        last_ci, last_pos = self._last
+        if ci < last_ci:
+            raise ValueError(
+                f"CallSet of {cs.contig} comes after contig {self.contigs[last_ci][0]}; "
+                "CallSets must come in reference order"
+            )
+        if cs.n_variants:
+            first = int(cs.position[0])
+            if ci == last_ci and first < last_pos:
+                raise ValueError(
+                    f"CallSet of {cs.contig} starts at 0-based {first}, before the previous "
+                    f"record at {last_pos}; CallSets must come sorted by position"
+                )
+            self._last = (ci, int(cs.position[-1]))
+        else:
+            self._last = (ci, last_pos if ci == last_ci else -1)
+        return cs
+
+    def append(self, callset: CallSet) -> None:
+        """Add the records of ``callset`` (contig order, sorted, after what came before)."""
+        if self._closed or self._finished:
+            raise ValueError("VczWriter is closed")
+        cs = self._check(callset)
+        if cs.n_variants == 0:
+            return
+        if (cs.genotype == FILL).any():
+            self._mixed_ploidy = True
+        self.used_alleles = max(self.used_alleles, used_max_alleles(cs))
+        rows = self._rows(cs)
+        done = 0
+        while done < cs.n_variants:
+            take = min(self.chunk_size - self._n_buf, cs.n_variants - done)
+            for name, buf in self._buf.items():
+                buf[self._n_buf : self._n_buf + take] = rows[name][done : done + take]
+            self._n_buf += take
+            done += take
+            if self._n_buf == self.chunk_size:
+                self._flush()
+        self.n_variants += cs.n_variants
+
+    def _flush(self) -> None:
+        n = self._n_buf
+        if n == 0:
+            return
+        for name, arr in self.arrays.items():
+            arr.append(self._buf[name][:n], axis=0)
+        contig = self._buf["variant_contig"][:n]
+        pos = self._buf["variant_position"][:n]
+        end = pos + self._buf["variant_length"][:n] - 1
+        bounds = np.flatnonzero(np.diff(contig, append=-1))
+        start = 0
+        for stop in bounds.tolist():
+            self._region_index.append(
+                (
+                    self._n_chunks,
+                    int(contig[start]),
+                    int(pos[start]),
+                    int(pos[stop]),
+                    int(end[start : stop + 1].max()),
+                    stop - start + 1,
+                )
+            )
+            start = stop + 1
+        self._n_chunks += 1
+        self._n_buf = 0
+        # object buffers would otherwise keep the strings of the previous chunk alive
+        self._buf["variant_allele"][:] = None
+        self._buf["variant_id"][:] = None
+
+    # ------------------------------------------------------------------ close
+    def finish(self) -> None:
+        """Write the last chunk, the region index and the metadata (not yet renamed)."""
+        import zarr
+
+        if self._finished:
+            return
+        self._flush()
+        if self.used_alleles < self.max_alleles:
+            # the store must not depend on how wide the inputs were padded
+            a = self.used_alleles
+            for name, width in (
+                ("variant_allele", a),
+                ("variant_AC", a - 1),
+                ("call_AD", a),
+                ("call_PL", n_genotypes(a)),
+            ):
+                arr = self.arrays[name]
+                arr.resize(*arr.shape[:-1], width)
+        index = np.array(self._region_index, dtype=np.int32).reshape(-1, 6)
+        arr = self.root.create_dataset(
+            "region_index",
+            data=index,
+            shape=index.shape,
+            chunks=(max(1, index.shape[0]), 6),
+            dtype=np.int32,
+            compressor=_blosc("none"),
+            fill_value=None,
+        )
+        arr.attrs["_ARRAY_DIMENSIONS"] = ["region_index_values", "region_index_fields"]
+        self.arrays["call_genotype"].attrs["mixed_ploidy"] = self._mixed_ploidy
+        attrs: dict[str, Any] = {
+            "vcf_zarr_version": VCF_ZARR_VERSION,
+            "source": f"varcall-{__version__}",
+        }
+        header = self.meta.get("vcf_header")
+        if isinstance(header, str):
+            attrs["vcf_meta_information"] = _meta_information(header)
+        attrs.update(self.meta)
+        self.root.attrs.update(attrs)
+        zarr.consolidate_metadata(str(self._tmp))
+        self._finished = True
+
+    def commit(self) -> None:
+        """Rename the finished store onto ``path`` (replacing an existing one)."""
+        self.finish()
+        old = None
+        if self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}-{id(self):x}")
+            os.replace(self.path, old)
+        os.replace(self._tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._closed = True
+        logger.info("wrote %s (%d variants, %d chunks)", self.path, self.n_variants, self._n_chunks)
+
+    def close(self) -> None:
+        """Finish and rename into place."""
+        if not self._closed:
+            self.commit()
+
+    def abort(self) -> None:
+        """Remove the temporary store; ``path`` is left untouched."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> VczWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _narrow(cs: CallSet, width: int) -> CallSet:
+    """Drop allele padding columns beyond ``width`` (they must be empty)."""
+    g = n_genotypes(width)
+    return dataclasses.replace(
+        cs, alleles=cs.alleles[:, :width], AD=cs.AD[:, :, :width], PL=cs.PL[:, :, :g]
+    )
+
+
+# ----------------------------------------------------------------------------- merge
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Remove the temporaries (``.NAME.tmp-PID-*``, ``.NAME.old-PID-*`` and what starts
+    with them) that a killed writer of ``folder/NAME`` left, i.e. whose PID is not a live
+    process on this host; returns what was removed."""
+    removed = []
+    for p in folder.glob(f".{name}.*-*"):
+        rest = p.name[len(name) + 2 :]
+        kind, _, tail = rest.partition("-")
+        pid = tail.split("-", 1)[0]
+        if kind not in ("tmp", "old") or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if _pid_alive(int(pid)):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+        logger.info("removed %s, left by an interrupted run", p)
+    return removed
+
+
+def used_max_alleles(callset: CallSet) -> int:
+    """Largest number of alleles (REF + ALTs) of any record of ``callset``, at least 2:
+    the allele width the store needs for it, whatever its padding."""
+    if callset.n_variants == 0:
+        return 2
+    return max(2, int((callset.alleles != "").sum(axis=1).max()))
+
+
+@dataclasses.dataclass
+class MergeResult:
+    """What :func:`write_outputs` wrote.
+
+    contig_digests: per contig of ``contigs`` (all of them, in order), the SHA-256 of its
+    records fed through :meth:`CallSet.update_digest` — equal for any region layout.
+    callset_digests / callset_counts: per input CallSet, in input order.
+    """
+
+    n_variants: int
+    contig_digests: dict[str, str]
+    contig_counts: dict[str, int]
+    callset_digests: list[str]
+    callset_counts: list[int]
+    vcf_path: Path
+    index_path: Path
+    vcz_path: Path
+
+
+class _Tee:
+    """Feed the same bytes to several hash objects."""
+
+    def __init__(self, *hashes: Any) -> None:
+        self.hashes = hashes
+
+    def update(self, data: bytes) -> None:
+        for h in self.hashes:
+            h.update(data)
+
+
+def write_outputs(
+    out_dir: str | os.PathLike,
+    callsets: Iterable[CallSet],
+    *,
+    contigs: Sequence[tuple[str, int]],
+    samples: Sequence[str],
+    filter_ids: Sequence[str],
+    max_alleles: int,
+    header_kwargs: Mapping[str, Any] | None = None,
+    chunk_size: int = 10_000,
+    vcf_name: str = "calls.vcf.gz",
+    vcz_name: str = "calls.vcz",
+) -> MergeResult:
+    """The streaming merge: write ``OUT/calls.vcf.gz`` (+ .tbi) and ``OUT/calls.vcz``.
+
+    callsets: in genomic order (reference contig order, sorted by position), typically a
+    generator loading ``OUT/work/*.npz`` one at a time; only the current CallSet and one
+    chunk of the store are in memory. max_alleles: an upper bound of the alleles of any
+    record (e.g. the widest padding of the inputs); the store's allele axes end up as wide as
+    the widest record, whatever the bound — passing the largest :func:`used_max_alleles`
+    also makes the chunk shapes independent of it. filter_ids: every id the inputs carry;
+    the outputs list them as PASS, then the others sorted.
+    header_kwargs: keyword arguments of :func:`varcall.vcf.vcf_header` (source,
+    command_line, reference, extra_lines). Both outputs are built under temporary names and
+    renamed into place only when everything has been written; on error neither is touched.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (vcf_name, vcz_name):
+        remove_stale_temporaries(out, name)
+    samples = tuple(samples)
+    # canonical order, so that the outputs do not depend on the order ids were discovered in
+    fids = ["PASS", *sorted(set(filter_ids) - {"PASS"})]
+    header = vcf_header(contigs, samples, fids, **dict(header_kwargs or {}))
+    contig_hash = {c: hashlib.sha256() for c, _ in contigs}
+    contig_counts = {c: 0 for c, _ in contigs}
+    digests: list[str] = []
+    counts: list[int] = []
+    vcf = VcfWriter(out / vcf_name, header)
+    try:
+        vcz = VczWriter(
+            out / vcz_name,
+            contigs=contigs,
+            samples=samples,
+            filter_ids=fids,
+            max_alleles=max_alleles,
+            chunk_size=chunk_size,
+            meta={"vcf_header": header},
+        )
+    except BaseException:
+        vcf.abort()
+        raise
+    try:
+        for cs in callsets:
+            vcz.append(cs)
+            vcf.write(cs.with_filter_ids(vcz.filter_ids))
+            h = hashlib.sha256()
+            cs.update_digest(_Tee(h, contig_hash[cs.contig]))
+            digests.append(h.hexdigest())
+            counts.append(cs.n_variants)
+            contig_counts[cs.contig] += cs.n_variants
+        vcz.finish()
+        vcf.finish()
+        vcz.commit()
+        vcf.commit()
+    except BaseException:
+        vcz.abort()
+        vcf.abort()
+        raise
+    return MergeResult(
+        n_variants=vcz.n_variants,
+        contig_digests={c: h.hexdigest() for c, h in contig_hash.items()},
+        contig_counts=contig_counts,
+        callset_digests=digests,
+        callset_counts=counts,
+        vcf_path=vcf.path,
+        index_path=vcf.index_path,
+        vcz_path=vcz.path,
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+def _open_store(path: str | os.PathLike) -> Any:
+    import zarr
+
+    p = Path(path)
+    if not p.is_dir():
+        raise InputError(f"{p}: VCF Zarr store not found; give the path of a .vcz folder")
+    if (p / "zarr.json").is_file():
+        raise InputError(
+            f"{p}: a Zarr format 3 store, which this environment (zarr 2) cannot read; "
+            "write it with --zarr-format 2 (vcf2zarr) or give the VCF"
+        )
+    try:
+        root = zarr.open_consolidated(str(p), mode="r")
+    except (KeyError, ValueError):
+        try:
+            root = zarr.open_group(str(p), mode="r")
+        except Exception as e:
+            raise InputError(f"{p}: not a Zarr store ({e}); give a VCF Zarr (.vcz) folder") from e
+    required = ("variant_contig", "variant_position", "variant_allele", "contig_id", "sample_id")
+    absent = [n for n in required if n not in root]
+    if absent:
+        raise InputError(
+            f"{p}: not a VCF Zarr store (no {', '.join(absent)}); convert the VCF with "
+            "'vcf2zarr convert' or give the VCF"
+        )
+    return root
+
+
+def _int_or_missing(root: Any, name: str, sl: slice, shape: tuple[int, ...]) -> np.ndarray:
+    if name in root:
+        return np.asarray(root[name][sl]).astype(np.int32)
+    return np.full(shape, MISSING, np.int32)
+
+
+def _read_chunk(
+    root: Any, sl: slice, contigs: list[str], samples: tuple[str, ...], fids: tuple[str, ...]
+) -> Iterator[CallSet]:
+    contig = np.asarray(root["variant_contig"][sl])
+    v = contig.shape[0]
+    s = len(samples)
+    pos = np.asarray(root["variant_position"][sl]).astype(np.int64) - 1
+    alleles_obj = np.asarray(root["variant_allele"][sl])
+    a = alleles_obj.shape[1]
+    g = n_genotypes(a)
+    alleles = np.array(
+        [["" if x is None else str(x) for x in row] for row in alleles_obj.tolist()], dtype=str
+    ).reshape(v, a)
+    if alleles.dtype.itemsize == 0:
+        alleles = alleles.astype("U1")
+    quality = np.full(v, np.nan, np.float32)
+    if "variant_quality" in root:
+        q = np.asarray(root["variant_quality"][sl]).astype(np.float32)
+        keep = ~np.isnan(q)  # the missing / fill sentinels become a plain NaN
+        quality[keep] = q[keep]
+    filters = (
+        np.asarray(root["variant_filter"][sl]).astype(bool)
+        if "variant_filter" in root
+        else np.zeros((v, len(fids)), bool)
+    )
+    fields = {
+        "info_DP": _int_or_missing(root, "variant_DP", sl, (v,)),
+        "genotype": (
+            np.asarray(root["call_genotype"][sl]).astype(np.int8)
+            if "call_genotype" in root
+            else np.full((v, s, 2), MISSING, np.int8)
+        ),
+        "GQ": _int_or_missing(root, "call_GQ", sl, (v, s)),
+        "DP": _int_or_missing(root, "call_DP", sl, (v, s)),
+        "AD": _int_or_missing(root, "call_AD", sl, (v, s, a)),
+        "PL": _int_or_missing(root, "call_PL", sl, (v, s, g)),
+    }
+    if fields["genotype"].shape[2] == 1:
+        gt = np.full((v, s, 2), FILL, np.int8)
+        gt[:, :, 0] = fields["genotype"][:, :, 0]
+        fields["genotype"] = gt
+    _conform_vectors(fields, (alleles != "").sum(axis=1))
+    bounds = np.flatnonzero(np.diff(contig, append=-1))
+    start = 0
+    for stop in bounds.tolist():
+        part = slice(start, stop + 1)
+        yield CallSet(
+            contig=contigs[int(contig[start])],
+            samples=samples,
+            filter_ids=fids,
+            position=pos[part],
+            alleles=alleles[part],
+            quality=quality[part],
+            filters=filters[part],
+            **{k: x[part] for k, x in fields.items()},
+        )
+        start = stop + 1
+
+
+def _conform_vectors(fields: dict[str, np.ndarray], n_alleles: np.ndarray) -> None:
+    """Give AD and PL VCF Number semantics in place, as :func:`varcall.vcf.read_vcf` does:
+    entries below the record's Number (R: alleles; G: genotypes of the sample's ploidy) that
+    are FILL (e.g. a ``.`` stored by bio2zarr as MISSING, FILL...) become MISSING; entries
+    beyond it become FILL. Replaces the two arrays of ``fields``."""
+    ad, pl = fields["AD"], fields["PL"]
+    n = n_alleles[:, None, None]
+    k = np.arange(ad.shape[2])[None, None, :]
+    ad = np.where((k < n) & (ad == FILL), MISSING, ad)
+    fields["AD"] = np.where(k >= n, FILL, ad).astype(np.int32)
+    haploid = (fields["genotype"][:, :, 1] == FILL)[:, :, None]
+    number_g = np.where(haploid, n, n * (n + 1) // 2)
+    k = np.arange(pl.shape[2])[None, None, :]
+    pl = np.where((k < number_g) & (pl == FILL), MISSING, pl)
+    fields["PL"] = np.where(k >= number_g, FILL, pl).astype(np.int32)
+
+
+def read_vcz(
+    path: str | os.PathLike, *, region: str | None = None, per_chunk: bool = False
+) -> Iterator[CallSet]:
+    """Read a VCF Zarr store (varcall's or bio2zarr's) into CallSets, in store order.
+
+    Yields one CallSet per contig, or with ``per_chunk`` one per (variant chunk, contig)
+    piece (bounded memory). region: ``chr`` or ``chr:start-end`` (1-based, inclusive);
+    keeps the records whose REF overlaps it — as :func:`varcall.vcf.read_vcf`, bcftools
+    ``-r`` and vcztools do. Allele width is the store's; missing fields read as MISSING;
+    float sentinels read as NaN; AD/PL get VCF Number semantics (see
+    :func:`_conform_vectors`).
+    """
+    root = _open_store(path)
+    contigs = [str(x) for x in root["contig_id"][:].tolist()]
+    samples = tuple(str(x) for x in root["sample_id"][:].tolist())
+    fids = (
+        tuple(str(x) for x in root["filter_id"][:].tolist()) if "filter_id" in root else ("PASS",)
+    )
+    if not fids or fids[0] != "PASS":
+        raise InputError(f"{path}: filter_id does not start with PASS; the store is not VCF Zarr")
+    want: tuple[int, int | None, int | None] | None = None
+    if region is not None:
+        name, start, end = parse_region(region)
+        if name not in contigs:
+            raise InputError(
+                f"{path}: region contig {name} is not in the store; use one of its contigs"
+            )
+        want = (contigs.index(name), start, end)
+
+    n = root["variant_position"].shape[0]
+    step = root["variant_position"].chunks[0]
+    chunks = range(0, (n + step - 1) // step)
+    if want is not None and "region_index" in root:
+        idx = np.asarray(root["region_index"][:])
+        # rows: chunk, contig, first POS, last POS, max end (1-based, inclusive), count
+        hit = idx[:, 1] == want[0]
+        if want[1] is not None:
+            hit &= idx[:, 4] >= want[1] + 1
+        if want[2] is not None:
+            hit &= idx[:, 2] <= want[2]
+        chunks = sorted(set(idx[hit, 0].tolist()))
+
+    pending: list[CallSet] = []
+
+    def emit() -> Iterator[CallSet]:
+        if pending:
+            yield concat_callsets(pending) if len(pending) > 1 else pending[0]
+            pending.clear()
+
+    for c in chunks:
+        sl = slice(c * step, min(n, (c + 1) * step))
+        for cs in _read_chunk(root, sl, contigs, samples, fids):
+            if want is not None:
+                if cs.contig != contigs[want[0]]:
+                    continue
+                lo = want[1] if want[1] is not None else 0
+                hi = want[2] if want[2] is not None else np.iinfo(np.int64).max
+                end = cs.position + np.char.str_len(cs.alleles[:, 0])
+                cs = cs.take((cs.position < hi) & (end > lo))
+                if cs.n_variants == 0:
+                    continue
+            if per_chunk:
+                yield cs
+                continue
+            if pending and pending[-1].contig != cs.contig:
+                yield from emit()
+            pending.append(cs)
+    yield from emit()
+
+
+def vcz_to_vcf(path: str | os.PathLike, out_vcf: str | os.PathLike) -> Path:
+    """Write a VCF Zarr store as a bgzipped, indexed VCF (or BCF by extension); returns the
+    path. The header is the store's ``vcf_header`` attribute when present, else rebuilt
+    from its contigs, samples and filters."""
+    root = _open_store(path)
+    header = root.attrs.get("vcf_header")
+    if not isinstance(header, str):
+        contigs = [str(x) for x in root["contig_id"][:].tolist()]
+        lengths = (
+            root["contig_length"][:].tolist() if "contig_length" in root else [0] * len(contigs)
+        )
+        samples = [str(x) for x in root["sample_id"][:].tolist()]
+        fids = [str(x) for x in root["filter_id"][:].tolist()] if "filter_id" in root else ["PASS"]
+        header = vcf_header(
+            list(zip(contigs, lengths)),
+            samples,
+            fids,
+            source=str(root.attrs.get("source", "varcall")),
+        )
+    with VcfWriter(out_vcf, header) as w:
+        for cs in read_vcz(path, per_chunk=True):
+            w.write(cs)
+    return Path(out_vcf)

@@ -1,0 +1,296 @@
+"""Call-set QC computed with sgkit on a genotype dataset.
+
+The dataset is the run's VCF Zarr store opened with ``sgkit.load_dataset`` or, for a plain
+VCF/BCF, one built from the file with :func:`dataset_from_vcf` (same variable names). sgkit's
+``sample_stats``/``variant_stats`` do not accept mixed ploidy, so variants whose calls are all
+haploid (second genotype slot FILL = -2) are measured as a ploidy-1 dataset and the counts are
+added to those of the diploid variants.
+
+Reported (see :func:`qc_stats`): per sample call rate, counts of het / hom-alt calls, their
+ratio, mean depth (FORMAT/DP, missing values skipped) and Ti/Tv; per variant the alternate
+allele frequency spectrum, allele count spectrum and missingness; the distribution of
+per-call depth. Nothing here looks at reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from varcall.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+
+    from varcall.concordance import ResolvedInput
+
+__all__ = ["dataset_from_vcf", "open_dataset", "qc_stats", "qc_for_input"]
+
+logger = logging.getLogger(__name__)
+
+MISSING = -1
+FILL = -2
+_TRANSITIONS = ["AG", "GA", "CT", "TC"]
+
+
+def dataset_from_vcf(path: str | os.PathLike) -> xr.Dataset:
+    """An sgkit genotype-call dataset (``call_genotype``, ``call_DP`` when the header defines
+    FORMAT/DP) from a VCF/VCF.gz/BCF file. ``variant_position`` holds VCF POS (1-based);
+    haploid calls have FILL (-2) in the second ploidy slot, missing alleles -1."""
+    import pysam
+    import sgkit
+
+    path = Path(path)
+    try:
+        vf = pysam.VariantFile(str(path))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read as VCF/BCF ({e}); check the file") from e
+    with vf:
+        contigs = list(vf.header.contigs.keys())
+        samples = list(vf.header.samples)
+        has_dp = "DP" in vf.header.formats
+        cidx: list[int] = []
+        pos: list[int] = []
+        alleles: list[tuple[str, ...]] = []
+        gts: list[list[list[int]]] = []
+        dps: list[list[int]] = []
+        for rec in vf:
+            if rec.chrom not in contigs:
+                contigs.append(rec.chrom)
+            cidx.append(contigs.index(rec.chrom))
+            pos.append(rec.pos)
+            alleles.append(tuple(rec.alleles or (rec.ref,)))
+            row = []
+            drow = []
+            for s in samples:
+                call = rec.samples[s]
+                gt = call.get("GT") if "GT" in rec.format else None
+                gt = tuple(gt or (None, None))
+                slots = [MISSING if a is None else int(a) for a in gt[:2]]
+                if len(slots) == 1:
+                    slots.append(FILL)
+                row.append(slots)
+                if has_dp:
+                    dp = call.get("DP") if "DP" in rec.format else None
+                    drow.append(MISSING if dp is None else int(dp))
+            gts.append(row)
+            dps.append(drow)
+    n_var, n_samp = len(pos), len(samples)
+    width = max((len(a) for a in alleles), default=2)
+    allele_arr = np.full((n_var, max(width, 2)), "", dtype=object)
+    for i, a in enumerate(alleles):
+        allele_arr[i, : len(a)] = a
+    gt_arr = np.array(gts, dtype=np.int8).reshape(n_var, n_samp, 2)
+    ds = sgkit.create_genotype_call_dataset(
+        variant_contig_names=contigs,
+        variant_contig=np.array(cidx, dtype=np.int32),
+        variant_position=np.array(pos, dtype=np.int32),
+        variant_allele=allele_arr,
+        sample_id=np.array(samples, dtype=object),
+        call_genotype=gt_arr,
+    )
+    if has_dp:
+        ds["call_DP"] = (
+            ("variants", "samples"),
+            np.array(dps, dtype=np.int32).reshape(n_var, n_samp),
+        )
+    return ds
+
+
+def open_dataset(vcz: str | os.PathLike) -> xr.Dataset:
+    """Open a VCF Zarr store with sgkit."""
+    import sgkit
+
+    try:
+        return sgkit.load_dataset(str(vcz))
+    except Exception as e:  # zarr/xarray raise many kinds of errors for a bad store
+        raise InputError(f"{vcz}: cannot open as a VCF Zarr store ({e}); check the store") from e
+
+
+def _split_ploidy(ds: xr.Dataset) -> list[xr.Dataset]:
+    """Diploid variants, and haploid ones reduced to one ploidy slot (either may be empty)."""
+    gt = np.asarray(ds["call_genotype"].values)
+    if gt.shape[2] < 2:
+        return [ds]
+    haploid = np.all(gt[:, :, 1] == FILL, axis=1) if gt.shape[1] else np.zeros(gt.shape[0], bool)
+    parts = []
+    keep = [v for v in ("call_genotype", "variant_allele", "sample_id") if v in ds]
+    base = ds[keep].copy()  # new variables: dropping an attribute must not touch ``ds``
+    base["call_genotype"].attrs = {
+        k: v for k, v in base["call_genotype"].attrs.items() if k != "mixed_ploidy"
+    }
+    dip = np.flatnonzero(~haploid)
+    hap = np.flatnonzero(haploid)
+    if dip.size:
+        parts.append(base.isel(variants=dip))
+    if hap.size:
+        parts.append(base.isel(variants=hap, ploidy=slice(0, 1)))
+    return parts
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a) / float(b) if b else None
+
+
+def _hist(values: np.ndarray, edges: np.ndarray) -> dict:
+    counts, _ = np.histogram(values, bins=edges)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def qc_stats(ds: xr.Dataset) -> dict:
+    """QC numbers of a genotype dataset (see the module docstring). Rates are fractions in
+    [0, 1]; depths are read counts; ``None`` where undefined (e.g. Ti/Tv without SNPs)."""
+    import sgkit
+
+    samples = [str(s) for s in np.asarray(ds["sample_id"].values)]
+    n_var = int(ds.sizes.get("variants", 0))
+    out: dict[str, Any] = {"n_variants": n_var, "n_samples": len(samples)}
+    zeros = np.zeros(len(samples), np.int64)
+    called, het, hom_alt, hom_ref = zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy()
+    af_values: list[np.ndarray] = []
+    ac_values: list[np.ndarray] = []
+    call_rate_v: list[np.ndarray] = []
+    if n_var:
+        for part in _split_ploidy(ds):
+            ss = sgkit.sample_stats(part, merge=False).compute()
+            called += ss["sample_n_called"].values.astype(np.int64)
+            het += ss["sample_n_het"].values.astype(np.int64)
+            hom_alt += ss["sample_n_hom_alt"].values.astype(np.int64)
+            hom_ref += ss["sample_n_hom_ref"].values.astype(np.int64)
+            vs = sgkit.variant_stats(part, merge=False).compute()
+            allele = np.asarray(part["variant_allele"].values)
+            real = (allele != "") & (allele != b"") & (allele != ".")
+            af = np.asarray(vs["variant_allele_frequency"].values)[:, 1:]
+            ac = np.asarray(vs["variant_allele_count"].values)[:, 1:]
+            af_values.append(af[real[:, 1:] & ~np.isnan(af)])
+            ac_values.append(ac[real[:, 1:]])
+            call_rate_v.append(np.asarray(vs["variant_call_rate"].values, dtype=float))
+    titv_s, titv_all = _ti_tv(ds)
+    mean_dp = _mean_depth(ds)
+    out["samples"] = {
+        s: {
+            "n_called": int(called[i]),
+            "call_rate": _ratio(called[i], n_var),
+            "n_hom_ref": int(hom_ref[i]),
+            "n_het": int(het[i]),
+            "n_hom_alt": int(hom_alt[i]),
+            "het_hom_alt_ratio": _ratio(het[i], hom_alt[i]),
+            "mean_depth": mean_dp[i] if mean_dp is not None else None,
+            "ti": int(titv_s[i][0]),
+            "tv": int(titv_s[i][1]),
+            "ti_tv": _ratio(titv_s[i][0], titv_s[i][1]),
+        }
+        for i, s in enumerate(samples)
+    }
+    out["ti_tv"] = {"ti": titv_all[0], "tv": titv_all[1], "ratio": _ratio(*titv_all)}
+    af = np.concatenate(af_values) if af_values else np.zeros(0)
+    ac = np.concatenate(ac_values) if ac_values else np.zeros(0, np.int64)
+    out["af_spectrum"] = _hist(af, np.linspace(0.0, 1.0, 11))
+    max_ac = int(ac.max()) if ac.size else 0
+    out["allele_count_spectrum"] = {
+        "allele_count": list(range(1, max_ac + 1)),
+        "counts": [int(np.sum(ac == k)) for k in range(1, max_ac + 1)],
+    }
+    rate = np.concatenate(call_rate_v) if call_rate_v else np.zeros(0)
+    miss = 1.0 - rate
+    out["missingness"] = {
+        "mean": float(miss.mean()) if miss.size else None,
+        "variants_with_missing": int(np.sum(miss > 0)),
+        "histogram": _hist(miss, np.linspace(0.0, 1.0, 11)),
+    }
+    out["depth"] = _depth_hist(ds)
+    return out
+
+
+def _mean_depth(ds: xr.Dataset) -> list[float | None] | None:
+    if "call_DP" not in ds:
+        return None
+    dp = np.asarray(ds["call_DP"].values, dtype=float)
+    dp[dp < 0] = np.nan
+    res: list[float | None] = []
+    for i in range(dp.shape[1] if dp.ndim == 2 else 0):
+        col = dp[:, i]
+        col = col[~np.isnan(col)]
+        res.append(float(col.mean()) if col.size else None)
+    return res
+
+
+def _depth_hist(ds: xr.Dataset) -> dict | None:
+    if "call_DP" not in ds:
+        return None
+    dp = np.asarray(ds["call_DP"].values).ravel()
+    dp = dp[dp >= 0]
+    if not dp.size:
+        return {"edges": [], "counts": [], "mean": None, "median": None}
+    top = float(np.percentile(dp, 99.5))
+    width = max(1, math.ceil((top + 1) / 40))
+    edges = np.arange(0, top + width + 1, width, dtype=float)
+    clipped = np.minimum(dp, edges[-1] - 0.5)
+    res = _hist(clipped, edges)
+    res.update(mean=float(dp.mean()), median=float(np.median(dp)), clipped_at=float(edges[-1]))
+    return res
+
+
+def _ti_tv(ds: xr.Dataset) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Per-sample (Ti, Tv): each distinct SNP alt allele in a sample's genotype counts once per
+    variant; overall: each SNP alt allele carried by any sample counts once."""
+    allele = np.char.upper(np.asarray(ds["variant_allele"].values).astype(str))
+    gt = np.asarray(ds["call_genotype"].values).astype(np.int64)
+    n_samp = gt.shape[1]
+    ref = allele[:, :1]
+    bases = list("ACGT")
+    snv = (
+        (np.char.str_len(allele) == 1)
+        & (np.char.str_len(ref) == 1)
+        & np.isin(allele, bases)
+        & np.isin(ref, bases)
+        & (allele != ref)
+    )
+    transition = snv & np.isin(np.char.add(ref, allele), _TRANSITIONS)
+    cls = np.where(transition, 1, np.where(snv, 2, 0)).astype(np.int8)  # 0 none, 1 ti, 2 tv
+    cls[:, 0] = 0
+    per = []
+    seen_any = np.zeros(allele.shape, bool)
+    for s in range(n_samp):
+        ti = tv = 0
+        g = gt[:, s, :]
+        for p in range(g.shape[1]):
+            a = g[:, p]
+            ok = a > 0
+            if p > 0:
+                ok &= np.all(g[:, :p] != a[:, None], axis=1)
+            idx = np.flatnonzero(ok)
+            c = cls[idx, a[idx]]
+            ti += int(np.sum(c == 1))
+            tv += int(np.sum(c == 2))
+            seen_any[idx, a[idx]] = True
+        per.append((ti, tv))
+    total = (int(np.sum((cls == 1) & seen_any)), int(np.sum((cls == 2) & seen_any)))
+    return per, total
+
+
+def qc_for_input(resolved: ResolvedInput) -> dict:
+    """QC of one concordance input: its VCF Zarr store with sgkit when there is one, else a
+    dataset built from its VCF. Adds ``source`` (the path measured)."""
+    ds = None
+    source = None
+    if resolved.vcz is not None:
+        try:
+            ds = open_dataset(resolved.vcz)
+            source = str(resolved.vcz)
+        except InputError as e:
+            if resolved.vcf is None:
+                raise
+            logger.warning("%s; measuring %s instead", e, resolved.vcf)
+    if ds is None:
+        assert resolved.vcf is not None
+        ds = dataset_from_vcf(resolved.vcf)
+        source = str(resolved.vcf)
+    res = qc_stats(ds)
+    res["source"] = source
+    return res
