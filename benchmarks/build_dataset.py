@@ -228,7 +228,7 @@ def _left_shift(seq: str, pos: int, ref: str, alt: str) -> int:
 def plant_sites(contig: str, seq: str, spec: DatasetSpec, rng: np.random.Generator) -> list[Site]:
     """Cohort sites on one contig: SNPs (Ti/Tv about 2) and indels (1..max_indel bp, half
     of insertions tandem duplications), at least ``min_spacing`` bp apart after left-shifting,
-    each carried by at least one haplotype (allele frequency uniform in (0, 1])."""
+    each carried by at least one haplotype (allele frequency drawn uniformly in [0.05, 1))."""
     n_haps = 2 * spec.n_samples
     length = len(seq)
     n_snp = rng.binomial(length, spec.snp_rate)

@@ -2,7 +2,8 @@
 
 Used by ``benchmarks/run.py`` as a wrapper process, so that ``getrusage(RUSAGE_CHILDREN)``
 holds exactly this command's descendants (CPU time and the largest single process's peak
-RSS are exact, from the kernel). The RSS summed over the whole process tree, and the RSS of
+RSS are exact, from the kernel; the wrapper is a child subreaper, so descendants orphaned
+by their parent are adopted and counted too). Wall time ends when the command exits. The RSS summed over the whole process tree, and the RSS of
 the command's own (root) process, are sampled with psutil every ``--interval`` seconds.
 
     python benchmarks/measure.py --json OUT.json [--cwd DIR] [--timeout S] -- CMD ARG...
@@ -49,6 +50,41 @@ def _tree_rss(root: psutil.Process) -> tuple[int, int, int]:
     return total, root_rss, largest
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux), so that their CPU time and peak RSS reach this
+    process's RUSAGE_CHILDREN when they are reaped, e.g. worker processes that outlive a
+    driver that did not wait for them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans(deadline: float) -> int:
+    """Wait for adopted descendants to exit (killing what is left at ``deadline``, a
+    time.perf_counter() value); returns how many were reaped."""
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return n
+        if pid:
+            n += 1
+            continue
+        if time.perf_counter() > deadline:
+            for child in psutil.Process().children():
+                child.kill()
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
 def measure(
     cmd: list[str],
     json_out: Path,
@@ -61,6 +97,7 @@ def measure(
     if len(cmd) == 1 and any(c in cmd[0] for c in " |;<>"):
         cmd = ["bash", "-o", "pipefail", "-c", cmd[0]]
     json_out.parent.mkdir(parents=True, exist_ok=True)
+    subreaper = _become_subreaper()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     peak_tree = peak_root = peak_child = 0
@@ -88,6 +125,7 @@ def measure(
                         rc = proc.wait()
                     break
     wall = time.perf_counter() - t0
+    orphans = _reap_orphans(time.perf_counter() + 60) if subreaper else 0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     user = after.ru_utime - before.ru_utime
     sys_ = after.ru_stime - before.ru_stime
@@ -104,6 +142,7 @@ def measure(
         "root_peak_rss_mb": round(peak_root / MB, 1),
         # the command's descendants (e.g. Dask worker processes), sampled
         "child_peak_rss_mb": round(peak_child / MB, 1),
+        "orphans_reaped": orphans,
     }
     json_out.write_text(json.dumps(result, indent=2) + "\n")
     return result

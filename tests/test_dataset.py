@@ -21,7 +21,10 @@ from _callsets import (
     random_callset,
     same_records,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from varcall import __version__
 from varcall.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
 from varcall.dataset import (
     VczWriter,
@@ -190,6 +193,31 @@ def test_store_equals_vcf_record_by_record(merged):
             )
 
 
+def test_header_lines_reach_the_store(tmp_path, callsets):
+    result = write_outputs(
+        tmp_path,
+        callsets,
+        contigs=CONTIGS,
+        samples=SAMPLES,
+        filter_ids=FILTER_IDS,
+        max_alleles=MAX_ALLELES,
+        header_kwargs={
+            "extra_lines": ['##FILTER=<ID=StrandBias,Description="Fisher strand p < 0.001">']
+        },
+    )
+    root = zarr.open_group(str(result.vcz_path), mode="r")
+    descriptions = dict(zip(root["filter_id"][:].tolist(), root["filter_description"][:].tolist()))
+    assert descriptions == {
+        "PASS": "All filters passed",
+        "LowQual": "QUAL below the --min-qual threshold",
+        "StrandBias": "Fisher strand p < 0.001",
+    }
+    header = pysam.VariantFile(str(result.vcf_path)).header
+    assert header.filters["StrandBias"].description == "Fisher strand p < 0.001"
+    assert str(header).count("##FILTER=<ID=StrandBias") == 1
+    assert f"##source=varcall {__version__}" in str(header)
+
+
 def test_read_vcz_round_trip_and_region(merged, callsets):
     back = list(read_vcz(merged.vcz_path))
     assert [b.contig for b in back] == ["chr1", "chr2", "chrM"]
@@ -277,6 +305,32 @@ def test_filter_id_order_does_not_change_outputs(tmp_path, callsets, merged):
     a, b = _arrays(other.vcz_path), _arrays(merged.vcz_path)
     for name in a:
         assert _same_array(a[name], b[name]), name
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    chunk_size=st.integers(min_value=4, max_value=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=6),
+)
+def test_property_any_chunking_and_split_gives_the_same_store(
+    tmp_path, callsets, merged, chunk_size, cuts
+):
+    """For random chunk sizes and random region splits, the store's arrays (region_index
+    aside) and the contig digests are those of the reference merge."""
+    bounds = [0, *sorted(cuts), 10**9]
+    pieces = [cs.restrict(lo, hi) for cs in callsets for lo, hi in zip(bounds[:-1], bounds[1:])]
+    out = tmp_path / f"prop-{chunk_size}-{'-'.join(map(str, cuts))}"
+    other = _write(out, pieces, chunk_size=chunk_size)
+    assert other.contig_digests == merged.contig_digests
+    a, b = _arrays(other.vcz_path), _arrays(merged.vcz_path)
+    for name in a:
+        if name != "region_index":
+            assert _same_array(a[name], b[name]), name
+    index = a["region_index"]
+    assert index[:, 5].sum() == merged.n_variants
+    assert index[:, 0].max() == (merged.n_variants - 1) // chunk_size
 
 
 def test_allele_bound_and_padding_do_not_change_arrays(tmp_path, callsets, merged):

@@ -52,7 +52,9 @@ class FaultyEngine:
     delay: seconds to sleep before each region (so a run can be disturbed mid-way).
     transient: region strings (``chr1:1-4724``) whose first attempt raises OSError; the
         attempt leaves a marker file in ``marker_dir`` (shared by all workers).
-    permanent: region strings that always raise OSError.
+    permanent: region strings that always raise OSError ("*": every region).
+    hang: region strings whose first attempt writes the worker's PID to
+        ``marker_dir/hang-<contig>_<start>_<end>.pid`` and sleeps (to be killed there).
     Its ``version`` is the inner engine's, so checkpoints are those of the real engine and
     a later ``--resume`` with the real engine reuses them.
     """
@@ -61,6 +63,7 @@ class FaultyEngine:
     delay: float = 0.0
     transient: tuple[str, ...] = ()
     permanent: tuple[str, ...] = ()
+    hang: tuple[str, ...] = ()
     marker_dir: str = ""
 
     @property
@@ -75,13 +78,21 @@ class FaultyEngine:
 
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams):
         time.sleep(self.delay)
-        if str(region) in self.permanent:
+        if str(region) in self.permanent or "*" in self.permanent:
             raise OSError(f"injected permanent failure in {region}")
+        name = f"{region.contig}_{region.start}_{region.end}"
         if str(region) in self.transient:
-            marker = Path(self.marker_dir) / f"{region.contig}_{region.start}_{region.end}"
+            marker = Path(self.marker_dir) / name
             if not marker.exists():
                 marker.write_text("failed once")
                 raise OSError(f"injected transient failure in {region}")
+        if str(region) in self.hang:
+            marker = Path(self.marker_dir) / f"hang-{name}.pid"
+            if not marker.exists():
+                tmp = marker.with_suffix(".tmp")
+                tmp.write_text(str(os.getpid()))
+                tmp.rename(marker)
+                time.sleep(300)  # killed here by the test
         return get_engine(self.inner).call_region(inputs, region, params)
 
     def call_whole(self, inputs: CallInputs, params: CallParams):
@@ -178,6 +189,13 @@ def assert_same_output(a: Path, b: Path) -> None:
             assert np.array_equal(x, y), name
 
 
+def region_key(text: str) -> tuple[str, int, int]:
+    """``chr1:1-4724`` -> ("chr1", 0, 4724) (0-based half-open)."""
+    contig, _, span = text.rpartition(":")
+    a, _, b = span.partition("-")
+    return contig, int(a) - 1, int(b)
+
+
 def audit_lines(out: Path) -> list[dict]:
     return [json.loads(ln) for ln in (out / "audit.jsonl").read_text().splitlines()]
 
@@ -253,42 +271,37 @@ def test_tls_options_build_a_security_object(tmp_path):
 def test_worker_killed_mid_run_gives_identical_output(tiny_cohort, client, baseline, tmp_path):
     """SIGKILL one worker process while it runs a region: the scheduler reruns the lost
     region elsewhere, the nanny restarts the worker, and the output equals the baseline."""
+    units = json.loads((baseline / "manifest.json").read_text())["units"]
+    target = units[len(units) // 2]["region"]
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    pid_file = markers / ("hang-" + "_".join(map(str, region_key(target))) + ".pid")
     out = tmp_path / "out"
-    work = out / "work"
     killed: dict = {}
-
-    def busy_worker() -> str | None:
-        """Address of a worker that started a region it has not finished (per the audit)."""
-        for path in work.glob("*.audit.jsonl"):
-            events = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-            started = {e["attempt"]: e["worker"] for e in events if e["event"] == "start"}
-            for e in events:
-                started.pop(e["attempt"], None) if e["event"] != "start" else None
-            if started and any(p.suffix == ".json" for p in work.iterdir()):
-                return next(iter(started.values())).split("@", 1)[1]
-        return None
 
     def killer() -> None:
         deadline = time.time() + 120
-        while time.time() < deadline and "pid" not in killed:
-            addr = busy_worker() if work.is_dir() else None
-            if addr is not None:
-                pid = client.run(os.getpid, workers=[addr])[addr]
-                os.kill(pid, signal.SIGKILL)
-                killed.update(pid=pid, addr=addr)
+        while time.time() < deadline:
+            if pid_file.exists():
+                pid = int(pid_file.read_text())
+                addrs = [a for a, p in client.run(os.getpid).items() if p == pid]
+                os.kill(pid, signal.SIGKILL)  # a worker process of our LocalCluster
+                killed.update(pid=pid, addr=addrs[0] if addrs else "")
                 return
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    result = call(tiny_cohort, out, client, FaultyEngine(delay=1.0))
+    engine = FaultyEngine(delay=0.2, hang=(target,), marker_dir=str(markers))
+    result = call(tiny_cohort, out, client, engine)
     thread.join(timeout=5)
     assert "pid" in killed, "no worker was killed while busy"
     assert_same_output(out, baseline)
     lost = [a for a in audit_lines(out) if a["outcome"] == "lost"]
-    assert lost, "the killed worker's attempt is not in audit.jsonl"
-    assert any(a["worker"].endswith(killed["addr"]) for a in lost)
-    assert max(u["attempts"] for u in result.manifest["units"]) >= 2
+    assert [a["region"] for a in lost] == [target]
+    assert killed["addr"] and lost[0]["worker"].endswith(killed["addr"])
+    by_region = {u["region"]: u for u in result.manifest["units"]}
+    assert by_region[target]["attempts"] == 2
 
 
 # ----------------------------------------------------------------------------- task failures
@@ -333,6 +346,38 @@ def test_permanent_failure_names_region_keeps_checkpoints_then_resume(
     result = call(tiny_cohort, out, client, FaultyEngine(), resume=True)
     assert_same_output(out, baseline)
     assert [u["region"] for u in result.manifest["units"] if not u["resumed"]] == [bad]
+
+
+def test_crash_during_merge_leaves_nothing_that_looks_complete(
+    tiny_cohort, client, baseline, tmp_path, monkeypatch
+):
+    """--overwrite over a finished run, then the merge fails half-way: no manifest (the
+    mark of a finished run), the previous VCF untouched, no half-written file at a final
+    path, no temporaries left."""
+    import varcall.pipeline as pipeline
+
+    out = tmp_path / "out"
+    shutil.copytree(baseline, out)
+    before = (out / "calls.vcf.gz").read_bytes()
+    real = pipeline._load_units
+
+    def fail_half_way(*args, **kwargs):
+        units = real(*args, **kwargs)
+        yield next(units)
+        yield next(units)
+        raise OSError("injected: disk full while merging")
+
+    monkeypatch.setattr(pipeline, "_load_units", fail_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        call(tiny_cohort, out, client, FaultyEngine(), overwrite=True)
+    assert not (out / "manifest.json").exists()
+    assert (out / "calls.vcf.gz").read_bytes() == before
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    # the checkpoints are kept: --resume finishes without calling again
+    monkeypatch.undo()
+    result = call(tiny_cohort, out, client, FaultyEngine(permanent=("*",)), resume=True)
+    assert all(u["resumed"] for u in result.manifest["units"])
+    assert_same_output(out, baseline)
 
 
 # ----------------------------------------------------------------------------- damaged input
@@ -539,6 +584,11 @@ def test_signal_stops_cleanly_then_resume_is_identical(
     assert_same_output(out, baseline)
     m = json.loads((out / "manifest.json").read_text())
     assert sum(u["resumed"] for u in m["units"]) == len(kept)
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name], "temporary files left"
+    # the audit names the attempt behind every region of the output, from either run
+    ok = {a["region"]: a["run_id"] for a in audit_lines(out) if a["outcome"] == "ok"}
+    for u in m["units"]:
+        assert (ok[u["region"]] == m["run_id"]) is not u["resumed"], u
     # debug logs name files and regions, never read sequences or qualities
     assert "DEBUG" in result.stderr
     with pysam.AlignmentFile(str(bams_of(tiny_cohort)[0])) as f:

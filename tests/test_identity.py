@@ -356,4 +356,21 @@ def test_bad_input_creates_nothing(small_cohort, tmp_path):
     )
     assert res.exit_code == 2 and "--single-process" in res.output
     assert not out.exists()
+    res = CliRunner().invoke(
+        main,
+        [
+            "call",
+            "-f",
+            str(small_cohort / "reference.fa"),
+            *map(str, bams_of(small_cohort)),
+            "-o",
+            str(out),
+            "--cluster",
+            "slurm",
+            "--queue",
+            "q",
+        ],
+    )
+    assert res.exit_code == 2 and "needs --cores and --memory" in res.output, res.output
+    assert not out.exists()
     assert not any(tmp_path.iterdir())

@@ -158,3 +158,14 @@ def test_joint_call_haploid():
     assert c.PL[0].tolist() == [[180, 0, FILL], [0, 180, FILL]]
     with pytest.raises(ValueError):
         joint_call(site, sample, pen, np.array([[True, True, False]]), 2, 3)
+
+
+def test_flat_likelihoods_are_no_call():
+    # sample 1 has reads that tie every allele: DP counts them, GT is no-call, GQ 0
+    rows = [(0, 0, [0.0, 30.0])] * 5 + [(0, 0, [30.0, 0.0])] * 5 + [(0, 1, [0.0, 0.0])] * 4
+    site, sample, pen = obs(rows, width=2)
+    c = joint_call(site, sample, pen, np.array([[True, True]]), 2, 2)
+    assert c.genotype[0, 1].tolist() == [MISSING, MISSING]
+    assert c.DP[0, 1] == 4 and c.GQ[0, 1] == 0
+    assert c.PL[0, 1].tolist() == [0, 0, 0]
+    assert c.AD[0, 1].tolist() == [0, 0]

@@ -183,7 +183,14 @@ def test_callset_contract(small_whole, small_inputs):
         assert (cs.quality >= params.min_qual / 2).all()
         # a called ALT in every record; no-calls only where DP is 0
         assert (cs.genotype.max(axis=(1, 2)) > 0).all()
-        assert np.array_equal(cs.genotype[:, :, 0] == MISSING, cs.DP == 0)
+        flat = np.array(
+            [
+                [(cs.PL[i, j, : n_genotypes(int(na[i]))] == 0).all() for j in range(cs.n_samples)]
+                for i in range(cs.n_variants)
+            ]
+        ).reshape(cs.n_variants, cs.n_samples)
+        assert np.array_equal(cs.genotype[:, :, 0] == MISSING, (cs.DP == 0) | flat)
+        assert (cs.GQ[cs.DP == 0] == MISSING).all()
         assert (cs.info_DP == cs.DP.sum(axis=1)).all()
         for i in range(cs.n_variants):
             g = n_genotypes(int(na[i]))
@@ -275,3 +282,38 @@ def test_region_past_contig_end_and_empty(small_inputs):
     assert ((cs.position >= length - 10) & (cs.position < length)).all()
     empty = NativeEngine().call_region(small_inputs, Region("chr1", 5, 5), CallParams())
     assert empty.n_variants == 0
+
+
+def vcf_records(path: Path, pass_only: bool = True):
+    """(contig, 0-based pos, alleles, {sample: GT}) of a VCF's records."""
+    with pysam.VariantFile(str(path)) as vf:
+        samples = list(vf.header.samples)
+        for rec in vf:
+            if pass_only and list(rec.filter.keys()) not in ([], ["PASS"]):
+                continue
+            gts = {s: tuple(rec.samples[s]["GT"]) for s in samples}
+            yield rec.chrom, rec.start, list(rec.alleles), gts
+
+
+def test_single_process_cli_accuracy(cohort, tmp_path):
+    from click.testing import CliRunner
+
+    from varcall.cli import main
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        main,
+        [
+            "call", "--single-process", "-f", str(cohort / "reference.fa"),
+            "--bam-list", str(cohort / "bams.txt"), "-o", str(out), "--no-progress",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    bed = read_bed(cohort / "confident.bed")
+    with pysam.VariantFile(str(cohort / "truth.vcf.gz")) as vf:
+        samples = list(vf.header.samples)
+    truth = variant_keys(truth_records(cohort / "truth.vcf.gz"), samples, bed)
+    query = variant_keys(vcf_records(out / "calls.vcf.gz"), samples, bed)
+    f1 = f1_by_type(truth, query)
+    assert f1["snp"] >= 0.99, f1
+    assert f1["indel"] >= 0.95, f1

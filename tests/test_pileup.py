@@ -383,8 +383,46 @@ def test_bam_decoder_matches_pysam_on_simulated_cohort(small_cohort):
     ref = str(small_cohort / "reference.fa")
     index = {f"S0{i}": i - 1 for i in range(1, 4)}
     kw = dict(min_mapq=20, include_supplementary=False)
-    for ws, we in [(0, 15_000), (15_000, 15_001), (39_000, 40_000)]:
-        fast = pileup.fetch_reads(bams, ref, index, "chr1", ws, we, **kw)
-        slow = pileup.fetch_reads(bams, ref, index, "chr1", ws, we, fast=False, **kw)
+    for contig, ws, we in [
+        ("chr1", 0, 15_000),
+        ("chr1", 15_000, 15_001),
+        ("chr1", 39_000, 40_000),
+        ("chr2", 20_000, 26_000),
+    ]:
+        fast = pileup.fetch_reads(bams, ref, index, contig, ws, we, **kw)
+        slow = pileup.fetch_reads(bams, ref, index, contig, ws, we, fast=False, **kw)
         assert fast.n_reads > 0 and (we - ws < 1000 or fast.pairs.shape[0] > 0)
         assert_same_batch(fast, slow)
+
+
+def test_unindexed_bam_is_a_one_line_input_error(tmp_path):
+    bam = Bam(tmp_path)
+    bam.add("r", 10, [("M", 30)])
+    path, ref = bam.write()
+    Path(path + ".bai").unlink()
+    with pytest.raises(InputError, match="samtools index"):
+        pileup.fetch_reads(
+            [path], ref, {"S1": 0}, CONTIG, 0, 50, min_mapq=20, include_supplementary=False
+        )
+
+
+def test_cg_placeholder_cigar_falls_back_to_pysam(tmp_path):
+    # a record whose CIGAR is the "<l_seq>S<ref span>N" placeholder of a CIGAR kept in the
+    # CG tag: the numba decoder hands the file to htslib (pysam)
+    from varcall import _bam
+
+    bam = Bam(tmp_path)
+    bam.add("a", 10, [("M", 30)])
+    bam.add("cg", 12, [("S", 30), ("N", 50)], "A" * 30)
+    path, ref = bam.write()
+    assert (
+        _bam.fetch_raw(
+            path, 0, 0, len(REF), drop_flags=0, min_mapq=0, default_sample=0, rg_to_sample={}
+        )
+        is None
+    )
+    kw = dict(min_mapq=20, include_supplementary=False)
+    fast = pileup.fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), **kw)
+    slow = pileup.fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), fast=False, **kw)
+    assert fast.n_reads == 2
+    assert_same_batch(fast, slow)

@@ -308,3 +308,13 @@ def test_cli_regions_bad_region(shaped, tmp_path):
     assert res.exit_code == 2
     assert "chrQ" in res.output and "varcall: error:" in res.output
     assert not out.exists()
+
+
+def test_profile_of_many_files_reads_a_spread_subset(shaped):
+    inputs = shaped["inputs"]
+    one = resolve_inputs(shaped["reference"], [shaped["bams"][0]])
+    sub = coverage_profile(inputs, max_files=1)["c1"]
+    # the first file, scaled to the two files of the run
+    assert np.allclose(sub, 2 * coverage_profile(one)["c1"])
+    full = coverage_profile(inputs)["c1"]
+    assert abs(sub.sum() - full.sum()) < 0.1 * full.sum()

@@ -114,6 +114,20 @@ def test_region_task_rejects_calls_outside_region(data, tmp_path):
         )
 
 
+def test_region_task_refuses_other_version(data, tmp_path):
+    from varcall import __version__
+    from varcall.scatter import code_digest
+
+    args = (data["regions"][0], data["inputs"], CallParams(), str(tmp_path), "c" * 64, "r")
+    side = run_region_task(*args, FakeEngine(), (__version__, code_digest()))
+    assert side["n_variants"] > 0 and side["code"] == code_digest()
+    with pytest.raises(RegionError, match=r"runs varcall .* the client 0\.0\.1; install"):
+        run_region_task(*args, FakeEngine(), ("0.0.1", code_digest()))
+    # same version, other source: recorded, not refused
+    side = run_region_task(*args, FakeEngine(), (__version__, "0" * 64))
+    assert side["code"] == code_digest()
+
+
 def test_region_task_wraps_unexpected_errors(data, tmp_path):
     class Broken(FakeEngine):
         def call_region(self, inputs, region, params):

@@ -206,7 +206,14 @@ def test_boundary_variants(small_cohort: Path) -> None:
         assert min(starts) < b - 1 and max(starts) > b  # the cluster straddles the point
         assert all(any(g[0] + g[1] > 0 for g in v.genotypes) for v in near)
     summary = json.loads((small_cohort / "simulation.json").read_text())
-    assert len(summary["boundary_records"]) >= 9
+    assert [b["pattern"] for b in summary["boundaries"]] == [
+        "point",
+        "spanning_deletion",
+        "point",
+    ]
+    listed = {(r["contig"], r["vcf_pos"], r["ref"]) for r in summary["boundary_records"]}
+    planted = {(v.CHROM, v.POS, v.REF) for v in truth if "boundary" in _tags(v)}
+    assert listed == planted and len(listed) >= 9
 
 
 # ----------------------------------------------------------------------------- reads vs truth
@@ -400,6 +407,10 @@ def test_existing_folder_and_overwrite(tmp_path: Path) -> None:
 
 
 def test_failed_run_leaves_no_final_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = simulate_cohort(tmp_path / "good", TINY)
+    before = sorted(p.name for p in good.iterdir())
+    (good / ".tmp-stale").mkdir()  # left by a killed run: cleaned up
+
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
@@ -407,6 +418,10 @@ def test_failed_run_leaves_no_final_files(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(RuntimeError):
         simulate_cohort(tmp_path / "y", TINY)
     assert list((tmp_path / "y").iterdir()) == []
+    # a failed --overwrite run keeps the previous, complete cohort
+    with pytest.raises(RuntimeError):
+        simulate_cohort(good, TINY, overwrite=True)
+    assert sorted(p.name for p in good.iterdir()) == before
 
 
 @pytest.mark.parametrize(
@@ -595,3 +610,20 @@ def test_window_cigars_match_per_read_alignment(ref: str, raw: list, read_len: i
         got = cigars.get(k, b"%dM" % read_len).decode()
         # a deletion right after leading soft clip cannot start an alignment: both drop it
         assert (int(pos[k]), got, int(end[k])) == (expect[0], expect[1], expect[2]), (a, edits)
+
+
+@pytest.mark.slow
+def test_acceptance_size_under_a_minute_of_cpu(tmp_path: Path) -> None:
+    """The issue's acceptance run: 3 samples x 2 contigs x 2 Mb at 30x in < 60 s of CPU
+    (process time: wall-clock time on a shared machine says little)."""
+    import time
+
+    t0 = time.process_time()
+    out = simulate_cohort(
+        tmp_path / "big",
+        SimulationConfig(n_samples=3, contig_length=2_000_000, coverage=30.0, seed=1),
+    )
+    cpu = time.process_time() - t0
+    assert cpu < 60, cpu
+    pysam.samtools.quickcheck(*(str(p) for p in sorted(out.glob("*.bam"))))
+    assert len(_body(out / "truth.vcf.gz")) > 5000

@@ -44,9 +44,7 @@ def _sinfo_state() -> str | None:
     if shutil.which("sinfo") is None:
         return None
     try:
-        r = subprocess.run(
-            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15
-        )
+        r = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15)
     except subprocess.TimeoutExpired:
         return None
     lines = r.stdout.split()
@@ -122,7 +120,10 @@ def assert_same_outputs(a: Path, b: Path) -> None:
     assert ha == hb
     import zarr
 
-    za, zb = zarr.open_group(str(a / "calls.vcz"), mode="r"), zarr.open_group(str(b / "calls.vcz"), mode="r")
+    za, zb = (
+        zarr.open_group(str(a / "calls.vcz"), mode="r"),
+        zarr.open_group(str(b / "calls.vcz"), mode="r"),
+    )
     names = sorted(za.array_keys())
     assert names == sorted(zb.array_keys())
     for name in names:
@@ -154,8 +155,15 @@ def local_run(slurm: str, small_cohort: Path, tmp_path_factory: pytest.TempPathF
     """The single-process run every SLURM run must equal."""
     out = tmp_path_factory.mktemp("slurm-local") / "single"
     r = varcall(
-        "call", "-f", small_cohort / "reference.fa", "--bam-list", small_cohort / "bams.txt",
-        "-o", out, "--single-process", "--no-progress",
+        "call",
+        "-f",
+        small_cohort / "reference.fa",
+        "--bam-list",
+        small_cohort / "bams.txt",
+        "-o",
+        out,
+        "--single-process",
+        "--no-progress",
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return out
@@ -173,8 +181,19 @@ def logs(slurm: str, tmp_path: Path):
 
 def call_args(cohort: Path, out: Path, config: Path, *extra: str) -> list:
     return [
-        "call", "-f", cohort / "reference.fa", "--bam-list", cohort / "bams.txt", "-o", out,
-        "--cluster", "slurm", "--cluster-config", config, "--no-progress", *extra,
+        "call",
+        "-f",
+        cohort / "reference.fa",
+        "--bam-list",
+        cohort / "bams.txt",
+        "-o",
+        out,
+        "--cluster",
+        "slurm",
+        "--cluster-config",
+        config,
+        "--no-progress",
+        *extra,
     ]
 
 
@@ -182,7 +201,9 @@ def call_args(cohort: Path, out: Path, config: Path, *extra: str) -> list:
 def test_call_on_slurm_equals_local(small_cohort, local_run, logs, tmp_path):
     config = cluster_yaml(tmp_path / "cluster.yaml", logs, jobs=2)
     out = tmp_path / "slurm"
-    r = varcall(*call_args(small_cohort, out, config, "--region-count", "7", "--cluster-timeout", "120"))
+    r = varcall(
+        *call_args(small_cohort, out, config, "--region-count", "7", "--cluster-timeout", "120")
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert_same_outputs(out, local_run)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -200,7 +221,9 @@ def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_pat
     out = tmp_path / "slurm"
     args = [sys.executable, "-m", "varcall.cli"]
     args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "1000", "-v")]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     cancelled = None
     try:
         deadline = time.monotonic() + 240
@@ -249,14 +272,26 @@ def test_cluster_timeout_falls_back_to_local(small_cohort, local_run, logs, tmp_
     config = cluster_yaml(tmp_path / "cluster.yaml", logs, jobs=1, extra=("--begin=now+3600",))
     out = tmp_path / "slurm"
     r = varcall(
-        *call_args(small_cohort, out, config, "--cluster-timeout", "8", "--fallback-local", "--workers", "2")
+        *call_args(
+            small_cohort,
+            out,
+            config,
+            "--cluster-timeout",
+            "8",
+            "--fallback-local",
+            "--workers",
+            "2",
+        )
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "continuing on a local cluster" in r.stderr
     assert_same_outputs(out, local_run)
     cluster = json.loads((out / "manifest.json").read_text())["cluster"]
     assert "no worker started within" in cluster["fell_back_to_local"]["reason"]
-    assert all(not u["worker"].startswith("SLURMCluster-") for u in json.loads((out / "manifest.json").read_text())["units"])
+    assert all(
+        not u["worker"].startswith("SLURMCluster-")
+        for u in json.loads((out / "manifest.json").read_text())["units"]
+    )
 
 
 def test_fallback_local_needs_a_timeout(small_cohort, logs, tmp_path):
@@ -269,13 +304,25 @@ def test_fallback_local_needs_a_timeout(small_cohort, logs, tmp_path):
 def _make(cohort: Path, out: Path, config: Path, *extra: str, target: str = "all"):
     return subprocess.run(
         [
-            "make", "-f", str(WORKFLOW / "Makefile"), target,
-            f"REFERENCE={cohort / 'reference.fa'}", f"BAM_LIST={cohort / 'bams.txt'}",
-            f"TRUTH={cohort / 'truth.vcf.gz'}", f"CONFIDENT_BED={cohort / 'confident.bed'}",
-            f"OUT={out}", "REGION_SIZE=10000", f"CLUSTER_CONFIG={config}",
-            "CLUSTER_TIMEOUT=180", f"VARCALL={VARCALL}", *extra,
+            "make",
+            "-f",
+            str(WORKFLOW / "Makefile"),
+            target,
+            f"REFERENCE={cohort / 'reference.fa'}",
+            f"BAM_LIST={cohort / 'bams.txt'}",
+            f"TRUTH={cohort / 'truth.vcf.gz'}",
+            f"CONFIDENT_BED={cohort / 'confident.bed'}",
+            f"OUT={out}",
+            "REGION_SIZE=10000",
+            f"CLUSTER_CONFIG={config}",
+            "CLUSTER_TIMEOUT=180",
+            f"VARCALL={VARCALL}",
+            *extra,
         ],
-        capture_output=True, text=True, env=_env(), timeout=600,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
     )
 
 
@@ -284,8 +331,13 @@ def test_workflow_makefile_on_slurm_and_resume(small_cohort, logs, tmp_path):
     out = tmp_path / "results"
     r = _make(small_cohort, out, config)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    for name in ("regions.bed", "distributed/manifest.json", "single/manifest.json",
-                 "concordance/metrics.json", "report.html"):
+    for name in (
+        "regions.bed",
+        "distributed/manifest.json",
+        "single/manifest.json",
+        "concordance/metrics.json",
+        "report.html",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "concordance" / "metrics.json").read_text())
     assert metrics["identity"]["identical"] is True
@@ -319,15 +371,23 @@ def test_sbatch_template_runs_the_driver_as_a_job(small_cohort, logs, tmp_path):
     config = cluster_yaml(wf / "cluster.yaml", logs, jobs=1)
     settings = " ".join(
         [
-            f"REFERENCE={small_cohort / 'reference.fa'}", f"BAM_LIST={small_cohort / 'bams.txt'}",
-            f"OUT={tmp_path / 'results'}", "REGION_SIZE=20000", f"CLUSTER_CONFIG={config}",
-            "CLUSTER_TIMEOUT=180", f"VARCALL={VARCALL}",
+            f"REFERENCE={small_cohort / 'reference.fa'}",
+            f"BAM_LIST={small_cohort / 'bams.txt'}",
+            f"OUT={tmp_path / 'results'}",
+            "REGION_SIZE=20000",
+            f"CLUSTER_CONFIG={config}",
+            "CLUSTER_TIMEOUT=180",
+            f"VARCALL={VARCALL}",
         ]
     )
     env = _env() | {"TARGET": "distributed", "MAKE_ARGS": settings}
     r = subprocess.run(
         ["sbatch", "--wait", "--mem=1G", "--time=00:15:00", "--export=ALL", "varcall.sbatch"],
-        cwd=wf, capture_output=True, text=True, env=env, timeout=600,
+        cwd=wf,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     logs = list(wf.glob("varcall-driver-*.log"))
     log = logs[0].read_text() if logs else ""

@@ -101,6 +101,14 @@ def contig_md5(fasta: Path, name: str) -> str:
         return hashlib.md5(f.fetch(name).upper().encode()).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def md5_cache(tmp_path, monkeypatch) -> Path:
+    """Each test keeps reference MD5s in its own folder, not in the user's cache."""
+    folder = tmp_path / "md5-cache"
+    monkeypatch.setenv("VARCALL_CACHE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("validate")
@@ -294,6 +302,31 @@ def test_m5_mismatch(data, tmp_path):
     out = tmp_path / "out"
     r = run_call("-f", data / "ref.fa", "-o", out, bam)
     assert_refused(r, out, bam, "contig chrB M5", "differs")
+
+
+def test_reference_md5_cached_between_runs(data, tmp_path, md5_cache, monkeypatch):
+    ref = shutil.copy(data / "ref.fa", tmp_path / "ref.fa")
+    pysam.faidx(str(ref))
+    good = {n: contig_md5(ref, n) for n, _ in CONTIGS}
+    bam = write_bam(tmp_path / "m5.bam", samples=("S3",), m5=good)
+    validate_call(ref, [bam], tmp_path / "out")
+    assert len(list(md5_cache.glob("reference-md5-*.json"))) == 1
+
+    # the second validation does not read the reference sequence
+    def no_fasta(*a, **k):
+        raise AssertionError("reference sequence read again")
+
+    monkeypatch.setattr(validate.pysam, "FastaFile", no_fasta)
+    validate_call(ref, [bam], tmp_path / "out")
+    # a changed reference invalidates the cache (and here fails the M5 check)
+    monkeypatch.undo()
+    monkeypatch.setenv("VARCALL_CACHE_DIR", str(md5_cache))
+    text = Path(ref).read_text().replace("\nA", "\nC", 1)
+    Path(ref).write_text(text)
+    os.utime(ref, (Path(ref).stat().st_mtime + 5,) * 2)
+    pysam.faidx(str(ref))
+    with pytest.raises(InputError, match="M5 .* differs"):
+        validate_call(ref, [bam], tmp_path / "out")
 
 
 def test_cram_against_another_reference(data, tmp_path):
@@ -654,6 +687,31 @@ def test_tls_file_missing(data, tmp_path):
         "--tls-ca", ca, data / "S1.bam",
     )  # fmt: skip
     assert_refused(r, out, ca, "TLS file not found", "--tls-ca")
+
+
+def test_scheduler_unreachable(data, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    address = f"tcp://127.0.0.1:{port}"
+    r = run_call("-f", data / "ref.fa", "-o", out, "--scheduler", address, data / "S1.bam")
+    assert_refused(r, out, address, "cannot reach the Dask scheduler")
+    r = run_call("-f", data / "ref.fa", "-o", out, "--scheduler", "tcp://host", data / "S1.bam")
+    assert_refused(r, out, "--scheduler tcp://host", "give tcp://HOST:PORT")
+
+
+@pytest.mark.parametrize("kind, command", [("slurm", "sbatch"), ("pbs", "qsub"), ("lsf", "bsub")])
+def test_batch_system_without_submit_command(data, tmp_path, monkeypatch, kind, command):
+    monkeypatch.setattr(validate.shutil, "which", lambda cmd: None)
+    out = tmp_path / "out"
+    r = run_call(
+        "-f", data / "ref.fa", "-o", out, "--cluster", kind, "--cores", "1",
+        "--memory", "1GB", data / "S1.bam",
+    )  # fmt: skip
+    assert_refused(r, out, f"--cluster {kind}", f"{command} ", "on PATH")
 
 
 # ----------------------------------------------------------------------------- good inputs

@@ -266,6 +266,22 @@ def test_bcf_output(tmp_path):
     assert same_records(back, cs)
 
 
+def test_compress_level(tmp_path):
+    rng = np.random.default_rng(2)
+    cs = random_callset(rng, "chr1", 300)
+    sizes = {}
+    for level in (0, 1, None):
+        path = tmp_path / f"l{level}.vcf.gz"
+        with VcfWriter(path, _header(), compress_level=level) as w:
+            w.write(cs)
+        (back,) = list(read_vcf(path))
+        assert same_records(back, cs)
+        sizes[level] = path.stat().st_size
+    assert sizes[0] > sizes[1] > sizes[None]
+    with pytest.raises(ValueError, match="compress_level"):
+        VcfWriter(tmp_path / "x.vcf.gz", _header(), compress_level=12)
+
+
 def test_plain_vcf_output_and_bad_name(tmp_path):
     cs = hand_callset()
     path = _write(tmp_path / "calls.vcf", [cs])

@@ -230,6 +230,12 @@ def _parse(
         if flag & drop or mapq < min_mapq or l_seq <= 0 or n_cig == 0:
             continue
         co = b + 32 + l_name
+        if n_cig == 2:
+            v0 = _u32(buf, co)
+            v1 = _u32(buf, co + 4)
+            if v0 & 15 == 4 and np.int64(v0 >> 4) == l_seq and v1 & 15 == 3:
+                # CIGAR longer than 65535 ops, stored in the CG tag: let htslib decode it
+                return _placeholder_result()
         span = 0
         for c in range(n_cig):
             v = _u32(buf, co + 4 * c)
@@ -346,6 +352,17 @@ def _parse(
     )  # fmt: skip
 
 
+@numba.njit(cache=True)
+def _placeholder_result():
+    z64 = np.zeros(0, np.int64)
+    z32 = np.zeros(0, np.int32)
+    u8 = np.zeros(0, np.uint8)
+    return (
+        z64, z64.copy(), z32, z32.copy(), z32.copy(), z64.copy(), z32.copy(), z64.copy(),
+        z32.copy(), u8, u8.copy(), u8.copy(), z32.copy(), np.zeros((0, 2), np.int64), -2,
+    )  # fmt: skip
+
+
 def fetch_raw(
     bam: str,
     tid: int,
@@ -361,7 +378,8 @@ def fetch_raw(
     half-open) that pass the filters. Returns the arrays of a ReadBatch (see
     :class:`varcall.pileup.ReadBatch`, in its field order, ``raw_quals`` excepted) plus the
     index of the first read whose read group is unknown (-1 if none); None when the BAM has
-    no index (the caller falls back to pysam)."""
+    no ``.bai`` index or holds a CIGAR too long for the record (CG tag): the caller then
+    reads the file through pysam."""
     bai = bai_path(bam)
     if bai is None:
         return None
@@ -394,10 +412,11 @@ def fetch_raw(
         rg_ids[i, : len(e)] = np.frombuffer(e, np.uint8)
         rg_len[i] = len(e)
     rg_sample = np.array([rg_to_sample[x] for x in ids], np.int32)
-    return _parse(
+    out = _parse(
         buf, scanned, tid, ws, we, drop_flags, min_mapq, default_sample, rg_ids, rg_len,
         rg_sample, _NIBBLE,
     )  # fmt: skip
+    return None if out[-1] == -2 else out
 
 
 def _empty() -> tuple:

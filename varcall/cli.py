@@ -241,13 +241,13 @@ def regions(reference, bams, out, region_size, region_count, region_strings, reg
     for p in [reference, *paths]:
         if not Path(p).is_file():
             raise InputError(f"{p}: file not found; check the path")
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: folder {out.parent} does not exist; create it first")
     inputs = resolve_inputs(reference, paths)
     restrict = validate_regions(region_strings, regions_bed, inputs.contigs) or None
     plan = plan_regions(
         inputs, region_size=region_size, region_count=region_count, restrict=restrict
     )
-    if out.parent and not out.parent.is_dir():
-        raise InputError(f"{out}: folder {out.parent} does not exist; create it first")
     write_bed(plan, out)
     total = sum(r.length for r in plan)
     click.echo(f"wrote {len(plan)} regions ({total:,} bp) to {out}", err=True)
@@ -284,12 +284,31 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     type=click.Choice(["native", "bcftools", "freebayes"]),
     default="native",
     show_default=True,
+    help="Calling engine: varcall's own, or bcftools / freebayes run per region.",
 )
 @click.option("--engine-args", default="", help="Extra arguments for an external engine.")
-@click.option("--min-mapq", default=20, show_default=True, type=click.IntRange(min=0))
-@click.option("--min-baseq", default=13, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--min-mapq",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Ignore reads with a lower mapping quality.",
+)
+@click.option(
+    "--min-baseq",
+    default=13,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Ignore bases with a lower base quality.",
+)
 @click.option("--include-supplementary", is_flag=True, help="Use supplementary alignments.")
-@click.option("--ploidy", default=2, show_default=True, type=click.IntRange(1, 2))
+@click.option(
+    "--ploidy",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 2),
+    help="Default ploidy of every contig.",
+)
 @click.option(
     "--ploidy-contig",
     "ploidy_contigs",
@@ -305,7 +324,13 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     default=None,
     help="LocalCluster workers (default: one per core).",
 )
-@click.option("--threads-per-worker", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--threads-per-worker",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Threads of each LocalCluster worker (regions run in parallel inside it).",
+)
 @click.option(
     "--worker-type",
     type=click.Choice(["process", "thread"]),
@@ -347,9 +372,17 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
               help="Retries per failing region.")
 @click.option("--resume", is_flag=True, help="Reuse finished regions in OUT/work.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing OUT.")
-@click.option("--index", "build_index", is_flag=True, help="Build missing BAM/CRAM indexes.")
-@click.option("--rename-duplicate-samples", is_flag=True,
-              help="Rename repeated sample names S -> S.2, S.3, ...")
+@click.option(
+    "--index",
+    "build_index",
+    is_flag=True,
+    help="Build missing or stale BAM/CRAM indexes (beside the files).",
+)
+@click.option(
+    "--rename-duplicate-samples",
+    is_flag=True,
+    help="Rename a sample name repeated across files S -> S.2, S.3, ... (native engine).",
+)
 @click.option("--chunk-size", default=10_000, show_default=True, type=click.IntRange(min=1),
               help="VCF Zarr chunk length along variants.")
 @progress_option

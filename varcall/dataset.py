@@ -6,7 +6,8 @@ VCF Zarr spec 0.4, sgkit's conventions — holding at most one chunk of variants
 store, each written under a temporary name and renamed into place at the end, and returns
 record digests per contig (equal whatever the region layout) and per input.
 
-Store layout (V variants, S samples, A = max alleles, G = A(A+1)/2, F filters, C contigs):
+Store layout (V variants, S samples, A = alleles of the widest record (at least 2),
+G = A(A+1)/2, F filters, C contigs):
 
 =====================  =====================================  ==========  ================
 array                  dims                                   dtype       content
@@ -34,7 +35,11 @@ region_index           region_index_values, region_index_fields int32     as bio
 =====================  =====================================  ==========  ================
 
 Integer sentinels: -1 missing, -2 fill; float missing/fill are the VCF Zarr NaN bit
-patterns 0x7F800001 / 0x7F800002. Every variants-axis array has the same chunk size.
+patterns 0x7F800001 / 0x7F800002. Every variants-axis array has the same chunk size. Every
+array has ``_ARRAY_DIMENSIONS`` (and the variant/call ones a ``description``);
+``call_genotype`` has ``mixed_ploidy`` (True when a haploid call pads with -2). Root
+attributes: ``vcf_zarr_version`` "0.4", ``source``, ``vcf_header`` and
+``vcf_meta_information`` (its ``##key=value`` lines); metadata is consolidated.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from varcall.vcf import (
     FILTER_DESCRIPTIONS,
     VcfWriter,
     allele_counts,
+    header_filter_descriptions,
     parse_region,
     vcf_header,
 )
@@ -148,7 +154,10 @@ class VczWriter:
     axes are cut to the widest record written (at least 2), so the arrays do not depend on
     the bound or on the inputs' padding. chunk_size: variants per chunk.
     meta: extra root attributes (JSON-serialisable); a ``vcf_header`` entry also fills
-    ``vcf_meta_information``.
+    ``vcf_meta_information`` and the filter descriptions. samples_chunk_size: samples per
+    chunk. filter_descriptions: ``filter_description`` texts by id (default: varcall's own,
+    or the ``vcf_header``'s, else a generic text). Memory: one chunk of every array, e.g.
+    chunk_size x samples x genotypes x 4 bytes for call_PL.
 
     The store is built in a temporary folder beside ``path`` and renamed onto ``path`` by
     :meth:`close` (an existing store there is replaced); if the ``with`` block raises, the
@@ -166,6 +175,7 @@ class VczWriter:
         chunk_size: int = 10_000,
         meta: Mapping[str, Any] | None = None,
         samples_chunk_size: int = 10_000,
+        filter_descriptions: Mapping[str, str] | None = None,
     ) -> None:
         import numcodecs
         import zarr
@@ -288,13 +298,15 @@ class VczWriter:
                 "contig_length", np.array([n for _, n in self.contigs], np.int64), ["contigs"]
             )
             self._static("filter_id", np.array(fids, object), ["filters"])
+            descriptions = dict(FILTER_DESCRIPTIONS)
+            header = self.meta.get("vcf_header")
+            if isinstance(header, str):
+                descriptions.update(header_filter_descriptions(header))
+            descriptions.update(filter_descriptions or {})
             self._static(
                 "filter_description",
                 np.array(
-                    [
-                        FILTER_DESCRIPTIONS.get(f, f"Filter {f} set by the calling engine")
-                        for f in fids
-                    ],
+                    [descriptions.get(f, f"Filter {f} set by the calling engine") for f in fids],
                     object,
                 ),
                 ["filters"],
@@ -608,6 +620,7 @@ def write_outputs(
     chunk_size: int = 10_000,
     vcf_name: str = "calls.vcf.gz",
     vcz_name: str = "calls.vcz",
+    compress_level: int | None = None,
 ) -> MergeResult:
     """The streaming merge: write ``OUT/calls.vcf.gz`` (+ .tbi) and ``OUT/calls.vcz``.
 
@@ -618,9 +631,12 @@ def write_outputs(
     the widest record, whatever the bound — passing the largest :func:`used_max_alleles`
     also makes the chunk shapes independent of it. filter_ids: every id the inputs carry;
     the outputs list them as PASS, then the others sorted.
-    header_kwargs: keyword arguments of :func:`varcall.vcf.vcf_header` (source,
-    command_line, reference, extra_lines). Both outputs are built under temporary names and
-    renamed into place only when everything has been written; on error neither is touched.
+    header_kwargs: keyword arguments of :func:`varcall.vcf.vcf_header` (source — default
+    "varcall VERSION" —, command_line, reference, extra_lines; ``##FILTER`` lines among
+    extra_lines also describe the filters in the store). Both outputs are built under
+    temporary names and renamed into place only when everything has been written; on error
+    neither is touched. compress_level: the VCF's BGZF level (see
+    :class:`varcall.vcf.VcfWriter`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -629,12 +645,14 @@ def write_outputs(
     samples = tuple(samples)
     # canonical order, so that the outputs do not depend on the order ids were discovered in
     fids = ["PASS", *sorted(set(filter_ids) - {"PASS"})]
-    header = vcf_header(contigs, samples, fids, **dict(header_kwargs or {}))
+    kwargs = dict(header_kwargs or {})
+    kwargs.setdefault("source", f"varcall {__version__}")
+    header = vcf_header(contigs, samples, fids, **kwargs)
     contig_hash = {c: hashlib.sha256() for c, _ in contigs}
     contig_counts = {c: 0 for c, _ in contigs}
     digests: list[str] = []
     counts: list[int] = []
-    vcf = VcfWriter(out / vcf_name, header)
+    vcf = VcfWriter(out / vcf_name, header, compress_level=compress_level)
     try:
         vcz = VczWriter(
             out / vcz_name,

@@ -38,7 +38,8 @@ Per sample: GT = the genotype of maximum posterior ``P_s(g)`` (first in VCF orde
 tie); ``GQ = min(99, round(-10 log10(1 - P_s(GT))))``; ``PL = round(-10 log10 L_s(g))``
 normalised so the best genotype has PL 0; DP = reads used at the site; AD = reads whose
 best allele is unique. A sample without reads at the site gets no-call GT, missing GQ and
-PL, DP 0.
+PL, DP 0; a sample whose reads do not tell the genotypes apart (every PL 0) gets no-call
+GT and GQ 0.
 """
 
 from __future__ import annotations
@@ -300,8 +301,15 @@ def _call_kernel(gl, dp, n_alleles, ploidy, theta, alpha, iterations, tol, qual,
             for g in range(ng):
                 if gl[k, s, g] > mx:
                     mx = gl[k, s, g]
+            flat = True
             for g in range(ng):
                 pl[k, s, g] = int(np.round(-10.0 * (gl[k, s, g] - mx)))
+                if pl[k, s, g] != 0:
+                    flat = False
+            if flat:
+                # reads, but none tells the genotypes apart: no call, GQ 0
+                gq[k, s] = 0
+                continue
             # posterior
             for g in range(ng):
                 lpost[g] = gl[k, s, g] + np.log10(prior[g]) if prior[g] > 0.0 else -1e300

@@ -5,7 +5,8 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
 1. :func:`fetch_reads` decodes every read overlapping the window from every BAM/CRAM into
    one :class:`ReadBatch` of flat numpy arrays (positions, CIGAR ops, base codes, base
    qualities). Indexed BAM files are decoded by numba kernels straight from the inflated
-   BGZF blocks (:mod:`varcall._bam`, no Python object per read); CRAM goes through pysam. Reads are filtered here (unmapped, secondary, QC-fail, duplicate, MAPQ below
+   BGZF blocks (:mod:`varcall._bam`, no Python object per read); CRAM goes through pysam.
+   Reads are filtered here (unmapped, secondary, QC-fail, duplicate, MAPQ below
    ``min_mapq``, supplementary unless asked for) and assigned to a sample by their ``@RG``
    ``SM``. Mates of one pair whose alignments overlap are paired up, and
    :func:`mask_mate_overlaps` counts each overlapping reference base once: of the two
@@ -32,27 +33,29 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    - SNV-only sites compare the read's base at POS; a mismatch costs
      ``-10 log10(eps / 3) + 10 log10(1 - eps)`` with ``eps = e_b + e_m - e_b e_m``,
      ``e_b = 10^(-BQ/10)``, ``e_m = 10^(-MAPQ/10)``.
-   - Sites with an indel allele build each allele's haplotype (allele sequence followed by
-     the reference) and compare the read's bases from its base aligned at POS onwards,
-     ungapped, against every haplotype over the stretch where the haplotypes differ plus
-     ``INDEL_FLANK`` bases (soft-clipped tails included: this realigns reads whose aligner
-     clipped or mismatched the indel). Each mismatching base costs its base-quality
-     penalty; the differences to the best haplotype are capped at
-     ``min(MAPQ, indel cap)``, where the indel cap falls with the repeat length
-     (``max(INDEL_CAP_MIN, INDEL_CAP - d)``, d = the offset from POS where the haplotypes first differ).
+   - Sites with an indel allele build each allele's haplotype: ``INDEL_LEFT_FLANK``
+     reference bases before POS, the allele, then the reference after it. The read's bases
+     from ``INDEL_LEFT_FLANK`` before its base aligned at POS to the end of the compared
+     stretch (where the haplotypes differ, plus ``INDEL_FLANK`` bases; soft-clipped bases
+     included) are compared ungapped with each haplotype, at every placement shift up to
+     the longest indel of the site (at most ``MAX_SHIFT``); the best shift counts. This
+     realigns reads whose aligner clipped, mismatched or misplaced the indel, and reads
+     that start inside an insertion. Each mismatching base costs its base-quality penalty
+     (``e_m = 0`` above); the differences to the best haplotype are capped at
+     ``min(MAPQ, indel cap)``, the indel cap falling with the repeat length:
+     ``max(INDEL_CAP_MIN, INDEL_CAP - d / 2)`` with ``d`` the offset from POS where the
+     haplotypes first differ. A read too short to reach that offset ties the alleles.
    - Reads with many mismatches near the site are down-weighted: the penalties of a read
-     with ``n`` mismatching high-quality bases (vs its best allele, within the compared
-     stretch; vs the reference within ``SNV_CONTEXT`` bp for SNV sites) are divided by
-     ``1 + max(0, n - 1)``.
-
+     with ``n`` mismatching high-quality bases (vs its best haplotype over the compared
+     stretch at indel sites; vs the reference within ``SNV_CONTEXT`` bp at SNV sites) are
+     divided by ``1 + max(0, n - 1)``.
    - Misaligned reads near indels: at an SNV-only site, a read aligned without a gap
      across an earlier indel site whose compared stretch reaches POS, and whose bases
      match one of that site's indel haplotypes best, is left out (the aligner wrote
      mismatches where the indel is; its base at POS is no evidence). So is a read without
      a base aligned at that indel site's POS (typically one starting inside the indel),
-     whose alignment there cannot be checked. Windows are fetched
-     with ``SHADOW_PAD`` = ``MAX_COMPARE`` bp of extra reads on the left so such indel
-     sites are always seen.
+     whose alignment there cannot be checked. Windows are fetched with ``SHADOW_PAD`` bp
+     of extra reads on the left so such indel sites are always seen.
 
    A read counts at a site only when its base aligned at POS is present (not deleted, not
    masked as the weaker mate); at SNV-only sites that base must also have quality >=
@@ -89,7 +92,6 @@ __all__ = [
     "find_sites",
     "site_observations",
     "encode_bases",
-    "fetch_reference",
     "MAX_ALT_ALLELES",
     "MAX_INDEL_LENGTH",
 ]
@@ -110,7 +112,7 @@ MAX_INDEL_LENGTH = 200
 INDEL_FLANK = 12
 #: Per-read indel evidence cap (phred) outside repeats, and its floor in long repeats.
 INDEL_CAP = 45.0
-INDEL_CAP_MIN = 25.0
+INDEL_CAP_MIN = 30.0
 #: Half-width (bp) of the context whose mismatches down-weight a read at an SNV site.
 SNV_CONTEXT = 10
 #: Longest haplotype comparison (bp) at an indel site, from POS on.
@@ -147,12 +149,6 @@ def encode_bases(seq: bytes | str) -> np.ndarray:
     if isinstance(seq, str):
         seq = seq.encode("ascii")
     return _BASE_CODES[np.frombuffer(seq, np.uint8)]
-
-
-def fetch_reference(fasta: pysam.FastaFile, contig: str, start: int, end: int) -> np.ndarray:
-    """Base codes of ``contig[start:end]`` (0-based half-open, clipped to the contig)."""
-    length = fasta.get_reference_length(contig)
-    return encode_bases(fasta.fetch(contig, max(0, start), min(end, length)))
 
 
 @dataclasses.dataclass
@@ -219,7 +215,7 @@ class ReadBatch:
 
 
 @numba.njit(cache=True)
-def _parse_cigars(text: np.ndarray, codes: np.ndarray, n_reads: int):  # pragma: no branch
+def _parse_cigars(text: np.ndarray, codes: np.ndarray, n_reads: int):
     """Parse ';'-terminated CIGAR strings (one per read) into op/length arrays."""
     n_ops = 0
     for c in text:
@@ -400,7 +396,13 @@ def _fetch_pysam(
     pairs: list[tuple[int, int]] = []
     with pysam.AlignmentFile(path, reference_filename=reference) as f:
         open_mates: dict[str, int] = {}
-        for r in f.fetch(contig, start, end):
+        try:
+            reads = f.fetch(contig, start, end)
+        except ValueError as e:
+            raise InputError(
+                f"{path}: cannot fetch reads by region ({e}); index it with 'samtools index {path}'"
+            ) from None
+        for r in reads:
             flag = r.flag
             if flag & drop:
                 continue
@@ -842,7 +844,7 @@ def find_sites(
             sh = min(MAX_SHIFT, max(len(a[1]) for a in alts if a[0] != "X"))
             hs, d_max = _haplotypes(al, ref, ref_lo, p)
             cmp_len[k] = min(MAX_COMPARE, d_max + INDEL_FLANK + 1)
-            cap[k] = max(INDEL_CAP_MIN, INDEL_CAP - 1.0 * d_max)
+            cap[k] = max(INDEL_CAP_MIN, INDEL_CAP - 0.5 * d_max)
             shift[k] = sh
             left = _ref_codes(ref, ref_lo, p - INDEL_LEFT_FLANK - sh, p)
             width = INDEL_LEFT_FLANK + 2 * sh + int(cmp_len[k])
@@ -1120,7 +1122,7 @@ def _obs_pass(
                 k, qp, qo, qlen[i], cmp_len, shift, flank, hap, na, bases, rquals, min_baseq,
                 scores,
             )  # fmt: skip
-            c_read = min(float(mapq[i]), cap[k]) / (1.0 + max(0, nmm - 1))
+            c_read = min(float(mapq[i]), cap[k]) / (1.0 + max(0, nmm - 1) ** 2)
             for a in range(na_max):
                 if a < na:
                     o_pen[no, a] = min(scores[a] - scores[ib], c_read)

@@ -48,6 +48,7 @@ from varcall.scatter import (
     ProgressReporter,
     audit_event,
     checkpoint_key,
+    code_digest,
     engine_version,
     inputs_identity,
     open_client,
@@ -138,21 +139,37 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
-def _load_units(work: Path, sidecars: Sequence[dict[str, Any]]) -> Iterator[CallSet]:
+def _load_units(
+    work: Path, sidecars: Sequence[dict[str, Any]], bar: ProgressReporter | None = None
+) -> Iterator[CallSet]:
     """The checkpointed CallSets in the given (genomic) order, one at a time."""
     for side in sidecars:
         path = work / f"{side['key']}.npz"
         try:
-            yield load_callset(path)
+            callset = load_callset(path)
         except (OSError, ValueError, KeyError) as e:
             raise VarcallError(
                 f"{path}: checkpoint cannot be read ({e}); delete it and rerun with --resume"
             ) from e
+        yield callset
+        if bar is not None:
+            bar.advance(callset.n_variants)
 
 
-def _collect_audit(work: Path, keys: Sequence[str], run_id: str, dest: Path) -> dict[str, int]:
-    """Write ``dest`` (one JSON line per task attempt of this run: start time, end time,
-    worker, region, files, outcome) and return the number of attempts per key."""
+def _collect_audit(
+    work: Path,
+    keys: Sequence[str],
+    run_id: str,
+    dest: Path,
+    producers: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Write ``dest`` (one JSON line per task attempt: run id, start time, end time, worker,
+    region, files, outcome) and return the number of attempts per key in this run.
+
+    ``producers`` (key -> run id that wrote the checkpoint in use): attempts of an earlier
+    run whose checkpoint this run reuses (``--resume``) are listed too, under their own
+    ``run_id``, so the audit names who read every region of the output."""
+    producers = producers or {}
     attempts: dict[str, int] = {}
     lines: list[dict[str, Any]] = []
     for key in keys:
@@ -165,11 +182,11 @@ def _collect_audit(work: Path, keys: Sequence[str], run_id: str, dest: Path) -> 
                 ev = json.loads(raw)
             except ValueError:
                 continue  # a line cut short by a killed worker
-            if ev.get("run_id") != run_id:
+            if ev.get("run_id") not in (run_id, producers.get(key)):
                 continue
             rec = by_attempt.setdefault(
                 ev["attempt"],
-                {k: ev.get(k) for k in ("key", "region", "worker", "bams")}
+                {k: ev.get(k) for k in ("key", "region", "worker", "bams", "run_id")}
                 | {"start": None, "end": None, "outcome": "lost"},
             )
             if ev["event"] == "start":
@@ -179,7 +196,7 @@ def _collect_audit(work: Path, keys: Sequence[str], run_id: str, dest: Path) -> 
                 rec["outcome"] = "ok" if ev["event"] == "done" else "error"
                 if "error" in ev:
                     rec["error"] = ev["error"]
-        attempts[key] = len(by_attempt)
+        attempts[key] = sum(1 for r in by_attempt.values() if r["run_id"] == run_id)
         lines.extend(by_attempt.values())
     lines.sort(key=lambda r: (r["start"] or 0.0, r["key"]))
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
@@ -191,9 +208,13 @@ def _collect_audit(work: Path, keys: Sequence[str], run_id: str, dest: Path) -> 
 
 
 def _prune_work(work: Path, keep: set[str]) -> None:
-    """Remove checkpoint files of ``work`` that belong to no key in ``keep``."""
+    """Remove checkpoint files of ``work`` that belong to no key in ``keep``, and temporary
+    files (``.<name>.tmp-*``) that interrupted writers left behind."""
     for p in work.iterdir():
         name = p.name
+        if name.startswith(".") and ".tmp-" in name and p.is_file():
+            p.unlink(missing_ok=True)
+            continue
         for suffix in _KEY_FILE_SUFFIXES:
             if name.endswith(suffix) and len(name) == 64 + len(suffix):
                 if name[:64] not in keep:
@@ -355,9 +376,15 @@ def run_call(
         except ValueError as e:
             raise InputError(f"--engine {params.engine}: {e}") from e
     engine.check()
+    if mode == "distributed" and client is None:
+        (cluster or ClusterSpec()).check()
     contig_order = [c for c, _ in inputs.contigs]
     restrict = validate_regions(region_strings, regions_bed, inputs.contigs) or None
     if regions is not None:
+        lengths = dict(inputs.contigs)
+        for r in regions:
+            if r.contig not in lengths or r.end > lengths[r.contig] or r.length == 0:
+                raise InputError(f"region {r}: empty or outside the reference; fix the layout")
         layout = sort_regions(regions, contig_order)
         if len(merge_regions(layout, contig_order)) != len([r for r in layout if r.length > 0]):
             raise InputError("explicit regions overlap; give a layout where no base is in two")
@@ -367,6 +394,11 @@ def run_call(
         )
     else:
         layout = merge_regions(restrict, contig_order) if restrict else None
+
+    if mode == "distributed" and client is None:
+        from varcall.validate import check_cluster
+
+        check_cluster(cluster or ClusterSpec())  # before out/ exists: nothing left behind
 
     # ------------------------------------------------------------- run (creates out/)
     work = out / "work"
@@ -447,20 +479,27 @@ def run_call(
             if f not in filter_ids:
                 filter_ids.append(f)
     max_alleles = max([2, *(int(s["max_alleles"]) for s in sidecars)])
-    merge = write_outputs(
-        out,
-        _load_units(work, sidecars),
-        contigs=inputs.contigs,
-        samples=inputs.samples,
-        filter_ids=tuple(filter_ids),
-        max_alleles=max_alleles,
-        header_kwargs={"command_line": command_line, "reference": inputs.reference},
-        chunk_size=chunk_size,
-    )
+    with ProgressReporter(len(sidecars), enabled=progress, description="merge") as bar:
+        merge = write_outputs(
+            out,
+            _load_units(work, sidecars, bar),
+            contigs=inputs.contigs,
+            samples=inputs.samples,
+            filter_ids=tuple(filter_ids),
+            max_alleles=max_alleles,
+            header_kwargs={"command_line": command_line, "reference": inputs.reference},
+            chunk_size=chunk_size,
+        )
     t_merged = time.time()
 
     # ------------------------------------------------------------- provenance
-    attempts = _collect_audit(work, keys, run_id, out / "audit.jsonl")
+    attempts = _collect_audit(
+        work,
+        keys,
+        run_id,
+        out / "audit.jsonl",
+        producers={s["key"]: s.get("run_id") for s in sidecars if s.get("resumed")},
+    )
     write_bed(bed_regions, out / "regions.bed")
     n_variants = int(merge.n_variants)
     for side, digest in zip(sidecars, merge.callset_digests):
@@ -489,6 +528,10 @@ def run_call(
     ]
     manifest = {
         "varcall_version": __version__,
+        "code_digest": code_digest(),
+        "units_run_by_other_code": sum(
+            1 for side in sidecars if side.get("code", code_digest()) != code_digest()
+        ),
         "command_line": command_line,
         "run_id": run_id,
         "started": started,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ __all__ = [
     "inputs_identity",
     "engine_version",
     "checkpoint_key",
+    "code_digest",
     "read_checkpoint",
     "write_checkpoint",
     "write_json_atomic",
@@ -171,6 +173,13 @@ class ClusterSpec:
             return cls(**values)
         except TypeError as e:
             raise InputError(f"{path}: bad cluster settings ({e}); fix the config") from e
+
+    def check(self) -> None:
+        """Raise :class:`InputError` for settings that cannot work (a batch system without
+        cores/memory, a missing TLS file) before anything is started or created."""
+        if self.kind in JOBQUEUE_KINDS:
+            _jobqueue_kwargs(self)
+        _security(self)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for the manifest (no TLS key paths)."""
@@ -401,8 +410,25 @@ def checkpoint_key(
         "engine": engine_name,
         "engine_version": engine_ver,
         "varcall": __version__,
+        "code": code_digest(),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of varcall's own source: every ``.py`` file of the installed package, by
+    relative path. Part of every checkpoint key (a patched install never reuses
+    checkpoints of another), and compared on every worker with the client's (a worker
+    running another varcall version stops the run; other code of the same version is
+    recorded in the sidecar as ``code``). Computed once per process, so it describes the
+    code that process loaded."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -508,9 +534,14 @@ def run_region_task(
     key: str,
     run_id: str,
     engine: Engine | None = None,
+    code: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Call one region and checkpoint it; returns the sidecar (see :func:`write_checkpoint`)
     with ``region``, ``seconds``, ``worker``, ``run_id`` and ``attempt``.
+
+    ``code``: the client's (varcall version, :func:`code_digest`); a worker running
+    another version raises a :class:`RegionError` (mixed versions would break identity);
+    the worker's own digest goes into the sidecar (``code``) and the audit.
 
     A pure function of (region, inputs, params, engine): the checkpoint name ``key`` is
     derived from them by the client. Exceptions propagate (Dask retries them); a
@@ -531,6 +562,18 @@ def run_region_task(
     t0 = time.time()
     audit_event(work, key, {**base, "event": "start", "time": t0})
     try:
+        if code is not None and code[0] != __version__:
+            raise RegionError(
+                f"region {region}: worker {worker} runs varcall {__version__}, the client "
+                f"{code[0]}; install the same varcall on every worker"
+            )
+        if code is not None and code[1] != code_digest():
+            logger.warning(
+                "worker %s: varcall source differs from the client's (%s vs %s)",
+                worker,
+                code_digest()[:12],
+                code[1][:12],
+            )
         eng = engine if engine is not None else get_engine(params.engine)
         callset = eng.call_region(inputs, region, params)
         if callset.contig != region.contig:
@@ -553,6 +596,7 @@ def run_region_task(
                 "worker": worker,
                 "run_id": run_id,
                 "attempt": attempt,
+                "code": code_digest(),
             },
         )
     except BaseException as e:
@@ -740,7 +784,13 @@ def scatter_regions(
         # worker holding it dies (unlike scattered data)
         token = uuid.uuid4().hex[:12]  # Dask keys unique per call, even on a shared scheduler
         shared = client.submit(
-            _bundle, inputs, params, engine, key=f"varcall-shared-{token}", pure=False
+            _bundle,
+            inputs,
+            params,
+            engine,
+            (__version__, code_digest()),
+            key=f"varcall-shared-{token}",
+            pure=False,
         )
         futures = client.map(
             _run_bundled,
@@ -794,12 +844,14 @@ def scatter_regions(
     return [done[k] for k in keys]
 
 
-def _bundle(inputs: CallInputs, params: CallParams, engine: Engine | None) -> tuple:
-    return inputs, params, engine
+def _bundle(
+    inputs: CallInputs, params: CallParams, engine: Engine | None, code: tuple[str, str]
+) -> tuple:
+    return inputs, params, engine, code
 
 
 def _run_bundled(
     region: Region, key: str, *, shared: tuple, work_dir: str, run_id: str
 ) -> dict[str, Any]:
-    inputs, params, engine = shared
-    return run_region_task(region, inputs, params, work_dir, key, run_id, engine)
+    inputs, params, engine, code = shared
+    return run_region_task(region, inputs, params, work_dir, key, run_id, engine, code)

@@ -10,7 +10,9 @@
                               (N runs and uncovered contig ends excluded)
     <SAMPLE>.bam (+ .bai)     paired-end reads per sample (S01, S02, ...), coordinate sorted
     bams.txt                  one BAM file name per line, relative to ``out``
-    simulation.json           the configuration and counts; written last
+    simulation.json           the configuration, counts (records per class, reads per sample,
+                              confident bp), contigs (ploidy, N runs, soft-masked stretch,
+                              0-based half-open), boundary patterns and records; written last
 
 Everything is a pure function of the configuration (``seed`` included): the same
 configuration gives the same reference, truth VCF body and BAM records, byte for byte.
@@ -48,6 +50,8 @@ __all__ = [
     "simulate_variants",
     "normalize_allele",
     "read_cigar",
+    "left_align",
+    "cigar_from_refpos",
     "haplotype",
     "sample_names",
     "contig_names",
@@ -267,7 +271,10 @@ def simulate_reference(config: SimulationConfig, contig_index: int) -> ContigTex
     homopolymers = [h for h in homopolymers if seq[h[0] : h[1]] == h[2] * (h[1] - h[0])]
     strs = [t for t in strs if seq[t[0] : t[1]] == t[2] * ((t[1] - t[0]) // len(t[2]))]
     mlen = min(2000, length // 20)
-    ms = int(rng.integers(length // 4, length // 2))
+    for _try in range(100):  # the soft-masked stretch avoids the N runs
+        ms = int(rng.integers(length // 4, length // 2))
+        if all(ms + mlen <= a or ms >= b for a, b in n_runs):
+            break
     return ContigTexture(
         name=contig_names(config.n_contigs)[contig_index],
         seq=seq,
@@ -930,7 +937,18 @@ def _simulate_hap_reads(
     rng: np.random.Generator,
     hap_number: int,
 ) -> _Reads:
-    """Paired reads from one haplotype at mean ``depth``; fragments overlapping N skipped."""
+    """Paired reads from one haplotype at mean ``depth`` (duplicates not counted).
+
+    Fragments: start uniform on the haplotype, length ~ normal(insert_mean, insert_sd) and
+    at least one read length; fragments overlapping N are skipped. Each pair: left read
+    forward, right read reverse, read 1 on either side; ~2% of pairs get MAPQ 0-19, ~3% are
+    copied as duplicates (flag 0x400, own errors). Qualities come from a bank of profiles
+    falling along the read (reversed for reverse reads); substitution errors are drawn
+    from them. ~0.2% of reads get a 1-base indel error, ~1% an adapter tail (soft clip at
+    the 3' end). Alignments come from the haplotype's left-aligned alignment
+    (:class:`_HapAlignment`), or :func:`read_cigar` for reads with simulated indel errors
+    or clips. Positions are 0-based reference coordinates.
+    """
     rl = config.read_length
     hlen = hap_bases.size
     n = int(rng.poisson(depth * hlen / (2 * rl)))
@@ -1044,20 +1062,26 @@ def _simulate_hap_reads(
     flag |= np.where(rev, _FLAG_REV, _FLAG_MREV)
     flag |= np.where(read1, _FLAG_READ1, _FLAG_READ2)
     flag |= np.repeat(np.where(is_dup, _FLAG_DUP, 0), 2)
-    keep = ~drop
     pair_no = np.repeat(np.arange(npairs), 2)
+    reads = _Reads(
+        pos=pos,
+        end=end,
+        flag=flag,
+        mapq=np.repeat(mq[pair_src], 2),
+        mpos=mpos,
+        tlen=tl,
+        hap=np.full(nreads, hap_number, dtype=np.int32),
+        pair=pair_no,
+        nm=nm,
+        seq=seq,
+        qual=qual,
+        cigar=cigars,
+    )
+    if not drop.any():
+        return reads
+    keep = ~drop
     return _Reads(
-        pos=pos[keep],
-        end=end[keep],
-        flag=flag[keep],
-        mapq=np.repeat(mq[pair_src], 2)[keep],
-        mpos=mpos[keep],
-        tlen=tl[keep],
-        hap=np.full(int(keep.sum()), hap_number, dtype=np.int32),
-        pair=pair_no[keep],
-        nm=nm[keep],
-        seq=seq[keep],
-        qual=qual[keep],
+        *(getattr(reads, f.name)[keep] for f in dataclasses.fields(_Reads)[:-1]),
         cigar=[c for c, k in zip(cigars, keep.tolist()) if k],
     )
 
@@ -1105,27 +1129,48 @@ def _edit_distances(
 
 
 def _concat_reads(parts: list[_Reads]) -> _Reads:
+    """The reads of several haplotypes as one set, except ``seq``/``qual``: those stay in
+    their parts (see :func:`_gather_rows`), so no second copy of the bases is made."""
     return _Reads(
         *(
             np.concatenate([getattr(p, f.name) for p in parts])
+            if f.name not in ("seq", "qual")
+            else np.empty((0, 0), dtype=np.uint8)
             for f in dataclasses.fields(_Reads)[:-1]
         ),
         cigar=[c for p in parts for c in p.cigar],
     )
 
 
-def _write_sam_body(fh, reads: _Reads, sample: str, contig: str, contig_index: int) -> None:
-    """Append reads as SAM text, sorted by position (ties: haplotype, pair, read order)."""
+def _gather_rows(arrays: list[np.ndarray], offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of the virtual concatenation of ``arrays`` (first row of array k at
+    ``offsets[k]``)."""
+    part = np.searchsorted(offsets, rows, side="right") - 1
+    local = rows - offsets[part]
+    out = np.empty((rows.size, arrays[0].shape[1]), dtype=arrays[0].dtype)
+    for k, arr in enumerate(arrays):
+        m = part == k
+        out[m] = arr[local[m]]
+    return out
+
+
+def _write_sam_body(fh, parts: list[_Reads], sample: str, contig: str, contig_index: int) -> None:
+    """Append the reads of one contig (one part per haplotype) as SAM text, sorted by
+    position (ties: haplotype, pair number, read order)."""
+    reads = _concat_reads(parts)
+    seq_parts = [p.seq for p in parts]
+    qual_parts = [p.qual for p in parts]
+    offsets = np.cumsum([0] + [p.pos.size for p in parts])[:-1]
     order = np.lexsort((np.arange(reads.pos.size), reads.pair, reads.hap, reads.pos))
-    rl = reads.seq.shape[1]
+    rl = seq_parts[0].shape[1]
     prefix = f"{sample}:{contig_index + 1}:".encode()
     ctg = contig.encode()
     tail = b"\tRG:Z:" + sample.encode() + b"\n"
     cig = reads.cigar
     for lo in range(0, order.size, _WRITE_BLOCK):
         o = order[lo : lo + _WRITE_BLOCK]
-        seqs = np.ascontiguousarray(reads.seq[o]).view(f"S{rl}").ravel().tolist()
-        quals = np.ascontiguousarray(reads.qual[o]).view(f"S{rl}").ravel().tolist()
+        seqs = _gather_rows(seq_parts, offsets, o).view(f"S{rl}").ravel().tolist()
+        quals = _gather_rows(qual_parts, offsets, o).view(f"S{rl}").ravel().tolist()
         pos = (reads.pos[o] + 1).tolist()
         mpos = (reads.mpos[o] + 1).tolist()
         flag = reads.flag[o].tolist()
@@ -1224,25 +1269,31 @@ _OUTPUT_NAMES = (
 )
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
+    """Check ``out`` and create it; return the previous run's files (replaced at the end).
+    Stale ``.tmp-*`` folders of killed runs are removed."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; give a folder path to --out")
-    if out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith(".tmp-")):
-        if not overwrite:
-            raise InputError(
-                f"{out}: output folder is not empty; pass --overwrite or choose another --out"
-            )
-        old = out / "bams.txt"
-        names = list(_OUTPUT_NAMES)
-        if old.is_file():
-            for line in old.read_text().splitlines():
-                if line.strip() and "/" not in line:
-                    names += [line.strip(), line.strip() + ".bai"]
-        for name in names:
-            p = out / name
-            if p.is_file():
-                p.unlink()
+    old: list[Path] = []
+    if out.is_dir():
+        for p in out.glob(".tmp-*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+        if any(out.iterdir()):
+            if not overwrite:
+                raise InputError(
+                    f"{out}: output folder is not empty; pass --overwrite or choose another --out"
+                )
+            names = ["simulation.json", *_OUTPUT_NAMES]  # the completion marker goes first
+            bams = out / "bams.txt"
+            if bams.is_file():
+                for line in bams.read_text().splitlines():
+                    name = line.strip()
+                    if name and "/" not in name and not name.startswith("."):
+                        names += [name, name + ".bai"]
+            old = [out / n for n in dict.fromkeys(names) if (out / n).is_file()]
     out.mkdir(parents=True, exist_ok=True)
+    return old
 
 
 # ----------------------------------------------------------------------------- main
@@ -1254,16 +1305,19 @@ def simulate_cohort(
     Files are written into ``out/.tmp-*`` and renamed into place at the end, with
     ``simulation.json`` last; a failed run leaves no final-looking file. With
     ``overwrite=False`` an existing non-empty ``out`` is an :class:`InputError`; with
-    ``overwrite=True`` the previous run's files are replaced.
+    ``overwrite=True`` the previous run's files (those named in its ``bams.txt`` and the
+    fixed names) are replaced once the new run has succeeded; other files are kept.
     """
     config = config or SimulationConfig()
     config.validate()
     out = Path(out)
-    _prepare_out(out, overwrite)
+    old = _prepare_out(out, overwrite)
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out))
     try:
         result = _simulate_into(tmp, config)
+        for p in old:
+            p.unlink()
         for name in [n for n in _OUTPUT_NAMES if n != "simulation.json"] + result:
             os.replace(tmp / name, out / name)
         os.replace(tmp / "simulation.json", out / "simulation.json")
@@ -1326,16 +1380,15 @@ def _simulate_into(tmp: Path, config: SimulationConfig) -> list[str]:
                             h + 1,
                         )
                     )
-                reads = _concat_reads(parts)
-                nreads += reads.pos.size
-                nd = (reads.flag & _FLAG_DUP) == 0
+                pos = np.concatenate([p.pos for p in parts])
+                end = np.concatenate([p.end for p in parts])
+                nd = np.concatenate([(p.flag & _FLAG_DUP) == 0 for p in parts])
+                nreads += pos.size
                 n1 = len(tex.seq) + 1
-                diff = np.bincount(reads.pos[nd], minlength=n1) - np.bincount(
-                    reads.end[nd], minlength=n1
-                )
+                diff = np.bincount(pos[nd], minlength=n1) - np.bincount(end[nd], minlength=n1)
                 depth_ok[c] &= np.cumsum(diff[:-1]) >= config.min_depth()
-                _write_sam_body(fh, reads, sample, tex.name, c)
-                del reads, parts
+                _write_sam_body(fh, parts, sample, tex.name, c)
+                del parts, pos, end, nd
         bam = f"{sample}.bam"
         pysam.samtools.view(
             "-b", "-1", "--no-PG", "-o", str(tmp / bam), str(sam), catch_stdout=False
@@ -1346,9 +1399,11 @@ def _simulate_into(tmp: Path, config: SimulationConfig) -> list[str]:
         bam_names += [bam, bam + ".bai"]
         logger.info("sample %s: %d reads", sample, nreads)
 
+    confident_bp = 0
     with open(tmp / "confident.bed", "w") as fh:
         for tex, ok in zip(textures, depth_ok):
             ok &= np.frombuffer(tex.seq.encode(), dtype=np.uint8) != ord("N")
+            confident_bp += int(ok.sum())
             for a, b in _intervals(ok):
                 fh.write(f"{tex.name}\t{a}\t{b}\n")
     (tmp / "bams.txt").write_text("".join(f"{s}.bam\n" for s in samples))
@@ -1376,8 +1431,20 @@ def _simulate_into(tmp: Path, config: SimulationConfig) -> list[str]:
         ],
         "variant_counts": counts,
         "read_counts": read_counts,
+        "confident_bp": confident_bp,
+        "confident_min_depth_used": config.min_depth(),
+        "boundaries": [
+            {"position": b, "pattern": "point" if i % 2 == 0 else "spanning_deletion"}
+            for i, b in enumerate(config.boundary_positions)
+        ],
         "boundary_records": [
-            {"contig": r.contig, "pos": r.pos, "ref": r.alleles[0], "alts": r.alleles[1:]}
+            {
+                "contig": r.contig,
+                "start": r.pos,  # 0-based
+                "vcf_pos": r.pos + 1,
+                "ref": r.alleles[0],
+                "alts": r.alleles[1:],
+            }
             for r in (records[0] if records else [])
             if "boundary" in r.tags
         ],

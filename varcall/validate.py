@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
+import socket
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pysam
 
@@ -51,6 +55,9 @@ __all__ = [
     "estimate_output_bytes",
     "find_index",
     "diagnose_region",
+    "check_cluster",
+    "SUBMIT_COMMANDS",
+    "md5_cache_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -202,13 +209,43 @@ def _first_line(text: str) -> str:
     return "unknown error"
 
 
+def md5_cache_dir() -> Path:
+    """Where reference contig MD5s are kept between runs: ``$VARCALL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/varcall``, else ``~/.cache/varcall``."""
+    if os.environ.get("VARCALL_CACHE_DIR"):
+        return Path(os.environ["VARCALL_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "varcall"
+
+
 class _ReferenceMD5:
-    """MD5 of reference contigs (upper-case, as in SAM @SQ M5), computed on demand, cached."""
+    """MD5 of reference contigs (upper-case, as in SAM @SQ M5), computed on demand.
+
+    Computed values are kept in a small JSON file under :func:`md5_cache_dir`, valid for one
+    version of the reference (absolute path, size, modification time), so a human genome's
+    contigs are hashed once (about 30 s), not at every run. A cache that cannot be read or
+    written is ignored."""
 
     def __init__(self, reference: Path) -> None:
         self.reference = reference
-        self._cache: dict[str, str] = {}
         self._fasta: pysam.FastaFile | None = None
+        st = reference.stat()
+        self._key = {"path": str(reference.absolute()), "size": st.st_size,
+                     "mtime_ns": st.st_mtime_ns}  # fmt: skip
+        name = hashlib.sha256(self._key["path"].encode()).hexdigest()[:24]
+        self._file = md5_cache_dir() / f"reference-md5-{name}.json"
+        self._cache: dict[str, str] = self._load()
+        self._dirty = False
+
+    def _load(self) -> dict[str, str]:
+        try:
+            doc = json.loads(self._file.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict) or doc.get("reference") != self._key:
+            return {}
+        md5 = doc.get("md5")
+        return dict(md5) if isinstance(md5, dict) else {}
 
     def __call__(self, contig: str, length: int) -> str:
         if contig not in self._cache:
@@ -219,12 +256,22 @@ class _ReferenceMD5:
                 seq = self._fasta.fetch(contig, start, min(length, start + _MD5_CHUNK))
                 h.update(seq.upper().encode("ascii"))
             self._cache[contig] = h.hexdigest()
+            self._dirty = True
         return self._cache[contig]
 
     def close(self) -> None:
         if self._fasta is not None:
             self._fasta.close()
             self._fasta = None
+        if self._dirty:
+            self._dirty = False
+            try:
+                self._file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._file.with_name(f".{self._file.name}.tmp-{os.getpid()}")
+                tmp.write_text(json.dumps({"reference": self._key, "md5": self._cache}))
+                os.replace(tmp, self._file)
+            except OSError as e:
+                logger.debug("cannot write the MD5 cache %s: %s", self._file, e)
 
 
 # ----------------------------------------------------------------------------- alignments
@@ -538,6 +585,52 @@ def check_output(
             raise InputError(
                 f"{folder}: only {free / 2**20:.0f} MiB free on {base}, the run needs about "
                 f"{needed_bytes / 2**20:.0f} MiB; free some space or write elsewhere"
+            )
+
+
+# ----------------------------------------------------------------------------- cluster
+#: The command each batch system submits jobs with (dask-jobqueue calls it).
+SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub", "sge": "qsub", "lsf": "bsub"}
+
+
+def check_cluster(spec: Any, *, probe_seconds: float = 10.0) -> None:
+    """Refuse a cluster that cannot work before anything is created: a remote scheduler
+    that does not accept TCP connections (probed for at most ``probe_seconds``), or a batch
+    system whose submit command is not on PATH (unless ``spec.fallback_local``).
+    ``spec`` is a :class:`varcall.scatter.ClusterSpec`; a LocalCluster needs nothing."""
+    kind = getattr(spec, "kind", "local")
+    if kind == "scheduler":
+        address = str(spec.scheduler_address)
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        if parts.scheme not in ("tcp", "tls"):
+            return  # other comms (ucx, inproc, ws): left to Dask
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
+            raise InputError(
+                f"--scheduler {address}: not an address with a port; give tcp://HOST:PORT "
+                f"(Dask's default port is 8786)"
+            )
+        timeout = min(probe_seconds, float(getattr(spec, "connect_timeout", probe_seconds)))
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                pass
+        except OSError as e:
+            raise InputError(
+                f"{address}: cannot reach the Dask scheduler ({e.strerror or e}); check the "
+                f"address and that the scheduler is running"
+            ) from e
+    elif kind in SUBMIT_COMMANDS:
+        cmd = SUBMIT_COMMANDS[kind]
+        if shutil.which(cmd) is None:
+            if getattr(spec, "fallback_local", False):
+                logger.warning("%s not found on PATH; --fallback-local will apply", cmd)
+                return
+            raise InputError(
+                f"--cluster {kind}: {cmd} not found on PATH; run varcall on a {kind} submit "
+                f"host, or use --scheduler or the local cluster"
             )
 
 

@@ -112,6 +112,9 @@ class FreebayesEngine:
     """freebayes, region by region with padding, owned by POS.
 
     pad: bp added on both sides of each region (default :data:`DEFAULT_PAD`).
+    warmup: bp at the start of the first contig (and of the first contig of each further
+        ploidy) that each region run processes first, to fill freebayes' prior cache as
+        the whole-genome run does (default :data:`DEFAULT_WARMUP`; 0 disables it).
     binary: the executable name or path (default ``freebayes``, looked up on PATH).
     """
 

@@ -41,12 +41,22 @@ from varcall.inputs import sample_columns
 from varcall.model import joint_call
 from varcall.regions import Region
 
-__all__ = ["NativeEngine", "WINDOW"]
+__all__ = ["NativeEngine", "WINDOW", "window_size"]
 
 logger = logging.getLogger(__name__)
 
-#: Window (bp) of reads decoded and processed at once.
+#: Largest window (bp) of reads decoded and processed at once.
 WINDOW = 200_000
+#: Windows shrink with the cohort: at most this many sample-bp per window.
+WINDOW_SAMPLE_BP = 4_000_000
+#: ... but not below this (bp).
+MIN_WINDOW = 5_000
+
+
+def window_size(n_samples: int) -> int:
+    """Window length (bp) for a cohort of ``n_samples``: memory per window stays flat
+    (per-position arrays are samples x window). Windows never change a call."""
+    return max(min(MIN_WINDOW, WINDOW), min(WINDOW, WINDOW_SAMPLE_BP // max(1, n_samples)))
 
 
 def _record_alleles(
@@ -101,8 +111,9 @@ class NativeEngine:
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
         parts: list[dict] = []
         with pysam.FastaFile(inputs.reference) as fasta:
-            for ws in range(start, end, WINDOW):
-                we = min(end, ws + WINDOW)
+            step = window_size(len(inputs.samples))
+            for ws in range(start, end, step):
+                we = min(end, ws + step)
                 recs = self._call_window(
                     inputs, fasta, region.contig, length, ws, we, params, ploidy, sample_index
                 )
@@ -193,6 +204,15 @@ class NativeEngine:
                 continue
             al = [a for a, on in zip(sites.alleles[k], keep[k]) if on]
             rows.append((k, _record_alleles(ref_text, ref_lo, int(sites.pos[k]), al)))
+        logger.debug(
+            "%s:%d-%d: %d reads, %d candidate sites, %d records",
+            contig,
+            ws + 1,
+            we,
+            batch.n_reads,
+            int(emit.sum()),
+            len(rows),
+        )
         if not rows:
             return None
         idx = np.array([r[0] for r in rows], np.int64)
