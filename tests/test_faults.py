@@ -420,6 +420,24 @@ def test_corrupt_block_names_file_and_region(tiny_cohort, client, tmp_path):
     assert not (out / "calls.vcf.gz").exists()
 
 
+def test_corrupt_block_single_process_whole_genome(tiny_cohort, tmp_path):
+    """--single-process (the engine's own whole-genome run): a one-line error naming the
+    contig, exit code 1, no outputs."""
+    bams = bams_of(tiny_cohort)
+    bad = tmp_path / bams[0].name
+    corrupt_middle_block(bams[0], bad)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "varcall.cli", "call", "--single-process", "--no-progress",
+           "-f", str(tiny_cohort / "reference.fa"), "-o", str(out), str(bad), str(bams[1])]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("varcall: error: ")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert errors[0].startswith("varcall: error: contig chr") and "--single-process" in errors[0]
+    assert not (out / "calls.vcf.gz").exists() and not (out / "manifest.json").exists()
+
+
 def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
     from varcall.validate import diagnose_region, validate_call
 

@@ -426,3 +426,22 @@ def test_cg_placeholder_cigar_falls_back_to_pysam(tmp_path):
     slow = pileup.fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), fast=False, **kw)
     assert fast.n_reads == 2
     assert_same_batch(fast, slow)
+
+
+def test_insertions_differing_by_an_error_count_together(tmp_path):
+    # two reads insert 3 bases after position 39, one with an error in the inserted bases:
+    # neither sequence has 2 reads, the length group does -> one allele, most frequent
+    # sequence (a tie: the smaller one), both reads counted
+    bam = Bam(tmp_path)
+    cig = [("M", 30), ("I", 3), ("M", 30)]
+    bam.add("a", 10, cig, seq_from_ref(10, cig, ins="GGT"))
+    bam.add("b", 10, cig, seq_from_ref(10, cig, ins="GGC"))
+    for i in range(6):
+        bam.add(f"r{i}", 12, [("M", 50)])
+    _, ev, sites, obs = run(*bam.write())
+    assert sorted(ev.ev_len.tolist()) == [3, 3]
+    assert sites.pos.tolist() == [39]
+    assert sites.alleles[0] == [("R", ""), ("I", "GGC")]
+    assert sites.support[0, 1] == 2
+    # both insertion reads prefer the insertion haplotype (one mismatch vs many)
+    assert (obs.best[obs.site == 0] == 1).sum() == 2

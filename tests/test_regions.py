@@ -318,3 +318,18 @@ def test_profile_of_many_files_reads_a_spread_subset(shaped):
     assert np.allclose(sub, 2 * coverage_profile(one)["c1"])
     full = coverage_profile(inputs)["c1"]
     assert abs(sub.sum() - full.sum()) < 0.1 * full.sum()
+
+
+def test_split_point_leaves_dense_windows(shaped, monkeypatch):
+    """An ideal cut inside the dense stretch [32768, 65536) moves to the sparser window
+    next to it (within the 10% tolerance); without tolerance it stays inside."""
+    import varcall.regions as regions_module
+
+    inputs = shaped["inputs"]
+    whole = [Region("c1", 0, 200_000)]
+    cut = plan_regions(inputs, region_count=2, restrict=whole, avoid_n=False)[0].end
+    assert not 32_768 <= cut < 65_536, cut
+    monkeypatch.setattr(regions_module, "SHIFT_FRACTION", 0.0)
+    ideal = plan_regions(inputs, region_count=2, restrict=whole, avoid_n=False)[0].end
+    assert 32_768 <= ideal < 65_536, ideal
+    assert abs(cut - ideal) <= 0.1 * 200_000 / 2

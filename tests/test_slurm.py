@@ -389,8 +389,8 @@ def test_sbatch_template_runs_the_driver_as_a_job(small_cohort, logs, tmp_path):
         env=env,
         timeout=600,
     )
-    logs = list(wf.glob("varcall-driver-*.log"))
-    log = logs[0].read_text() if logs else ""
+    driver_logs = list(wf.glob("varcall-driver-*.log"))
+    log = driver_logs[0].read_text() if driver_logs else ""
     assert r.returncode == 0, r.stderr + log[-3000:]
     driver_id = re.search(r"Submitted batch job (\d+)", r.stdout).group(1)
     assert f"varcall driver job {driver_id}" in log

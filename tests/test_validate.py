@@ -425,6 +425,17 @@ def test_reference_index_built_when_missing(data, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_stale_reference_index_rebuilt(data, tmp_path):
+    ref = shutil.copy(data / "ref.fa", tmp_path / "ref.fa")
+    fai = Path(f"{ref}.fai")
+    fai.write_text("chrA\t3000\t6\t60\t61\n")  # an old index missing chrB
+    t = Path(ref).stat().st_mtime
+    os.utime(fai, (t - 60, t - 60))
+    inputs = validate_call(ref, [data / "S1.bam"], tmp_path / "out")
+    assert inputs.contigs == CONTIGS
+    assert fai.stat().st_mtime >= Path(ref).stat().st_mtime
+
+
 def test_bgzip_reference_accepted(data, tmp_path):
     ref = tmp_path / "ref.fa.gz"
     pysam.tabix_compress(str(data / "ref.fa"), str(ref))

@@ -103,7 +103,7 @@ def start_offset(index: list[tuple[dict, np.ndarray]], tid: int, beg: int, end: 
     return best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _i32(buf, o):
     return np.int32(
         np.uint32(buf[o])
@@ -113,7 +113,7 @@ def _i32(buf, o):
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _u32(buf, o):
     return (
         np.uint32(buf[o])
@@ -123,7 +123,7 @@ def _u32(buf, o):
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scan(buf, off, tid, we):
     """Walk records from ``off``; return (offset reached, done). Done when a record past
     the region (later reference, unmapped tail, or POS >= we) starts at that offset."""
@@ -141,7 +141,7 @@ def _scan(buf, off, tid, we):
         off += 4 + bs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _aux_rg(buf, o, end):
     """(start, length) of the RG:Z value in the aux data [o, end), (-1, 0) if absent."""
     while o + 3 <= end:
@@ -177,7 +177,7 @@ def _aux_rg(buf, o, end):
     return -1, 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _name_hash(buf, o, ln):
     h = np.uint64(14695981039346656037)
     for j in range(ln):
@@ -185,7 +185,7 @@ def _name_hash(buf, o, ln):
     return h
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _same_name(buf, oa, ob, ln):
     for j in range(ln):
         if buf[oa + j] != buf[ob + j]:
@@ -193,7 +193,7 @@ def _same_name(buf, oa, ob, ln):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _parse(
     buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample, nibble
 ):
@@ -352,7 +352,7 @@ def _parse(
     )  # fmt: skip
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _placeholder_result():
     z64 = np.zeros(0, np.int64)
     z32 = np.zeros(0, np.int32)

@@ -86,7 +86,7 @@ def genotype_alleles(n_alleles: int, ploidy: int) -> np.ndarray:
     return np.array(out, np.int64).reshape(-1, 2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad):
     na_max = pen.shape[1]
     lik = np.zeros(na_max)
@@ -148,7 +148,7 @@ def genotype_likelihoods(
     return gl, dp, ad
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _prior(f, na, ploidy, out):
     if ploidy == 1:
         for j in range(na):
@@ -162,7 +162,7 @@ def _prior(f, na, ploidy, out):
     return g
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _em(gl, has_data, na, ploidy, alpha, iterations, tol):
     """EM allele frequencies of one site: gl (S, G) log10, has_data (S,)."""
     n_s = gl.shape[0]
@@ -229,7 +229,7 @@ def estimate_frequencies(
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _log10sumexp(x, n):
     mx = -1e300
     for i in range(n):
@@ -243,7 +243,7 @@ def _log10sumexp(x, n):
     return mx + np.log10(t)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _site_quality(gl, has_data, f, na, ploidy, theta):
     prior = np.zeros(gl.shape[1])
     ng = _prior(f, na, ploidy, prior)
@@ -282,7 +282,7 @@ def site_quality(gl: np.ndarray, has_data: np.ndarray, f: np.ndarray, ploidy: in
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _call_kernel(gl, dp, n_alleles, ploidy, theta, alpha, iterations, tol, qual, gt, gq, pl):
     n_sites, n_s, _ = gl.shape
     for k in range(n_sites):

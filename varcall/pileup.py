@@ -24,7 +24,9 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    inside the repeat) is ambiguous and yields no event.
 3. :func:`find_sites` picks candidate alleles: an allele is a candidate when, in some
    sample, at least ``MIN_ALT_READS`` reads show it and they are at least
-   ``MIN_ALT_FRACTION`` of that sample's depth there. At most ``MAX_ALT_ALLELES`` ALT
+   ``MIN_ALT_FRACTION`` of that sample's depth there (insertions of one length at one
+   POS that no single sequence qualifies for count together, under their most frequent
+   sequence: errors in inserted bases do not hide an insertion). At most ``MAX_ALT_ALLELES`` ALT
    alleles per POS are kept (most supported first).
 4. :func:`site_observations` (numba) computes, for every read overlapping a site and every
    allele, a phred penalty ``-10 log10 P(read | allele)`` relative to the read's best
@@ -36,8 +38,8 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    - Sites with an indel allele build each allele's haplotype: ``INDEL_LEFT_FLANK``
      reference bases before POS, the allele, then the reference after it. The read's bases
      from ``INDEL_LEFT_FLANK`` before its base aligned at POS to the end of the compared
-     stretch (where the haplotypes differ, plus ``INDEL_FLANK`` bases; soft-clipped bases
-     included) are compared ungapped with each haplotype, at every placement shift up to
+     stretch (where the haplotypes differ, plus ``INDEL_FLANK`` bases, but not past the
+     POS of the next indel site; soft-clipped bases included) are compared ungapped with each haplotype, at every placement shift up to
      the longest indel of the site (at most ``MAX_SHIFT``); the best shift counts. This
      realigns reads whose aligner clipped, mismatched or misplaced the indel, and reads
      that start inside an insertion. Each mismatching base costs its base-quality penalty
@@ -46,16 +48,19 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
      ``max(INDEL_CAP_MIN, INDEL_CAP - d / 2)`` with ``d`` the offset from POS where the
      haplotypes first differ. A read too short to reach that offset ties the alleles.
    - Reads with many mismatches near the site are down-weighted: the penalties of a read
-     with ``n`` mismatching high-quality bases (vs its best haplotype over the compared
-     stretch at indel sites; vs the reference within ``SNV_CONTEXT`` bp at SNV sites) are
-     divided by ``1 + max(0, n - 1)``.
+     with ``n`` mismatching high-quality bases are divided by ``1 + max(0, n - 1)^2`` at
+     indel sites (mismatches vs its best haplotype over the compared stretch: such a read
+     fits no haplotype, e.g. it carries another indel nearby) and by
+     ``1 + max(0, n - 1)`` at SNV sites (mismatches vs the reference within
+     ``SNV_CONTEXT`` bp).
    - Misaligned reads near indels: at an SNV-only site, a read aligned without a gap
      across an earlier indel site whose compared stretch reaches POS, and whose bases
      match one of that site's indel haplotypes best, is left out (the aligner wrote
      mismatches where the indel is; its base at POS is no evidence). So is a read without
      a base aligned at that indel site's POS (typically one starting inside the indel),
      whose alignment there cannot be checked. Windows are fetched with ``SHADOW_PAD`` bp
-     of extra reads on the left so such indel sites are always seen.
+     of extra reads on both sides, so the indel sites before (shadowing) and after (ending
+     a comparison) a site are always seen.
 
    A read counts at a site only when its base aligned at POS is present (not deleted, not
    masked as the weaker mate); at SNV-only sites that base must also have quality >=
@@ -67,6 +72,7 @@ windows only batch work, so any split of a region gives the same calls.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import logging
@@ -121,7 +127,8 @@ MAX_COMPARE = MAX_INDEL_LENGTH + 120
 INDEL_LEFT_FLANK = 10
 #: Largest shift (bp) tried when placing a read against an indel haplotype.
 MAX_SHIFT = 32
-#: Extra bp of reads fetched before a window, for the indel sites that shadow its SNVs.
+#: Extra bp of reads fetched on both sides of a window: indel sites there shadow its SNV
+#: sites (left) or end its indel comparisons (right).
 SHADOW_PAD = MAX_COMPARE
 #: Reference margin (bp) fetched beyond the reads of a window.
 REF_MARGIN = MAX_INDEL_LENGTH + MAX_COMPARE + MAX_SHIFT + 100
@@ -214,7 +221,7 @@ class ReadBatch:
         )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _parse_cigars(text: np.ndarray, codes: np.ndarray, n_reads: int):
     """Parse ';'-terminated CIGAR strings (one per read) into op/length arrays."""
     n_ops = 0
@@ -503,7 +510,7 @@ def _empty_batch() -> ReadBatch:
 
 
 # ----------------------------------------------------------------------------- mates
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _mask_pairs(pairs, start, end, qoff, coff, cn, cig_op, cig_len, quals):
     for k in range(pairs.shape[0]):
         a = pairs[k, 0]
@@ -595,7 +602,7 @@ class Evidence:
     ev_qoff: np.ndarray
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _count_pass(
     start, qoff, coff, cn, cig_op, cig_len, bases, quals, sample,
     ref, ref_lo, ws, we, min_baseq, max_indel, counts, cover,
@@ -806,14 +813,29 @@ def find_sites(
             if g is None:
                 g = groups[key] = np.zeros(n_samples, np.int64)
             g[batch.sample[ri]] += 1
+        # insertions of one length at one anchor whose sequences differ (sequencing errors
+        # in the inserted bases) are counted together: when no sequence qualifies on its
+        # own but the group does, its most frequent sequence stands for it
+        by_len: dict[tuple[int, int], list[tuple[bytes, np.ndarray]]] = {}
         for (p, ln, seq), cnt in groups.items():
+            by_len.setdefault((p, ln), []).append((seq, cnt))
+        for (p, ln), members in by_len.items():
             if ref[p - ref_lo] == 4:
                 continue
             cov = ev.cover[:, p - ws]
-            if np.any((cnt >= MIN_ALT_READS) & (cnt >= MIN_ALT_FRACTION * cov)):
+
+            def qualifies(cnt: np.ndarray, cov: np.ndarray = cov) -> bool:
+                return bool(np.any((cnt >= MIN_ALT_READS) & (cnt >= MIN_ALT_FRACTION * cov)))
+
+            chosen = [(seq, cnt) for seq, cnt in members if qualifies(cnt) and 4 not in seq]
+            if not chosen and ln > 0:
+                total = np.sum([cnt for _, cnt in members], axis=0)
+                clean = [(seq, cnt) for seq, cnt in members if 4 not in seq]
+                if clean and qualifies(total):
+                    seq, _ = min(clean, key=lambda m: (-int(m[1].sum()), m[0]))
+                    chosen = [(seq, total)]
+            for seq, cnt in chosen:
                 if ln > 0:
-                    if 4 in seq:
-                        continue
                     allele = ("I", "".join(BASES[c] for c in seq))
                 else:
                     allele = ("D", ref_text[p + 1 - ref_lo : p + 1 - ln - ref_lo])
@@ -830,10 +852,15 @@ def find_sites(
     shift = np.zeros(n, np.int32)
     alleles_out: list[list[tuple[str, str]]] = []
     haps: list[list[np.ndarray]] = []
-    for k, p in enumerate(positions):
+    site_alts = []
+    for p in positions:
         alts = sorted(per_site[p], key=_allele_order_key)[:MAX_ALT_ALLELES]
         # ALT order in the record: SNVs, then deletions, then insertions; by sequence
         alts.sort(key=lambda a: ("XDI".index(a[0]), len(a[1]), a[1]))
+        site_alts.append(alts)
+    indel_pos = [p for p, alts in zip(positions, site_alts) if any(a[0] != "X" for a in alts)]
+    for k, p in enumerate(positions):
+        alts = site_alts[k]
         al = [("R", "")] + [(a[0], a[1]) for a in alts]
         alleles_out.append(al)
         n_alleles[k] = len(al)
@@ -843,7 +870,13 @@ def find_sites(
         if has_indel:
             sh = min(MAX_SHIFT, max(len(a[1]) for a in alts if a[0] != "X"))
             hs, d_max = _haplotypes(al, ref, ref_lo, p)
-            cmp_len[k] = min(MAX_COMPARE, d_max + INDEL_FLANK + 1)
+            # stop at the next indel site's POS (its reads would blur this comparison),
+            # but always compare past the first base where the haplotypes differ
+            nxt = bisect.bisect_right(indel_pos, p)
+            limit = MAX_COMPARE
+            if nxt < len(indel_pos):
+                limit = max(d_max + 2, indel_pos[nxt] - p + 1)
+            cmp_len[k] = min(MAX_COMPARE, d_max + INDEL_FLANK + 1, limit)
             cap[k] = max(INDEL_CAP_MIN, INDEL_CAP - 0.5 * d_max)
             shift[k] = sh
             left = _ref_codes(ref, ref_lo, p - INDEL_LEFT_FLANK - sh, p)
@@ -923,7 +956,7 @@ class Observations:
     best: np.ndarray
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _mismatch_penalty(q: float, mq: float) -> float:
     eb = 10.0 ** (-q / 10.0)
     em = 10.0 ** (-mq / 10.0) if mq < 255 else 0.0
@@ -933,7 +966,7 @@ def _mismatch_penalty(q: float, mq: float) -> float:
     return -10.0 * np.log10(eps / 3.0) + 10.0 * np.log10(1.0 - eps)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _query_offset(p, rstart, c0, c1, cig_op, cig_len):
     """Query offset of the read base aligned at reference position p, -1 if none."""
     rpos = rstart
@@ -957,7 +990,7 @@ def _query_offset(p, rstart, c0, c1, cig_op, cig_len):
     return -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hap_scores(k, qp, qo, rlen, cmp_len, shift, flank, hap, na, bases, rquals, min_baseq, scores):
     """Score the read against each haplotype of indel site k: read bases from
     ``qp - flank`` to ``qp + cmp_len`` (query offsets; qp = the base aligned at POS) are
@@ -1002,7 +1035,7 @@ def _hap_scores(k, qp, qo, rlen, cmp_len, shift, flank, hap, na, bases, rquals, 
     return ib, unique, nmm
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _obs_pass(
     site_pos, site_na, hap, cmp_len, indel, cap, allele_indel, shift, flank, emit,
     order, sorted_start, max_span,

@@ -40,11 +40,12 @@ from typing import Any
 from varcall import __version__
 from varcall.callset import FILTER_IDS, CallSet, load_callset
 from varcall.engines import CallInputs, CallParams, Engine, get_engine
-from varcall.errors import InputError, VarcallError
+from varcall.errors import InputError, RegionError, VarcallError
 from varcall.inputs import dependency_versions, input_checksums
 from varcall.regions import Region, merge_regions, plan_regions, sort_regions, write_bed
 from varcall.scatter import (
     ClusterSpec,
+    ClusterStarter,
     ProgressReporter,
     audit_event,
     checkpoint_key,
@@ -52,6 +53,7 @@ from varcall.scatter import (
     engine_version,
     inputs_identity,
     open_client,
+    peak_rss_mb,
     read_checkpoint,
     run_sequential,
     scatter_regions,
@@ -271,6 +273,7 @@ def _single_process(
             "worker": worker,
             "run_id": run_id,
             "attempt": base["attempt"],
+            "peak_rss_mb": peak_rss_mb(),
         }
         sidecars[name] = {**write_checkpoint(work, keys[name], cs, extra), "resumed": False}
         audit_event(
@@ -290,19 +293,28 @@ def _single_process(
         return CallSet.empty(name, inputs.samples, FILTER_IDS)
 
     with bar:
-        for cs in engine.call_whole(inputs, params):
-            now = time.time()
-            for name in pending:
-                if name == cs.contig:
-                    save(cs, name, t0, now - t0)
-                    break
-                save(empty(name), name, now, 0.0)
-            else:
-                raise VarcallError(
-                    f"engine {params.engine}: call_whole yielded contig {cs.contig!r} out of "
-                    "reference order; this is an engine bug, report it"
-                )
-            t0 = time.time()
+        try:
+            for cs in engine.call_whole(inputs, params):
+                now = time.time()
+                for name in pending:
+                    if name == cs.contig:
+                        save(cs, name, t0, now - t0)
+                        break
+                    save(empty(name), name, now, 0.0)
+                else:
+                    raise VarcallError(
+                        f"engine {params.engine}: call_whole yielded contig {cs.contig!r} out "
+                        "of reference order; this is an engine bug, report it"
+                    )
+                t0 = time.time()
+        except VarcallError:
+            raise
+        except Exception as e:  # e.g. OSError from a damaged BAM: one line, naming the contig
+            failed = next((n for n in order if n not in sidecars), order[-1])
+            raise RegionError(
+                f"contig {failed}: {type(e).__name__}: {e}; fix the cause (a run without "
+                "--single-process names the damaged file and region) and run again"
+            ) from e
         for name in pending:
             save(empty(name), name, time.time(), 0.0)
     return [sidecars[name] for name in order]
@@ -358,47 +370,59 @@ def run_call(
     if mode not in MODES:
         raise InputError(f"mode {mode!r}: unknown; use one of {', '.join(MODES)}")
     out = Path(out)
-    inputs = validate_call(
-        Path(reference),
-        [Path(b) for b in bams],
-        out,
-        overwrite=overwrite,
-        resume=resume,
-        build_index=build_index,
-        rename_duplicate_samples=rename_duplicate_samples,
-        region_strings=tuple(region_strings),
-        regions_bed=None if regions_bed is None else Path(regions_bed),
-        engine_name=params.engine,
-    )
-    if engine is None:
-        try:
-            engine = get_engine(params.engine)
-        except ValueError as e:
-            raise InputError(f"--engine {params.engine}: {e}") from e
-    engine.check()
-    if mode == "distributed" and client is None:
-        (cluster or ClusterSpec()).check()
-    contig_order = [c for c, _ in inputs.contigs]
-    restrict = validate_regions(region_strings, regions_bed, inputs.contigs) or None
-    if regions is not None:
-        lengths = dict(inputs.contigs)
-        for r in regions:
-            if r.contig not in lengths or r.end > lengths[r.contig] or r.length == 0:
-                raise InputError(f"region {r}: empty or outside the reference; fix the layout")
-        layout = sort_regions(regions, contig_order)
-        if len(merge_regions(layout, contig_order)) != len([r for r in layout if r.length > 0]):
-            raise InputError("explicit regions overlap; give a layout where no base is in two")
-    elif mode == "distributed":
-        layout = plan_regions(
-            inputs, region_size=region_size, region_count=region_count, restrict=restrict
+    starter = None
+    try:
+        inputs = validate_call(
+            Path(reference),
+            [Path(b) for b in bams],
+            out,
+            overwrite=overwrite,
+            resume=resume,
+            build_index=build_index,
+            rename_duplicate_samples=rename_duplicate_samples,
+            region_strings=tuple(region_strings),
+            regions_bed=None if regions_bed is None else Path(regions_bed),
+            engine_name=params.engine,
         )
-    else:
-        layout = merge_regions(restrict, contig_order) if restrict else None
+        # valid inputs: a local cluster starts in the background while the run is planned
+        if mode == "distributed" and client is None and (cluster or ClusterSpec()).kind == "local":
+            starter = ClusterStarter(
+                cluster or ClusterSpec(),
+                warm=(f"varcall.engines.{params.engine}", "varcall.dataset"),
+            )
+        if engine is None:
+            try:
+                engine = get_engine(params.engine)
+            except ValueError as e:
+                raise InputError(f"--engine {params.engine}: {e}") from e
+        engine.check()
+        if mode == "distributed" and client is None:
+            (cluster or ClusterSpec()).check()
+        contig_order = [c for c, _ in inputs.contigs]
+        restrict = validate_regions(region_strings, regions_bed, inputs.contigs) or None
+        if regions is not None:
+            lengths = dict(inputs.contigs)
+            for r in regions:
+                if r.contig not in lengths or r.end > lengths[r.contig] or r.length == 0:
+                    raise InputError(f"region {r}: empty or outside the reference; fix the layout")
+            layout = sort_regions(regions, contig_order)
+            if len(merge_regions(layout, contig_order)) != len([r for r in layout if r.length > 0]):
+                raise InputError("explicit regions overlap; give a layout where no base is in two")
+        elif mode == "distributed":
+            layout = plan_regions(
+                inputs, region_size=region_size, region_count=region_count, restrict=restrict
+            )
+        else:
+            layout = merge_regions(restrict, contig_order) if restrict else None
 
-    if mode == "distributed" and client is None:
-        from varcall.validate import check_cluster
+        if mode == "distributed" and client is None:
+            from varcall.validate import check_cluster
 
-        check_cluster(cluster or ClusterSpec())  # before out/ exists: nothing left behind
+            check_cluster(cluster or ClusterSpec())  # before out/ exists: nothing left behind
+    except BaseException:
+        if starter is not None:
+            starter.close()
+        raise
 
     # ------------------------------------------------------------- run (creates out/)
     work = out / "work"
@@ -453,7 +477,11 @@ def run_call(
         else:
             spec = cluster or ClusterSpec()
             cluster_doc = spec.describe()
-            with open_client(spec, record=cluster_doc) as own_client:
+            with (
+                starter.attach(record=cluster_doc)
+                if starter is not None
+                else open_client(spec, record=cluster_doc)
+            ) as own_client:
                 cluster_doc["dashboard"] = own_client.dashboard_link
                 sidecars = scatter_regions(
                     layout,
@@ -562,6 +590,12 @@ def run_call(
             "call_seconds": round(t_called - t_start, 3),
             "merge_seconds": round(t_merged - t_called, 3),
             "task_seconds_sum": round(sum(s["seconds"] for s in sidecars), 3),
+        },
+        "memory": {
+            "client_peak_rss_mb": peak_rss_mb(),
+            "worker_peak_rss_mb": max(
+                [float(side.get("peak_rss_mb", 0.0)) for side in sidecars], default=0.0
+            ),
         },
         "throughput": {
             "bp_per_second": round(genome_bp / wall, 1) if wall > 0 else None,

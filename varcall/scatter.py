@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import time
 import traceback
 import uuid
@@ -42,6 +43,7 @@ from varcall.regions import Region
 __all__ = [
     "CLUSTER_KINDS",
     "ClusterSpec",
+    "ClusterStarter",
     "inputs_identity",
     "engine_version",
     "checkpoint_key",
@@ -49,6 +51,7 @@ __all__ = [
     "read_checkpoint",
     "write_checkpoint",
     "write_json_atomic",
+    "peak_rss_mb",
     "audit_event",
     "run_region_task",
     "open_client",
@@ -363,6 +366,83 @@ def open_client(spec: ClusterSpec, record: dict[str, Any] | None = None) -> Iter
         dask_logger.setLevel(dask_level)
 
 
+class ClusterStarter:
+    """:func:`open_client` entered in a background thread, so that starting the cluster
+    (and importing ``warm`` modules on its workers and in this process) overlaps the
+    client's own work (validation, planning). :meth:`attach` waits for it and hands over
+    the client as a context manager; :meth:`close` shuts it down if it was never attached
+    (or after an error). Errors of the start are raised by :meth:`attach`."""
+
+    def __init__(self, spec: ClusterSpec, warm: Sequence[str] = ()) -> None:
+        import threading
+
+        self.spec = spec
+        self.record: dict[str, Any] = {}
+        self._cm = open_client(spec, record=self.record)
+        self._client: Any = None
+        self._error: BaseException | None = None
+        self._warm = tuple(warm)
+        self._entered = False
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._start, name="varcall-cluster", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self._client = self._cm.__enter__()
+            self._entered = True
+        except BaseException as e:  # handed to the main thread by attach()
+            self._error = e
+            return
+        finally:
+            self._ready.set()
+        if self._warm:
+            try:
+                self._client.run(_import_modules, self._warm)
+                _import_modules(self._warm)
+            except Exception as e:  # warming is an optimisation only
+                logger.debug("warming the workers failed: %s", e)
+
+    @contextlib.contextmanager
+    def attach(self, record: dict[str, Any] | None = None) -> Iterator[Any]:
+        """The started client; the cluster is closed when the block ends (workers may
+        still be importing the ``warm`` modules when it is handed over)."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        try:
+            yield self._client
+        except BaseException:
+            self._exit(*sys.exc_info())
+            raise
+        else:
+            self._exit(None, None, None)
+        finally:
+            if record is not None:
+                record.update(self.record)
+
+    def _exit(self, *exc_info: Any) -> None:
+        self._ready.wait()
+        self._thread.join(timeout=30)  # warming; closing the cluster ends it anyway
+        if self._entered:
+            self._entered = False
+            self._cm.__exit__(*exc_info)
+
+    def close(self) -> None:
+        """Shut the cluster down unless :meth:`attach` already did (idempotent)."""
+        self._exit(None, None, None)
+
+
+def _import_modules(names: Sequence[str]) -> None:
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 # ----------------------------------------------------------------------------- identity
 def _file_identity(path: str) -> dict[str, Any]:
     st = os.stat(path)
@@ -503,6 +583,16 @@ def audit_event(work: str | os.PathLike, key: str, event: dict[str, Any]) -> Non
         fh.write(line)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (0.0 where unknown)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
 def _worker_name() -> str:
     try:
         from distributed import get_worker
@@ -597,6 +687,7 @@ def run_region_task(
                 "run_id": run_id,
                 "attempt": attempt,
                 "code": code_digest(),
+                "peak_rss_mb": peak_rss_mb(),
             },
         )
     except BaseException as e:

@@ -1,7 +1,9 @@
 """The native engine: varcall's own joint SNV + indel genotyper.
 
 ``call_region`` fetches the reads overlapping the region from every BAM/CRAM, in windows
-of :data:`WINDOW` bp (memory stays flat whatever the region length), and for each window
+of at most :data:`WINDOW` bp, shorter for large cohorts (:func:`window_size`; memory stays
+flat whatever the region length), each padded by ``pileup.SHADOW_PAD`` bp of reads on both
+sides for the neighbouring indel sites the pileup consults, and for each window
 runs :mod:`varcall.pileup` (read decoding, mate-overlap masking, evidence counting,
 candidate alleles, per-read allele penalties) and :mod:`varcall.model` (genotype
 likelihoods, EM allele frequencies, QUAL, GT/GQ/PL). Every quantity at a position comes
@@ -119,7 +121,7 @@ class NativeEngine:
                 )
                 if recs is not None:
                     parts.append(recs)
-        return _to_callset(region.contig, inputs.samples, parts, ploidy)
+        return _to_callset(region.contig, inputs.samples, parts)
 
     def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
         """One CallSet per reference contig, in reference order (whole-contig regions)."""
@@ -139,16 +141,18 @@ class NativeEngine:
         ploidy: int,
         sample_index: tuple[dict[str, int], ...],
     ) -> dict | None:
-        # reads from SHADOW_PAD bp before the window: indel sites there can shadow SNV
-        # sites of the window (see varcall.pileup); only sites in [ws, we) are called
+        # reads from SHADOW_PAD bp around the window: indel sites there shadow SNV sites of
+        # the window or end its indel comparisons (see varcall.pileup); only sites in
+        # [ws, we) are called
         ews = max(0, ws - pileup.SHADOW_PAD)
+        ewe = min(length, we + pileup.SHADOW_PAD)
         batch = pileup.fetch_reads(
             inputs.bams,
             inputs.reference,
             sample_index,
             contig,
             ews,
-            we,
+            ewe,
             min_mapq=params.min_mapq,
             include_supplementary=params.include_supplementary,
         )
@@ -158,21 +162,21 @@ class NativeEngine:
             # invalid alignments (Picard: "alignment extends past end of reference");
             # varcall.scatter names the file when the task fails
             raise RegionError(
-                f"region {contig}:{ews + 1}-{we}: a read extends past the end of {contig} "
+                f"region {contig}:{ews + 1}-{ewe}: a read extends past the end of {contig} "
                 f"({length} bp); the alignments do not match the reference"
             )
         ref_lo = max(0, min(ews - pileup.REF_LEFT, int(batch.start.min())))
-        ref_hi = min(length, max(we, int(batch.end.max())) + pileup.REF_MARGIN)
+        ref_hi = min(length, max(ewe, int(batch.end.max())) + pileup.REF_MARGIN)
         ref_text = fasta.fetch(contig, ref_lo, ref_hi).upper()
         ref = pileup.encode_bases(ref_text)
         pileup.mask_mate_overlaps(batch)
         ev = pileup.count_evidence(
-            batch, ref, ref_lo, ews, we, len(inputs.samples), params.min_baseq
+            batch, ref, ref_lo, ews, ewe, len(inputs.samples), params.min_baseq
         )
         sites = pileup.find_sites(ev, batch, ref, ref_lo, ref_text)
         if sites.n_sites == 0:
             return None
-        emit = sites.pos >= ws
+        emit = (sites.pos >= ws) & (sites.pos < we)
         if not emit.any():
             return None
         obs = pileup.site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
@@ -229,7 +233,7 @@ class NativeEngine:
         }
 
 
-def _to_callset(contig: str, samples: tuple[str, ...], parts: list[dict], ploidy: int) -> CallSet:
+def _to_callset(contig: str, samples: tuple[str, ...], parts: list[dict]) -> CallSet:
     if not parts:
         return CallSet.empty(contig, samples, FILTER_IDS)
     alleles = [a for p in parts for a in p["alleles"]]
