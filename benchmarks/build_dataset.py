@@ -544,11 +544,36 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
             "bcftools": _tool_version(["bcftools", "--version"]),
         },
         "build_seconds": round(time.perf_counter() - t0, 1),
+        "checksums": checksums(wip),
     }
     (wip / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(wip, out)
     logger.info("dataset %s built in %.0f s: %s", spec.name, info["build_seconds"], out)
+    return out
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of the content of a dataset (not of the files' bytes, which carry paths and
+    compression details): the reference FASTA, the truth records, the confident BED, and
+    each BAM's alignment records (``samtools view``, no header). Equal checksums on two
+    machines mean the same dataset."""
+    out = {}
+    for name in ("reference.fa", "confident.bed"):
+        out[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    r = subprocess.run(
+        ["bcftools", "view", "-H", str(folder / "truth.vcf.gz")], capture_output=True, check=True
+    )
+    out["truth.vcf.gz"] = hashlib.sha256(r.stdout).hexdigest()
+    for bam in sorted(folder.glob("*.bam")):
+        h = hashlib.sha256()
+        with subprocess.Popen(["samtools", "view", str(bam)], stdout=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            for block in iter(lambda: proc.stdout.read(1 << 20), b""):
+                h.update(block)
+        if proc.returncode != 0:
+            raise RuntimeError(f"samtools view {bam} failed")
+        out[bam.name] = h.hexdigest()
     return out
 
 
@@ -571,11 +596,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-install", action="store_true", help="Do not apt-get install missing peers."
     )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="Build a second time into a temporary cache; fail unless the content is equal.",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     if not args.no_install:
         ensure_peers()
-    print(build_dataset(SPECS[args.dataset], args.cache, args.threads))
+    folder = build_dataset(SPECS[args.dataset], args.cache, args.threads)
+    print(folder)
+    if args.verify:
+        import tempfile
+
+        args.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
+            again = build_dataset(SPECS[args.dataset], Path(tmp), args.threads)
+            a = checksums(folder)
+            b = json.loads((again / "dataset.json").read_text())["checksums"]
+        differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if differ:
+            print(f"NOT deterministic: {', '.join(differ)} differ", file=sys.stderr)
+            return 1
+        print(f"deterministic: {len(a)} files have equal content checksums")
     return 0
 
 

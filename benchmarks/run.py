@@ -253,10 +253,14 @@ def extra_native_rows(rows: list[Row], work: Path, dsinfo: dict, region_size: in
         out_rows.append(dataclasses.replace(row, identity_to=None, accuracy=False))
     w1 = by_name.get("varcall-native-w1")
     if w1 is not None:
+        # a worker process (not a thread of the driver), so that its memory is its own
         longest = max(n for _, n in dsinfo["contigs"])
-        for size in (4 * region_size, longest):
-            note = f"{size // 1000} kb regions: for worker memory vs region size"
-            out_rows.append(variant(w1, f"{w1.name}-r{size // 1000}kb", note, [], size))
+        for size in (region_size, 4 * region_size, longest):
+            note = f"{size // 1000} kb regions, 1 worker process: worker memory vs region size"
+            name = f"{w1.name}-process-r{size // 1000}kb"
+            row = variant(w1, name, note, ["--worker-type", "process"], size)
+            opts = (*row.varcall_options, "--worker-type")
+            out_rows.append(dataclasses.replace(row, varcall_options=opts))
     return out_rows
 
 
@@ -516,7 +520,7 @@ def memory_table(rows: list[dict]) -> str:
     """Worker and driver peak RSS of the 1-worker native runs, by region size."""
     out = []
     for r in rows:
-        if r["status"] == "ok" and r["tool"] == "varcall-native" and r["workers"] == 1:
+        if r["status"] == "ok" and r["name"].startswith("varcall-native-w1-process-"):
             size = r.get("region_size")
             if size:
                 out.append((size, r["child_peak_rss_mb"], r["root_peak_rss_mb"], r["name"]))

@@ -77,7 +77,9 @@ def test_lost_worker_job_is_replaced_under_a_new_name():
     c.connect("SLURMCluster-1")  # job of worker 0 cancelled
     check(keeper)
     assert [r["job_id"] for r in record["replaced_jobs"]] == [lost_job.job_id]
-    assert record["replaced_jobs"][0]["reason"] == "worker lost"
+    entry = record["replaced_jobs"][0]
+    assert entry["reason"] == "worker lost"
+    assert c.workers[entry["replacement"]].job_id == entry["replacement_job_id"]
     assert lost_job.closed
     assert "SLURMCluster-0" not in c.worker_spec and "SLURMCluster-0" not in c.workers
     assert len(c.worker_spec) == 2 and len(c.workers) == 2  # back at strength

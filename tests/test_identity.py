@@ -6,6 +6,11 @@ before and across 10,000 / 20,000 / 30,000 on chr1) with the native engine, ever
 compared with ``--single-process``: the VCF records and header (``##fileDate`` and
 ``##varcallCommand`` aside) and every array of the VCF Zarr store (with its attributes,
 the same header lines aside), and the per-contig digests of the manifest.
+
+The matrix: 1, 2, 7 and 50 regions x 1 and 2 workers x process and thread workers (one
+LocalCluster of each kind, shared by the module); boundaries exactly on, one before and
+one after the planted variants; random layouts (hypothesis); the CLI paths (own cluster,
+``--scheduler``, a BED layout); resume and overwrite; the default cohort (``slow``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,8 @@ import pytest
 import zarr
 from click.testing import CliRunner
 from conftest import SMALL_COHORT_CONFIG
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from varcall.cli import main
 from varcall.engines import CallParams
@@ -106,6 +114,18 @@ def thread2():
         yield client
 
 
+@pytest.fixture(scope="module")
+def proc1():
+    with open_client(ClusterSpec(workers=1, processes=True)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def thread1():
+    with open_client(ClusterSpec(workers=1, processes=False)) as client:
+        yield client
+
+
 def planted_layout(shift: int = 0) -> list[Region]:
     """Region boundaries exactly on the planted positions (``shift`` 0), or one base after
     them (``shift`` 1: the planted variant is the last base of the region before)."""
@@ -136,9 +156,13 @@ def test_single_process_calls_the_planted_variants(single, small_cohort):
 
 
 @pytest.mark.parametrize("count", [1, 2, 7, 50])
-def test_region_counts_two_process_workers(small_cohort, single, proc2, tmp_path, count):
+@pytest.mark.parametrize("workers", ["proc2", "thread2", "proc1", "thread1"])
+def test_region_counts_and_workers(small_cohort, single, request, tmp_path, workers, count):
+    """1, 2, 7 and 50 regions x 1 and 2 workers x process and thread workers."""
     out = tmp_path / "out"
-    result = _distributed(small_cohort, out, proc2, region_count=count)
+    client = request.getfixturevalue(workers)
+    assert len(client.scheduler_info()["workers"]) == int(workers[-1])
+    result = _distributed(small_cohort, out, client, region_count=count)
     assert result.n_units == max(count, 2)
     assert len(
         read_bed_regions(out / "regions.bed", [("chr1", CONTIG_LENGTH), ("chr2", CONTIG_LENGTH)])
@@ -153,11 +177,24 @@ def test_boundaries_on_planted_variants(small_cohort, single, proc2, tmp_path, s
     assert_same_output(single, out)
 
 
-@pytest.mark.parametrize("count", [7, 50])
-def test_thread_workers(small_cohort, single, thread2, tmp_path, count):
-    out = tmp_path / "out"
-    _distributed(small_cohort, out, thread2, region_count=count)
-    assert_same_output(single, out)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cuts=st.lists(
+        st.tuples(st.sampled_from(["chr1", "chr2"]), st.integers(1, CONTIG_LENGTH - 1)),
+        max_size=12,
+        unique=True,
+    )
+)
+def test_random_layouts(small_cohort, single, thread2, cuts):
+    """Any layout: region boundaries anywhere (drawn by hypothesis), thread workers."""
+    layout = []
+    for name in ("chr1", "chr2"):
+        edges = [0, *sorted(p for c, p in cuts if c == name), CONTIG_LENGTH]
+        layout += [Region(name, a, b) for a, b in zip(edges, edges[1:])]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        _distributed(small_cohort, out, thread2, regions=layout)
+        assert_same_output(single, out)
 
 
 def test_thread_workers_planted(small_cohort, single, thread2, tmp_path):
@@ -181,6 +218,8 @@ def test_one_process_worker_cli(small_cohort, single, tmp_path):
             str(out),
             "--workers",
             "1",
+            "--worker-type",
+            "process",
             "--region-count",
             "7",
             "--no-progress",
@@ -196,7 +235,8 @@ def test_one_process_worker_cli(small_cohort, single, tmp_path):
 
 
 def test_one_thread_worker_cli_planted(small_cohort, single, tmp_path):
-    """One thread worker, through the CLI, boundaries on the planted variants via a BED."""
+    """One thread worker (``--worker-type auto`` with one worker), through the CLI,
+    boundaries on the planted variants via a BED."""
     bed = tmp_path / "layout.bed"
     bed.write_text("".join(f"{r.contig}\t{r.start}\t{r.end}\n" for r in planted_layout(0)))
     out = tmp_path / "out"
@@ -211,8 +251,6 @@ def test_one_thread_worker_cli_planted(small_cohort, single, tmp_path):
             str(out),
             "--workers",
             "1",
-            "--worker-type",
-            "thread",
             "--regions",
             str(bed),
             "--no-progress",
@@ -223,9 +261,51 @@ def test_one_thread_worker_cli_planted(small_cohort, single, tmp_path):
         out / "regions.bed", [("chr1", CONTIG_LENGTH), ("chr2", CONTIG_LENGTH)]
     ) == planted_layout(0)
     assert_same_output(single, out)
+    cluster = json.loads((out / "manifest.json").read_text())["cluster"]
+    assert cluster["workers"] == 1 and cluster["processes"] is False
+
+
+def test_existing_scheduler_cli(small_cohort, single, thread2, tmp_path):
+    """--scheduler ADDRESS: the run uses that scheduler's workers (and leaves them running)."""
+    out = tmp_path / "out"
+    address = thread2.scheduler.address
+    res = CliRunner().invoke(
+        main,
+        [
+            "call",
+            "-f",
+            str(small_cohort / "reference.fa"),
+            "--bam-list",
+            str(small_cohort / "bams.txt"),
+            "-o",
+            str(out),
+            "--scheduler",
+            address,
+            "--region-count",
+            "5",
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert_same_output(single, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["cluster"]["kind"] == "scheduler"
+    assert manifest["cluster"]["scheduler_address"] == address
+    assert {u["worker"].split("@")[1] for u in manifest["units"]} <= set(
+        thread2.scheduler_info()["workers"]
+    )
+    assert thread2.status == "running"
 
 
 # ----------------------------------------------------------------------------- run behaviour
+def test_default_plan_gives_every_worker_work(small_cohort, single, proc2, tmp_path):
+    out = tmp_path / "out"
+    result = _distributed(small_cohort, out, proc2)
+    assert result.n_units == 3 * 2  # 3 regions per worker slot, 80 kb << 5 Mb
+    assert result.manifest["planning"]["regions_planned"] == 6
+    assert_same_output(single, out)
+
+
 def test_manifest_and_audit(small_cohort, proc2, tmp_path):
     out = tmp_path / "out"
     _distributed(small_cohort, out, proc2, region_count=3, command_line="varcall call test")
@@ -373,4 +453,35 @@ def test_bad_input_creates_nothing(small_cohort, tmp_path):
     )
     assert res.exit_code == 2 and "needs --cores and --memory" in res.output, res.output
     assert not out.exists()
+    # planning fails after the background cluster started: it is shut down, nothing created
+    res = CliRunner().invoke(
+        main,
+        [
+            "call",
+            "-f",
+            str(small_cohort / "reference.fa"),
+            *map(str, bams_of(small_cohort)),
+            "-o",
+            str(out),
+            "--region-size",
+            "10",
+            "--region-count",
+            "2",
+            "--workers",
+            "1",
+        ],
+    )
+    assert res.exit_code == 2 and "use one of them" in res.output, res.output
+    assert not out.exists()
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_default_cohort_identity(cohort, proc2, tmp_path):
+    """The same check on the larger default cohort (2 x 200 kb, 30x), 13 and 40 regions."""
+    single_out = tmp_path / "single"
+    run_call(cohort / "reference.fa", bams_of(cohort), single_out, mode="single")
+    for count in (13, 40):
+        out = tmp_path / f"d{count}"
+        _distributed(cohort, out, proc2, region_count=count)
+        assert_same_output(single_out, out)

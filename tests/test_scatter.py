@@ -319,6 +319,46 @@ def test_process_workers(data, tmp_path):
         assert s["digest"] == _fake_calls(data["inputs"], r.contig, r.start, r.end).digest()
 
 
+def test_cluster_starter(data, tmp_path):
+    import threading
+
+    from varcall.scatter import ClusterStarter
+
+    params, engine = CallParams(), FakeEngine()
+    keys = _keys(data, params, engine)
+    starter = ClusterStarter(
+        ClusterSpec(workers=1, processes=False), warm=("varcall.callset",), client_warm=("json",)
+    )
+    record = {}
+    with starter.attach(record=record) as client:
+        sides = scatter_regions(
+            data["regions"][:2],
+            keys[:2],
+            data["inputs"],
+            params,
+            tmp_path,
+            client=client,
+            run_id="r",
+            engine=engine,
+        )
+    assert [s["key"] for s in sides] == keys[:2]
+    assert client.status == "closed"
+    starter.close()  # idempotent
+    # never attached (the run failed before): close() shuts the cluster down
+    starter = ClusterStarter(ClusterSpec(workers=1, processes=False))
+    starter.close()
+    assert starter._client.status == "closed"
+    assert not [t for t in threading.enumerate() if t.name == "varcall-cluster"]
+    # a start that fails is raised by attach()
+    starter = ClusterStarter(
+        ClusterSpec(kind="scheduler", scheduler_address="tcp://127.0.0.1:9", connect_timeout=1)
+    )
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        with starter.attach():
+            pass
+    starter.close()
+
+
 # ----------------------------------------------------------------------------- cluster spec
 def test_cluster_config_file(tmp_path):
     cfg = tmp_path / "cluster.yaml"

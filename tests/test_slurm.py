@@ -220,7 +220,7 @@ def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_pat
     config = cluster_yaml(tmp_path / "cluster.yaml", logs, jobs=2)
     out = tmp_path / "slurm"
     args = [sys.executable, "-m", "varcall.cli"]
-    args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "1000", "-v")]
+    args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "500", "-v")]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
     )
@@ -230,7 +230,7 @@ def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_pat
         while time.monotonic() < deadline and proc.poll() is None:
             running = squeue_ids(logs, state="R")
             done = len(list((out / "work").glob("*.json"))) if (out / "work").is_dir() else 0
-            if len(running) >= 2 and done >= 3:
+            if len(running) >= 2 and done >= 1:
                 cancelled = running[0]
                 subprocess.run(["scancel", cancelled], check=True, timeout=15)
                 break
@@ -246,9 +246,9 @@ def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_pat
     replaced = manifest["cluster"]["replaced_jobs"]
     assert [r["job_id"] for r in replaced] == [cancelled]
     assert f"worker job {cancelled}" in stderr and "submitting a replacement" in stderr
-    # a third worker job was submitted (its log file exists)
-    job_logs = {p.name for p in logs.glob("dask-worker-*.err")}
-    assert len(job_logs) >= 3, job_logs
+    # a new worker job was submitted in its place
+    assert int(replaced[0]["replacement_job_id"]) > int(cancelled)
+    assert f"replaces job {cancelled}" in stderr
 
 
 def test_cluster_timeout_stops_with_a_clear_message(small_cohort, logs, tmp_path):

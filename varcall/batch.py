@@ -104,10 +104,13 @@ class JobKeeper:
     was connected and has been gone for ``grace`` seconds, or (SLURM) when its job id left
     the queue before its worker ever connected. A lost job is closed (``scancel``, a no-op
     when it is already gone), dropped from ``cluster.workers`` and submitted again under
-    a new name with the same spec (so fixed and adaptive scaling both keep their targets). At most ``max_replacements`` jobs are replaced in a run; then an error is
-    logged and the run goes on with the workers it has.
+    a new name with the same spec (so fixed and adaptive scaling both keep their targets).
+    At most ``max_replacements`` jobs are replaced in a run (default: 3 per job of the
+    cluster's target, plus 2); then an error is logged and the run goes on with the workers
+    it has (a job that can never start does not loop forever).
 
-    ``record`` (a dict) receives ``replaced_jobs``: a list of {name, job_id, reason, time}.
+    ``record`` (a dict) receives ``replaced_jobs``: a list of {name, job_id, reason, time,
+    replacement (the new worker name), replacement_job_id}.
     """
 
     def __init__(
@@ -116,8 +119,8 @@ class JobKeeper:
         kind: str,
         record: dict[str, Any] | None = None,
         *,
-        interval: float = 2.0,
-        grace: float = 3.0,
+        interval: float = 1.0,
+        grace: float = 2.0,
         max_replacements: int | None = None,
     ) -> None:
         self.cluster = cluster
@@ -211,9 +214,8 @@ class JobKeeper:
                 name,
                 reason,
             )
-            self.replaced.append(
-                {"name": name, "job_id": job_id, "reason": reason, "time": time.time()}
-            )
+            entry = {"name": name, "job_id": job_id, "reason": reason, "time": time.time()}
+            self.replaced.append(entry)
             self._seen.discard(name)
             self._gone_since.pop(name, None)
             job = cluster.workers.pop(name, None)
@@ -226,8 +228,21 @@ class JobKeeper:
             # the lost worker (lost-worker-timeout) cannot close the new job
             spec = cluster.worker_spec.pop(name, None)
             if spec is not None:
-                cluster.worker_spec[self._fresh_name()] = spec
+                new = self._fresh_name()
+                cluster.worker_spec[new] = spec
+                entry["replacement"] = str(new)
         await cluster._correct_state()
+        for entry in self.replaced:
+            if "replacement" in entry and "replacement_job_id" not in entry:
+                job = cluster.workers.get(entry["replacement"])
+                if getattr(job, "job_id", None):
+                    entry["replacement_job_id"] = str(job.job_id)
+                    logger.info(
+                        "%s worker job %s replaces job %s",
+                        self.kind,
+                        job.job_id,
+                        entry["job_id"],
+                    )
 
     def _fresh_name(self) -> str:
         cluster = self.cluster

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -88,7 +89,8 @@ def region_plan_options(func):
             "--region-size",
             type=click.IntRange(min=1),
             default=None,
-            help="Target region length in bp (default: 5,000,000 / balanced).",
+            help="Target mean region length in bp (default: 5,000,000; `call` plans at least "
+            "3 regions per worker). Regions are balanced by coverage.",
         ),
         click.option(
             "--region-count",
@@ -235,10 +237,11 @@ def regions(reference, bams, out, region_size, region_count, region_strings, reg
     _setup_logging(verbose)
     from varcall.inputs import resolve_inputs
     from varcall.regions import plan_regions, write_bed
-    from varcall.validate import validate_regions
+    from varcall.validate import check_reference, validate_regions
 
     paths = _collect_bams(bams, bam_list)
-    for p in [reference, *paths]:
+    check_reference(reference)  # readable, indexed (the .fai built when missing)
+    for p in paths:
         if not Path(p).is_file():
             raise InputError(f"{p}: file not found; check the path")
     if not out.parent.is_dir():
@@ -333,10 +336,11 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
 )
 @click.option(
     "--worker-type",
-    type=click.Choice(["process", "thread"]),
-    default="process",
+    type=click.Choice(["auto", "process", "thread"]),
+    default="auto",
     show_default=True,
-    help="LocalCluster workers as processes or as threads of this process.",
+    help="LocalCluster workers as processes or as threads of this process; auto: a "
+    "single worker runs as a thread (no process start-up), several as processes.",
 )
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
 @click.option(
@@ -415,7 +419,10 @@ def call(
         kind=kind,
         workers=workers,
         threads_per_worker=threads_per_worker,
-        processes=worker_type == "process",
+        processes=(
+            worker_type == "process"
+            or (worker_type == "auto" and (workers or os.cpu_count() or 1) > 1)
+        ),
         scheduler_address=scheduler,
         queue=queue,
         account=account,

@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -42,7 +43,14 @@ from varcall.callset import FILTER_IDS, CallSet, load_callset
 from varcall.engines import CallInputs, CallParams, Engine, get_engine
 from varcall.errors import InputError, RegionError, VarcallError
 from varcall.inputs import dependency_versions, input_checksums
-from varcall.regions import Region, merge_regions, plan_regions, sort_regions, write_bed
+from varcall.regions import (
+    DEFAULT_REGION_SIZE,
+    Region,
+    merge_regions,
+    plan_regions,
+    sort_regions,
+    write_bed,
+)
 from varcall.scatter import (
     ClusterSpec,
     ClusterStarter,
@@ -61,11 +69,13 @@ from varcall.scatter import (
     write_json_atomic,
 )
 
-__all__ = ["MODES", "RunResult", "run_call", "load_manifest"]
+__all__ = ["MODES", "RunResult", "run_call", "load_manifest", "default_region_count"]
 
 logger = logging.getLogger(__name__)
 
 MODES = ("distributed", "single")
+#: Without a size or count, plan at least this many regions per worker slot.
+TASKS_PER_SLOT = 3
 #: VCF Zarr chunk length along variants.
 DEFAULT_CHUNK_SIZE = 10_000
 _KEY_FILE_SUFFIXES = (".npz", ".json", ".audit.jsonl")
@@ -320,6 +330,34 @@ def _single_process(
     return [sidecars[name] for name in order]
 
 
+def _worker_slots(spec: ClusterSpec, client: Any) -> int:
+    """Tasks that can run at once: the client's worker threads, a local cluster's
+    workers x threads, a batch cluster's jobs x cores (adaptive: the maximum); 1 if unknown."""
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # a client without workers yet
+            return 1
+    if spec.kind == "local":
+        return (spec.workers or os.cpu_count() or 1) * spec.threads_per_worker
+    if spec.kind in ("slurm", "pbs", "lsf", "sge"):
+        return (spec.adapt_max or spec.jobs or 1) * (spec.cores or 1)
+    return 1
+
+
+def default_region_count(inputs: CallInputs, restrict: Sequence[Region] | None, slots: int) -> int:
+    """Regions of a run given no ``--region-size``/``--region-count``: one per
+    :data:`~varcall.regions.DEFAULT_REGION_SIZE` bp, and at least
+    :data:`TASKS_PER_SLOT` per worker slot so that every worker has work and a slow region
+    does not leave the others idle at the end."""
+    total = (
+        sum(r.length for r in merge_regions(restrict, [c for c, _ in inputs.contigs]))
+        if restrict
+        else sum(n for _, n in inputs.contigs)
+    )
+    return max(1, math.ceil(total / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
+
+
 # ----------------------------------------------------------------------------- the run
 def run_call(
     reference: str | os.PathLike,
@@ -354,6 +392,9 @@ def run_call(
         for process workers.
     region_size / region_count / region_strings / regions_bed: the plan (see
         :func:`varcall.regions.plan_regions`; strings 1-based inclusive, BED 0-based).
+        Without a size or count: :func:`default_region_count` (at least
+        :data:`TASKS_PER_SLOT` regions per worker slot). A local cluster starts in the
+        background once the inputs are valid, while the run is planned.
     regions: an explicit region layout (0-based half-open, no overlaps) instead of planning.
     retries: Dask retries per region. resume: reuse valid checkpoints in ``out/work``.
     overwrite: ``out`` may exist; its outputs are replaced at the end.
@@ -388,7 +429,8 @@ def run_call(
         if mode == "distributed" and client is None and (cluster or ClusterSpec()).kind == "local":
             starter = ClusterStarter(
                 cluster or ClusterSpec(),
-                warm=(f"varcall.engines.{params.engine}", "varcall.dataset"),
+                warm=(f"varcall.engines.{params.engine}",),
+                client_warm=("varcall.dataset",),
             )
         if engine is None:
             try:
@@ -409,8 +451,13 @@ def run_call(
             if len(merge_regions(layout, contig_order)) != len([r for r in layout if r.length > 0]):
                 raise InputError("explicit regions overlap; give a layout where no base is in two")
         elif mode == "distributed":
+            planned_count = region_count
+            if region_size is None and region_count is None:
+                planned_count = default_region_count(
+                    inputs, restrict, _worker_slots(cluster or ClusterSpec(), client)
+                )
             layout = plan_regions(
-                inputs, region_size=region_size, region_count=region_count, restrict=restrict
+                inputs, region_size=region_size, region_count=planned_count, restrict=restrict
             )
         else:
             layout = merge_regions(restrict, contig_order) if restrict else None
@@ -574,6 +621,7 @@ def run_call(
         "planning": {
             "region_size": region_size,
             "region_count": region_count,
+            "regions_planned": len(bed_regions),
             "region_strings": list(region_strings),
             "regions_bed": None if regions_bed is None else str(Path(regions_bed).resolve()),
             "explicit_layout": regions is not None,

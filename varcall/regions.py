@@ -286,7 +286,11 @@ def _windows_from_linear(
     return np.diff(pos)
 
 
-def _read_bai(data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float):
+def _read_bai(
+    data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float
+) -> dict[str, np.ndarray]:
+    """Bytes per 16 kb window from a BAI's linear index (SAM spec 5.2); the end of the last
+    window is the pseudo-bin's end offset (or the last chunk end)."""
     out: dict[str, np.ndarray] = {}
     (n_ref,) = struct.unpack_from("<i", data, 4)
     off = 8
@@ -311,7 +315,9 @@ def _read_bai(data: bytes, names: Sequence[str], lengths: dict[str, int], ratio:
     return out
 
 
-def _read_csi(data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float):
+def _read_csi(
+    data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float
+) -> dict[str, np.ndarray]:
     """CSI has no linear index, and htslib merges small leaf bins into their parents; so
     the bytes of every bin's chunks are spread evenly over the bin's span."""
     out: dict[str, np.ndarray] = {}
@@ -353,7 +359,8 @@ def _read_csi(data: bytes, names: Sequence[str], lengths: dict[str, int], ratio:
     return out
 
 
-def _read_crai(path: Path, names: Sequence[str], lengths: dict[str, int]):
+def _read_crai(path: Path, names: Sequence[str], lengths: dict[str, int]) -> dict[str, np.ndarray]:
+    """Bytes per 16 kb window from a CRAI: each slice's size spread over its span."""
     acc: dict[str, np.ndarray] = {}
     with gzip.open(path, "rt") as fh:
         for line in fh:

@@ -6,10 +6,14 @@ parameters, engine). It writes the region's :class:`~varcall.callset.CallSet` to
 ``WORK/<key>.npz`` (atomically) and a small JSON sidecar ``WORK/<key>.json`` written after
 it, and returns only the sidecar to the client (client memory stays small whatever the
 number of calls). ``key`` is the SHA-256 of the region, the inputs' identity (paths, sizes,
-modification times, samples, contigs), the parameters, the engine and its version and the
-varcall version (:func:`checkpoint_key`): a checkpoint is valid for exactly one
-computation, so ``--resume`` can skip a region whose sidecar and file are present and
-consistent (:func:`read_checkpoint`).
+modification times, samples, contigs), the parameters, the engine and its version, the
+varcall version and a digest of varcall's source (:func:`checkpoint_key`): a checkpoint is
+valid for exactly one computation, so ``--resume`` can skip a region whose sidecar and
+file are present and consistent (:func:`read_checkpoint`).
+
+Where tasks run: :func:`open_client` (an embedded LocalCluster bound to 127.0.0.1, an
+existing scheduler, or dask-jobqueue batch jobs) from a :class:`ClusterSpec`;
+:class:`ClusterStarter` starts it in the background while the client plans.
 
 Each task attempt also appends JSON lines to ``WORK/<key>.audit.jsonl`` (start, then the
 outcome), from which the run's ``audit.jsonl`` and attempt counts are assembled.
@@ -254,12 +258,14 @@ def _jobqueue_cluster(spec: ClusterSpec):
 
 
 @contextlib.contextmanager
-def _fast_worker_start(processes: bool) -> Iterator[None]:
+def _fast_worker_start(processes: bool, preload: Sequence[str] = ()) -> Iterator[None]:
     """Start LocalCluster worker processes from a fork server instead of a fresh
     interpreter each (Dask's default ``spawn``): about half the start-up time and a
-    near-instant shutdown. Left alone for thread workers, when the user configured another
-    method, or where there is no fork server (Windows). Workers restarted later by their
-    nanny use the configured method again (slower, same result)."""
+    near-instant shutdown. The fork server imports Dask's packages and ``preload`` (e.g.
+    the engine's module) once; every worker forked from it starts with them imported.
+    Left alone for thread workers, when the user configured another method, or where
+    there is no fork server (Windows). Workers restarted later by their nanny use the
+    configured method again (slower, same result)."""
     import multiprocessing
 
     import dask
@@ -274,11 +280,25 @@ def _fast_worker_start(processes: bool) -> Iterator[None]:
         yield
         return
     with dask.config.set({key: "forkserver"}):
+        if preload:
+            from multiprocessing import forkserver
+
+            from distributed.utils import get_mp_context
+
+            get_mp_context()  # sets Dask's own preload list once; extend it (before the
+            # fork server starts: later calls change nothing for a running server)
+            server = getattr(forkserver, "_forkserver", None)
+            current = getattr(server, "_preload_modules", None)  # private: may change
+            if isinstance(current, list):
+                extra = [m for m in preload if m not in current]
+                multiprocessing.get_context("forkserver").set_forkserver_preload(current + extra)
         yield
 
 
 @contextlib.contextmanager
-def open_client(spec: ClusterSpec, record: dict[str, Any] | None = None) -> Iterator[Any]:
+def open_client(
+    spec: ClusterSpec, record: dict[str, Any] | None = None, preload: Sequence[str] = ()
+) -> Iterator[Any]:
     """A ``distributed.Client`` for ``spec``; the cluster it started (if any) is closed on
     exit. The LocalCluster's scheduler and dashboard listen on 127.0.0.1 only.
 
@@ -303,7 +323,8 @@ def open_client(spec: ClusterSpec, record: dict[str, Any] | None = None) -> Iter
 
             cluster = _jobqueue_cluster(spec)
             client = Client(cluster)
-            keeper = JobKeeper(cluster, spec.kind, record)
+            target = spec.adapt_max or spec.jobs or 1
+            keeper = JobKeeper(cluster, spec.kind, record, max_replacements=3 * target + 2)
             keeper.start()
             if spec.cluster_timeout is not None:
                 try:
@@ -322,7 +343,7 @@ def open_client(spec: ClusterSpec, record: dict[str, Any] | None = None) -> Iter
                     spec = dataclasses.replace(spec, kind="local")
         if spec.kind == "local":
             n = spec.workers or os.cpu_count() or 1
-            with _fast_worker_start(spec.processes):
+            with _fast_worker_start(spec.processes, preload):
                 cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=spec.threads_per_worker,
@@ -368,20 +389,24 @@ def open_client(spec: ClusterSpec, record: dict[str, Any] | None = None) -> Iter
 
 class ClusterStarter:
     """:func:`open_client` entered in a background thread, so that starting the cluster
-    (and importing ``warm`` modules on its workers and in this process) overlaps the
-    client's own work (validation, planning). :meth:`attach` waits for it and hands over
+    overlaps the client's own work (validation, planning). ``warm``: modules the workers
+    import up front (preloaded by the fork server of a local process cluster);
+    ``client_warm``: modules this process imports meanwhile (e.g. the merge's). :meth:`attach` waits for it and hands over
     the client as a context manager; :meth:`close` shuts it down if it was never attached
     (or after an error). Errors of the start are raised by :meth:`attach`."""
 
-    def __init__(self, spec: ClusterSpec, warm: Sequence[str] = ()) -> None:
+    def __init__(
+        self, spec: ClusterSpec, warm: Sequence[str] = (), client_warm: Sequence[str] = ()
+    ) -> None:
         import threading
 
         self.spec = spec
         self.record: dict[str, Any] = {}
-        self._cm = open_client(spec, record=self.record)
+        self._cm = open_client(spec, record=self.record, preload=warm)
         self._client: Any = None
         self._error: BaseException | None = None
         self._warm = tuple(warm)
+        self._client_warm = tuple(client_warm)
         self._entered = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._start, name="varcall-cluster", daemon=True)
@@ -396,12 +421,12 @@ class ClusterStarter:
             return
         finally:
             self._ready.set()
-        if self._warm:
-            try:
+        try:
+            if self._warm:
                 self._client.run(_import_modules, self._warm)
-                _import_modules(self._warm)
-            except Exception as e:  # warming is an optimisation only
-                logger.debug("warming the workers failed: %s", e)
+            _import_modules(self._client_warm)
+        except Exception as e:  # warming is an optimisation only
+            logger.debug("warming the workers failed: %s", e)
 
     @contextlib.contextmanager
     def attach(self, record: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -868,6 +893,13 @@ def scatter_regions(
         if link:
             logger.info("Dask dashboard: %s", link)
             bar.print(f"Dask dashboard: {link}")
+        try:
+            n_threads = sum(client.nthreads().values())
+        except Exception:  # not every client-like object answers this
+            n_threads = None
+        if n_threads == 0:
+            logger.warning("the Dask scheduler has no workers yet; regions wait for workers")
+            bar.print("waiting for Dask workers ...")
         bar.advance(sum(d["n_variants"] for d in done.values()), len(done))
         if not todo:
             return [done[k] for k in keys]
