@@ -535,6 +535,20 @@ def memory_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def busy_warning(machine: dict) -> list[str]:
+    """A warning line when other work loaded the machine at the start of the run."""
+    load, cores = machine["load_average_at_start"][0], machine["cores"] or 1
+    if load <= 0.5 * cores:
+        return []
+    return [
+        f"**Warning:** the machine was busy with other work (load average {load:.1f} on "
+        f"{cores} cores at the start): wall times are inflated and their ratios unreliable; "
+        "CPU seconds, memory, accuracy and identity are not affected. Re-run on an idle "
+        "machine for timings.",
+        "",
+    ]
+
+
 def markdown(result: dict) -> str:
     m, d = result["machine"], result["dataset"]
     lines = [
@@ -548,6 +562,7 @@ def markdown(result: dict) -> str:
         f"{d['coverage']:g}x, truth {d['sites']['SNP']} SNPs + {d['sites']['INDEL']} indels, "
         f"confident BED {d['confident_bp'] / 1e6:.2f} Mb (build {d['build_seconds']:.0f} s, cached).",
         "",
+        *busy_warning(m),
         table(result["rows"]),
         f"Accuracy: records with {QUAL_FILTER} and FILTER PASS/. vs the truth inside the confident BED "
         "(`varcall concordance`). Peak RSS: all processes of the run together (sampled every 0.2 s); "
@@ -810,7 +825,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-accuracy", action="store_true", help="Skip the concordance step.")
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="Only rewrite latest.md and the README table from latest.json (no runs).",
+    )
     args = p.parse_args(argv)
+    if args.render:
+        md = markdown(json.loads((args.results / "latest.json").read_text()))
+        (args.results / "latest.md").write_text(md)
+        print(md)
+        print("README.md table updated" if update_readme(md) else "README.md has no markers")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     # the checkout's varcall, whatever the state of the editable install
     os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -530,13 +530,6 @@ SLOW_CLI = textwrap.dedent(
     import varcall.pipeline
     from test_faults import FaultyEngine
     varcall.pipeline.get_engine = lambda name: FaultyEngine(inner=name, delay=1.0)
-    import json, varcall.scatter  # TEMP-DEBUG
-    _ck = varcall.pipeline.checkpoint_key  # TEMP-DEBUG
-    def _dbg(*a, **k):  # TEMP-DEBUG
-        with open("/tmp/h7x/keydebug.jsonl", "a") as fh:
-            fh.write(json.dumps([str(a[0]), a[1], a[2].as_dict(), a[3], a[4], k], default=str) + chr(10))
-        return _ck(*a, **k)
-    varcall.pipeline.checkpoint_key = _dbg  # TEMP-DEBUG
     from varcall.cli import main
     main(sys.argv[1:], prog_name="varcall")
     """
@@ -596,7 +589,6 @@ def test_signal_stops_cleanly_then_resume_is_identical(
     _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"worker processes left running: {alive}"
     kept = valid_checkpoints(out / "work")
-    kept_regions = {k: json.loads((out / "work" / f"{k}.json").read_text()) for k in kept}  # TEMP-DEBUG
     assert len(kept) >= 2
     assert not (out / "calls.vcf.gz").exists() and not (out / "manifest.json").exists()
 
@@ -610,8 +602,6 @@ def test_signal_stops_cleanly_then_resume_is_identical(
     assert_same_output(out, baseline)
     m = json.loads((out / "manifest.json").read_text())
     resumed_log = [ln for ln in result.stderr.splitlines() if "resume:" in ln]
-    if sum(u["resumed"] for u in m["units"]) != len(kept):  # TEMP-DEBUG
-        Path("/tmp/h7x/sigdebug.json").write_text(json.dumps({"kept": kept_regions, "units": m["units"], "stderr1": stderr, "stderr2": result.stderr}))
     assert sum(u["resumed"] for u in m["units"]) == len(kept), (
         resumed_log,
         sorted(k[:8] for k in kept),

@@ -296,6 +296,41 @@ def _fast_worker_start(processes: bool, preload: Sequence[str] = ()) -> Iterator
 
 
 @contextlib.contextmanager
+def _quiet_local_servers() -> Iterator[None]:
+    """Dask's statistical profiler off for the scheduler and workers of a LocalCluster
+    (unless the user's Dask config sets ``distributed.worker.profile.enabled``
+    explicitly): its thread samples every thread's stack each 10 ms, about 4-5% of the CPU
+    of a 2-core run (py-spy), for the dashboard's Profile page only."""
+    import dask
+
+    key = "distributed.worker.profile.enabled"
+    if _user_dask_setting(key):
+        yield
+        return
+    with dask.config.set({key: False}):
+        yield
+
+
+def _user_dask_setting(key: str) -> bool:
+    """Whether ``key`` is set by the user (Dask config files or ``DASK_*`` variables)
+    rather than Dask's built-in defaults."""
+    import dask
+
+    try:
+        user = dask.config.collect()
+    except Exception:  # unreadable config: behave as if unset
+        return False
+    node: Any = user
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return False
+        node = node.get(part, node.get(part.replace("-", "_")))
+        if node is None:
+            return False
+    return True
+
+
+@contextlib.contextmanager
 def open_client(
     spec: ClusterSpec, record: dict[str, Any] | None = None, preload: Sequence[str] = ()
 ) -> Iterator[Any]:
@@ -343,7 +378,7 @@ def open_client(
                     spec = dataclasses.replace(spec, kind="local")
         if spec.kind == "local":
             n = spec.workers or os.cpu_count() or 1
-            with _fast_worker_start(spec.processes, preload):
+            with _fast_worker_start(spec.processes, preload), _quiet_local_servers():
                 cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=spec.threads_per_worker,
@@ -390,7 +425,8 @@ def open_client(
 class ClusterStarter:
     """:func:`open_client` entered in a background thread, so that starting the cluster
     overlaps the client's own work (validation, planning). ``warm``: modules the workers
-    import up front (preloaded by the fork server of a local process cluster);
+    import up front (preloaded by the fork server of a local process cluster), and whose
+    ``warm()`` hook every worker then runs once (thread workers: once, in this process);
     ``client_warm``: modules this process imports meanwhile (e.g. the merge's). :meth:`attach` waits for it and hands over
     the client as a context manager; :meth:`close` shuts it down if it was never attached
     (or after an error). Errors of the start are raised by :meth:`attach`."""
@@ -422,8 +458,10 @@ class ClusterStarter:
         finally:
             self._ready.set()
         try:
-            if self._warm:
-                self._client.run(_import_modules, self._warm)
+            if self._warm and self.spec.kind == "local" and not self.spec.processes:
+                _warm_modules(self._warm)  # thread workers live in this process
+            elif self._warm:
+                self._client.run(_warm_modules, self._warm)
             _import_modules(self._client_warm)
         except Exception as e:  # warming is an optimisation only
             logger.debug("warming the workers failed: %s", e)
@@ -466,6 +504,21 @@ def _import_modules(names: Sequence[str]) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+
+
+def _warm_modules(names: Sequence[str]) -> None:
+    """Import ``names`` and run each one's ``warm()`` hook, if it has one (e.g.
+    :func:`varcall.engines.native.warm`): the first task of a worker starts warm."""
+    import importlib
+
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        hook = getattr(module, "warm", None)
+        if callable(hook):
+            hook()
 
 
 # ----------------------------------------------------------------------------- identity
