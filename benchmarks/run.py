@@ -711,6 +711,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             "confident_bp": dsinfo["confident_bp"],
             "build_seconds": dsinfo["build_seconds"],
             "source": dsinfo["source"],
+            "checksums": dsinfo.get("checksums"),
         },
         "rows": list(by_name.values()),
     }
