@@ -193,6 +193,9 @@ class FakeEngine:
     def check(self) -> None:
         return None
 
+    def check_params(self, inputs: CallInputs, params: CallParams) -> None:
+        return None
+
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
         tag = f"{region.contig}_{region.start}_{region.end}"
         if self.calls_dir is not None:

@@ -76,6 +76,9 @@ class FaultyEngine:
     def check(self) -> None:
         get_engine(self.inner).check()
 
+    def check_params(self, inputs, params) -> None:
+        get_engine(self.inner).check_params(inputs, params)
+
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams):
         time.sleep(self.delay)
         if str(region) in self.permanent or "*" in self.permanent:

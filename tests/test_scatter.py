@@ -439,3 +439,16 @@ def test_scheduler_address(data, tmp_path, thread_client):
         )
     assert sides[0]["n_variants"] > 0
     assert Path(tmp_path, f"{keys[0]}.npz").is_file()
+
+
+def test_cluster_config_worker_settings_are_not_overridden_by_cli_defaults(tmp_path):
+    """threads_per_worker / processes from a YAML config survive when the CLI options
+    are left at their defaults (None / auto)."""
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text("threads_per_worker: 3\nprocesses: false\nworkers: 2\n")
+    spec = ClusterSpec.from_config(cfg, threads_per_worker=None, processes=None)
+    assert spec.threads_per_worker == 3
+    assert spec.use_processes is False
+    assert ClusterSpec(workers=2).use_processes is True
+    assert ClusterSpec(workers=1).use_processes is False
+    assert ClusterSpec.from_config(cfg, processes=True).use_processes is True

@@ -763,3 +763,62 @@ def test_corrupt_middle_block_passes_header_checks_but_cannot_be_indexed(tmp_pat
         validate_call(ref, [bam], tmp_path / "out")
     with pytest.raises(InputError, match="ex2_corrupt.bam: samtools index failed"):
         validate_call(ref, [bam], tmp_path / "out", build_index=True)
+
+
+def test_engine_args_refused_before_anything_is_created(small_cohort, tmp_path):
+    """A bad --engine-args is an input error (exit 2) before any task runs."""
+    from click.testing import CliRunner
+
+    from varcall.cli import main
+
+    out = tmp_path / "run"
+    for engine, args in (("native", "-x"), ("bcftools", "-r chr1")):
+        result = CliRunner().invoke(
+            main,
+            [
+                "call",
+                "-f",
+                str(small_cohort / "reference.fa"),
+                "--bam-list",
+                str(small_cohort / "bams.txt"),
+                "-o",
+                str(out),
+                "--engine",
+                engine,
+                "--engine-args",
+                args,
+                "--workers",
+                "1",
+                "--no-progress",
+            ],
+        )
+        assert result.exit_code == 2, result.output
+        assert "--engine-args" in result.output or "engine" in result.output
+        assert not out.exists()
+
+
+def test_ploidy_contig_must_exist(small_cohort, tmp_path):
+    from click.testing import CliRunner
+
+    from varcall.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        [
+            "call",
+            "--single-process",
+            "-f",
+            str(small_cohort / "reference.fa"),
+            "--bam-list",
+            str(small_cohort / "bams.txt"),
+            "-o",
+            str(out),
+            "--ploidy-contig",
+            "chrNope=1",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "chrNope" in result.output
+    assert not out.exists()

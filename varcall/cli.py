@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import signal
 import sys
 import threading
@@ -329,10 +328,10 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
 )
 @click.option(
     "--threads-per-worker",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="Threads of each LocalCluster worker (regions run in parallel inside it).",
+    help="Threads of each LocalCluster worker (regions run in parallel inside it) "
+    "[default: 1].",
 )
 @click.option(
     "--worker-type",
@@ -419,10 +418,7 @@ def call(
         kind=kind,
         workers=workers,
         threads_per_worker=threads_per_worker,
-        processes=(
-            worker_type == "process"
-            or (worker_type == "auto" and (workers or os.cpu_count() or 1) > 1)
-        ),
+        processes=None if worker_type == "auto" else worker_type == "process",
         scheduler_address=scheduler,
         queue=queue,
         account=account,

@@ -438,6 +438,14 @@ def run_call(
             except ValueError as e:
                 raise InputError(f"--engine {params.engine}: {e}") from e
         engine.check()
+        engine.check_params(inputs, params)
+        known = {c for c, _ in inputs.contigs}
+        for contig, _ in params.ploidy_by_contig:
+            if contig not in known:
+                raise InputError(
+                    f"--ploidy-contig {contig}: the reference {inputs.reference} has no such "
+                    "contig; use a name from its .fai"
+                )
         if mode == "distributed" and client is None:
             (cluster or ClusterSpec()).check()
         contig_order = [c for c, _ in inputs.contigs]

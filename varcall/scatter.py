@@ -81,7 +81,9 @@ class ClusterSpec:
         ``sge``) through dask-jobqueue.
     workers: LocalCluster workers (default: the number of cores).
     threads_per_worker: threads per LocalCluster worker (default 1).
-    processes: LocalCluster workers are processes (True) or threads in this process.
+    processes: LocalCluster workers are processes (True) or threads in this process;
+        None (auto): threads for a single worker, processes for several. Use
+        :attr:`use_processes` for the resolved value.
     queue, account, cores, memory, walltime, job_extra_directives, interface,
     local_directory, log_directory: dask-jobqueue job settings (``memory`` like "16GB",
         ``walltime`` like "02:00:00"; ``cores`` per job).
@@ -96,7 +98,7 @@ class ClusterSpec:
     kind: str = "local"
     workers: int | None = None
     threads_per_worker: int = 1
-    processes: bool = True
+    processes: bool | None = None
     scheduler_address: str | None = None
     queue: str | None = None
     account: str | None = None
@@ -136,6 +138,14 @@ class ClusterSpec:
                 "--fallback-local needs --cluster-timeout SECONDS (how long to wait for "
                 "the first batch worker before running locally)"
             )
+
+    @property
+    def use_processes(self) -> bool:
+        """Whether LocalCluster workers are processes (``processes``, or auto: several
+        workers are processes, a single one is a thread of this process)."""
+        if self.processes is not None:
+            return bool(self.processes)
+        return (self.workers or os.cpu_count() or 1) > 1
 
     @classmethod
     def from_config(cls, path: str | os.PathLike | None, **overrides: Any) -> ClusterSpec:
@@ -193,6 +203,8 @@ class ClusterSpec:
         d = dataclasses.asdict(self)
         d.pop("tls_key")
         d["job_extra_directives"] = list(self.job_extra_directives)
+        if self.kind == "local":
+            d["processes"] = self.use_processes
         return d
 
 
@@ -378,11 +390,11 @@ def open_client(
                     spec = dataclasses.replace(spec, kind="local")
         if spec.kind == "local":
             n = spec.workers or os.cpu_count() or 1
-            with _fast_worker_start(spec.processes, preload), _quiet_local_servers():
+            with _fast_worker_start(spec.use_processes, preload), _quiet_local_servers():
                 cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=spec.threads_per_worker,
-                    processes=spec.processes,
+                    processes=spec.use_processes,
                     protocol="tcp://",
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",
@@ -458,7 +470,7 @@ class ClusterStarter:
         finally:
             self._ready.set()
         try:
-            if self._warm and self.spec.kind == "local" and not self.spec.processes:
+            if self._warm and self.spec.kind == "local" and not self.spec.use_processes:
                 _warm_modules(self._warm)  # thread workers live in this process
             elif self._warm:
                 self._client.run(_warm_modules, self._warm)

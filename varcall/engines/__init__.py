@@ -75,6 +75,10 @@ class Engine(Protocol):
         """Raise :class:`varcall.errors.InputError` when the engine cannot run here
         (e.g. a missing binary), with a one-line fix."""
 
+    def check_params(self, inputs: CallInputs, params: CallParams) -> None:
+        """Raise :class:`varcall.errors.InputError` for parameters or inputs this engine
+        cannot use (e.g. a forbidden ``--engine-args`` word), before any task runs."""
+
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
         """Calls whose POS lies in ``region`` (reads fetched with the padding it needs)."""
 

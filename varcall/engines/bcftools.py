@@ -179,6 +179,10 @@ class BcftoolsEngine:
                 "(pip install pysam)"
             ) from None
 
+    def check_params(self, inputs: CallInputs, params: CallParams) -> None:
+        """``--engine-args`` words must parse and must not override what varcall sets."""
+        split_bcftools_args(params.engine_args)
+
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
         """Records with 0-based POS in ``[region.start, region.end)``, from mpileup run on
         the region padded by :attr:`pad` bp."""

@@ -149,6 +149,11 @@ class FreebayesEngine:
                 raise InputError(NOT_FOUND_MESSAGE)
             raise InputError(f"{self.binary}: not found or not executable; fix the path")
 
+    def check_params(self, inputs: CallInputs, params: CallParams) -> None:
+        """``--engine-args`` must not override what varcall sets; every BAM needs @RG SM."""
+        reject_options(split_args(params.engine_args), _FORBIDDEN, "freebayes")
+        _require_read_groups(inputs)
+
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
         """Records with 0-based POS in ``[region.start, region.end)``, from freebayes run
         on the region padded by :attr:`pad` bp."""

@@ -103,14 +103,18 @@ class NativeEngine:
         """Nothing external is needed."""
         return None
 
-    # ------------------------------------------------------------------ API
-    def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
-        """Calls with 0-based POS in ``[region.start, region.end)``, one CallSet."""
+    def check_params(self, inputs: CallInputs, params: CallParams) -> None:
+        """The native engine takes no ``--engine-args``."""
         if params.engine_args:
             raise InputError(
                 f"--engine-args {params.engine_args!r}: the native engine takes no extra "
                 "arguments; drop --engine-args or choose --engine bcftools/freebayes"
             )
+
+    # ------------------------------------------------------------------ API
+    def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
+        """Calls with 0-based POS in ``[region.start, region.end)``, one CallSet."""
+        self.check_params(inputs, params)
         ploidy = params.ploidy_of(region.contig)
         if ploidy not in (1, 2):
             raise InputError(
