@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -177,6 +178,26 @@ def logs(slurm: str, tmp_path: Path):
     ids = squeue_ids(path)
     if ids:
         subprocess.run(["scancel", *ids], timeout=15)
+    _kill_orphaned_workers()
+
+
+def _kill_orphaned_workers() -> None:
+    """Kill dask worker processes of ended jobs. With proctrack/linuxproc (no cgroups on the
+    test host) a cancelled job's nanny can be re-parented to init and outlive its job; such
+    an orphan (parent pid 1) belongs to no job any more."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == 1 and "distributed.cli.dask_worker" in cmdline and "SLURMCluster" in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def call_args(cohort: Path, out: Path, config: Path, *extra: str) -> list:

@@ -22,6 +22,8 @@ stop_pidfile() {  # name pidfile
 if command -v scancel >/dev/null && [[ -s /run/slurmctld.pid ]]; then
   timeout 10 scancel --user root >/dev/null 2>&1 || true
 fi
+# dask workers of cancelled jobs that proctrack/linuxproc lost track of (re-parented to init)
+pkill -9 -P 1 -f "distributed.cli.dask_worker .*SLURMCluster" 2>/dev/null || true
 stop_pidfile slurmd /run/slurmd.pid
 stop_pidfile slurmctld /run/slurmctld.pid
 stop_pidfile munged /run/munge/munged.pid
