@@ -288,7 +288,13 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     show_default=True,
     help="Calling engine: varcall's own, or bcftools / freebayes run per region.",
 )
-@click.option("--engine-args", default="", help="Extra arguments for an external engine.")
+@click.option(
+    "--engine-args",
+    default="",
+    help="Extra arguments for an external engine, shell-quoted. bcftools: words go to "
+    "mpileup; after a bare 'call:' they go to bcftools call (e.g. \"-d 500 call: -P 0.01\"). "
+    "freebayes: passed to freebayes. Options varcall sets itself are refused.",
+)
 @click.option(
     "--min-mapq",
     default=20,
