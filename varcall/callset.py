@@ -277,7 +277,10 @@ def _record_words(cs: CallSet, lo: int, hi: int) -> np.ndarray:
     (ascending); AD (S x na); PL (S x entries below ``na*(na+1)/2`` that are not FILL)."""
     v = hi - lo
     s = cs.n_samples
-    alleles = np.ascontiguousarray(cs.alleles[lo:hi])
+    alleles = cs.alleles[lo:hi]
+    if alleles.dtype.kind != "U":  # e.g. object arrays of str: same text, same words
+        alleles = alleles.astype(str)
+    alleles = np.ascontiguousarray(alleles)
     a = alleles.shape[1]
     width = max(1, alleles.dtype.itemsize // 4)
     points = alleles.view(np.uint32).reshape(v, a, width).astype(np.int64)

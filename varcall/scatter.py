@@ -450,7 +450,7 @@ class ClusterStarter:
 
         self.spec = spec
         self.record: dict[str, Any] = {}
-        self._cm = open_client(spec, record=self.record, preload=warm)
+        self._cm: Any = None  # open_client(...), made in the background thread
         self._client: Any = None
         self._error: BaseException | None = None
         self._warm = tuple(warm)
@@ -462,6 +462,10 @@ class ClusterStarter:
 
     def _start(self) -> None:
         try:
+            preload = self._warm
+            if self.spec.kind == "local" and self.spec.use_processes:
+                preload = _preload_modules(self._warm)
+            self._cm = open_client(self.spec, record=self.record, preload=preload)
             self._client = self._cm.__enter__()
             self._entered = True
         except BaseException as e:  # handed to the main thread by attach()
@@ -516,6 +520,22 @@ def _import_modules(names: Sequence[str]) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+
+
+def _preload_modules(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` plus the modules each of them lists in ``PRELOAD_MODULES`` (e.g. the
+    numba modules :func:`varcall.engines.native.warm` would import): what a fork server
+    imports once for every worker it forks. Imports ``names`` in this process."""
+    import importlib
+
+    out = list(names)
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        out.extend(m for m in getattr(module, "PRELOAD_MODULES", ()) if m not in out)
+    return tuple(out)
 
 
 def _warm_modules(names: Sequence[str]) -> None:

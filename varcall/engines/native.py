@@ -43,7 +43,7 @@ from varcall.inputs import sample_columns
 from varcall.model import joint_call
 from varcall.regions import Region
 
-__all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
+__all__ = ["NativeEngine", "WINDOW", "window_size", "warm", "PRELOAD_MODULES"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,30 @@ def window_size(n_samples: int) -> int:
     """Window length (bp) for a cohort of ``n_samples``: memory per window stays flat
     (per-position arrays are samples x window). Windows never change a call."""
     return max(min(MIN_WINDOW, WINDOW), min(WINDOW, WINDOW_SAMPLE_BP // max(1, n_samples)))
+
+
+#: Modules numba imports when a process first runs a compiled kernel (most of the cost of
+#: :func:`warm`): the fork server of a local process cluster imports them once, so that
+#: every worker forked from it has them (:func:`varcall.scatter.ClusterStarter`).
+PRELOAD_MODULES: tuple[str, ...] = (
+    "numba.cpython.builtins",
+    "numba.cpython.charseq",
+    "numba.cpython.unicode",
+    "numba.cpython.listobj",
+    "numba.cpython.setobj",
+    "numba.cpython.randomimpl",
+    "numba.np.linalg",
+    "numba.np.arraymath",
+    "numba.np.arrayobj",
+    "numba.np.npdatetime",
+    "numba.np.npyimpl",
+    "numba.np.random.generator_methods",
+    "numba.np.polynomial.polynomial_functions",
+    "numba.typed.typeddict",
+    "numba.typed.typedlist",
+    "numba.experimental.jitclass",
+    "numba.misc.cffiimpl",
+)
 
 
 def warm() -> None:
