@@ -240,3 +240,33 @@ def test_several_runs_and_concordances(demo, tmp_path):
     html = out.read_text()
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert html.count('src="data:image/png;base64,') == 7  # runtime, 2 x (F1, heatmap), AF, depth
+
+
+def test_report_says_why_when_an_engine_has_known_differences(demo, tmp_path):
+    """A residual difference is never hidden: the verdict carries the engine's own
+    explanation from the manifest, beside the listed records."""
+    seq = demo["seq"]
+    changed = list(demo["query"])
+    changed[1] = replace(
+        changed[1], gts=("1/1",) * 3 if changed[1].gts != ("1/1",) * 3 else ("0/1",) * 3
+    )
+    other = make_run_dir(tmp_path / "fb", changed, seq, "distributed", 4)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["engine"] = {
+        "name": "freebayes",
+        "version": "x",
+        "known_differences": "prior cached per partition",
+    }
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    run_concordance(demo["dist"], other, demo["ref"], tmp_path / "conc", qc=False)
+    out = write_report(
+        [demo["dist"], other], tmp_path / "r.html", concordance_dir=tmp_path / "conc"
+    )
+    page = json.loads((tmp_path / "metrics.json").read_text())
+    assert page["verdict"]["identical"] is False
+    assert page["verdict"]["known_causes"] == ["freebayes engine: prior cached per partition"]
+    assert "Known cause: freebayes engine: prior cached per partition" in _text(out.read_text())
+    # identical runs carry no cause
+    write_report([demo["dist"]], tmp_path / "same.html", concordance_dir=None)
+    page = json.loads((tmp_path / "metrics.json").read_text())
+    assert not page["verdict"]["known_causes"]

@@ -620,7 +620,12 @@ def run_call(
         "started": started,
         "finished": _now(),
         "mode": mode,
-        "engine": {"name": params.engine, "version": engine_ver},
+        "engine": {
+            "name": params.engine,
+            "version": engine_ver,
+            # why a distributed run of this engine may differ from its single-process run
+            "known_differences": getattr(engine, "known_differences", "") or "",
+        },
         "params": params.as_dict(),
         "inputs": {**_inputs_doc(inputs), "checksums": input_checksums(inputs)},
         "versions": {**_versions(), **dependency_versions()},

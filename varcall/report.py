@@ -65,6 +65,7 @@ def load_run(run_dir: str | os.PathLike, qc: bool = True) -> dict:
     engine = m.get("engine")
     engine_name = engine.get("name") if isinstance(engine, dict) else engine
     engine_version = engine.get("version") if isinstance(engine, dict) else None
+    known_differences = engine.get("known_differences") if isinstance(engine, dict) else None
     inputs = m.get("inputs") or {}
     ref = inputs.get("reference")
     alignments = inputs.get("alignments") or inputs.get("bams") or []
@@ -80,6 +81,7 @@ def load_run(run_dir: str | os.PathLike, qc: bool = True) -> dict:
         "mode": m.get("mode"),
         "engine": engine_name,
         "engine_version": engine_version,
+        "known_differences": known_differences or None,
         "varcall_version": m.get("varcall_version"),
         "command_line": m.get("command_line"),
         "started": m.get("started"),
@@ -256,7 +258,12 @@ def _verdict(page: dict) -> dict:
                     "(after normalisation)"
                 )
         same = all(bool(c["identity"].get("identical")) for c in concs)
-        return {"identical": same, "basis": "records", "text": "; ".join(texts)}
+        return {
+            "identical": same,
+            "basis": "records",
+            "text": "; ".join(texts),
+            "known_causes": [] if same else _known_causes(page),
+        }
     pairs = [p for p in page.get("digest_comparisons", []) if p.get("identical") is not None]
     if pairs:
         same = all(p["identical"] for p in pairs)
@@ -266,8 +273,25 @@ def _verdict(page: dict) -> dict:
             + f" ({p['compared']} {p['method']} digests)"
             for p in pairs
         )
-        return {"identical": same, "basis": "digests", "text": text}
-    return {"identical": None, "basis": None, "text": "no comparison available"}
+        return {
+            "identical": same,
+            "basis": "digests",
+            "text": text,
+            "known_causes": [] if same else _known_causes(page),
+        }
+    return {"identical": None, "basis": None, "text": "no comparison available", "known_causes": []}
+
+
+def _known_causes(page: dict) -> list[str]:
+    """What the engines of the compared runs say about residual distributed vs
+    single-process differences (from their manifests), one line per engine."""
+    out: list[str] = []
+    for run in page["runs"]:
+        note = run.get("known_differences")
+        line = f"{run.get('engine')} engine: {note}" if note else None
+        if line and line not in out:
+            out.append(line)
+    return out
 
 
 # ----------------------------------------------------------------------------- plots
