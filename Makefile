@@ -40,7 +40,7 @@ demo: install
 	@cmp <(zcat $(DEMO)/single/calls.vcf.gz | grep -v -e '^##fileDate' -e '^##varcallCommand') \
 	     <(zcat $(DEMO)/distributed/calls.vcf.gz | grep -v -e '^##fileDate' -e '^##varcallCommand') \
 	  && echo "distributed VCF records identical to single-process"
-	$(BIN)/varcall concordance -f $(DEMO)/cohort/reference.fa $(DEMO)/distributed $(DEMO)/single --truth $(DEMO)/cohort/truth.vcf.gz --bed $(DEMO)/cohort/confident.bed --out $(DEMO)/concordance
+	$(BIN)/varcall concordance -f $(DEMO)/cohort/reference.fa $(DEMO)/distributed $(DEMO)/single --truth $(DEMO)/cohort/truth.vcf.gz --bed $(DEMO)/cohort/confident.bed --out $(DEMO)/concordance --require-identical
 	$(BIN)/varcall report $(DEMO)/distributed $(DEMO)/single --concordance $(DEMO)/concordance --out $(DEMO)/report.html
 	@echo "demo outputs in $(DEMO)/"
 	@echo "report: $(abspath $(DEMO))/report.html"

@@ -242,6 +242,13 @@ def test_cli_concordance(ref, planted, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["identity"]) >= {"identical", "records_a", "records_b", "differing"}
     assert "truth" not in metrics
+    # --require-identical: exit 1 on a difference, 0 for a set against itself
+    res = CliRunner().invoke(main, [*args, "--require-identical"])
+    assert res.exit_code == 1, res.output
+    assert "are not identical" in res.output and (out / "metrics.json").is_file()
+    same = ["concordance", "-f", str(refp), str(planted["a"]), str(planted["a"])]
+    res = CliRunner().invoke(main, [*same, "--out", str(out), "--require-identical"])
+    assert res.exit_code == 0, res.output
     res = CliRunner().invoke(
         main,
         [

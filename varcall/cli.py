@@ -230,8 +230,9 @@ def simulate(
 @region_plan_options
 @verbose_option
 @handle_errors
-def regions(reference, bams, out, region_size, region_count, region_strings, regions_bed,
-            bam_list, verbose):
+def regions(
+    reference, bams, out, region_size, region_count, region_strings, regions_bed, bam_list, verbose
+):
     """Plan coverage-balanced regions from the reference and the BAM indexes (no reads read)."""
     _setup_logging(verbose)
     from varcall.inputs import resolve_inputs
@@ -323,8 +324,13 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     multiple=True,
     help="Per-contig ploidy, CONTIG=1 or CONTIG=2 (e.g. chrY=1); repeatable.",
 )
-@click.option("--min-qual", default=20.0, show_default=True, type=float,
-              help="Records below this QUAL get the LowQual filter.")
+@click.option(
+    "--min-qual",
+    default=20.0,
+    show_default=True,
+    type=float,
+    help="Records below this QUAL get the LowQual filter.",
+)
 @region_plan_options
 @click.option(
     "--workers",
@@ -336,8 +342,7 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     "--threads-per-worker",
     default=None,
     type=click.IntRange(min=1),
-    help="Threads of each LocalCluster worker (regions run in parallel inside it) "
-    "[default: 1].",
+    help="Threads of each LocalCluster worker (regions run in parallel inside it) [default: 1].",
 )
 @click.option(
     "--worker-type",
@@ -354,31 +359,63 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     default=None,
     help="Start workers as batch jobs (dask-jobqueue).",
 )
-@click.option("--cluster-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="YAML file with cluster settings (keys as the options: queue, account, ...).")
+@click.option(
+    "--cluster-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML file with cluster settings (keys as the options: queue, account, ...).",
+)
 @click.option("--queue", default=None, help="Batch queue / partition.")
 @click.option("--account", default=None, help="Batch account / project.")
 @click.option("--cores", type=click.IntRange(min=1), default=None, help="Cores per batch job.")
 @click.option("--memory", default=None, help="Memory per batch job, e.g. 16GB.")
 @click.option("--walltime", default=None, help="Wall time per batch job, e.g. 02:00:00.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Number of batch jobs.")
-@click.option("--adapt-max", type=click.IntRange(min=1), default=None,
-              help="Scale batch jobs adaptively up to this many.")
-@click.option("--job-extra-directives", multiple=True,
-              help="Extra batch directive (e.g. '--qos=long'); repeatable.")
-@click.option("--cluster-timeout", type=click.FloatRange(min=0), default=None,
-              help="Seconds to wait for the first batch-job worker; then stop (default: wait).")
-@click.option("--fallback-local", is_flag=True,
-              help="With --cluster-timeout: when no batch worker started in time, run on a "
-              "local cluster instead (said in the log, manifest and report).")
-@click.option("--tls-ca", default=None, type=click.Path(dir_okay=False),
-              help="CA file for a TLS scheduler.")
-@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False),
-              help="Client certificate for a TLS scheduler.")
-@click.option("--tls-key", default=None, type=click.Path(dir_okay=False),
-              help="Client key for a TLS scheduler.")
-@click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Retries per failing region.")
+@click.option(
+    "--adapt-max",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Scale batch jobs adaptively up to this many.",
+)
+@click.option(
+    "--job-extra-directives",
+    multiple=True,
+    help="Extra batch directive (e.g. '--qos=long'); repeatable.",
+)
+@click.option(
+    "--cluster-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds to wait for the first batch-job worker; then stop (default: wait).",
+)
+@click.option(
+    "--fallback-local",
+    is_flag=True,
+    help="With --cluster-timeout: when no batch worker started in time, run on a "
+    "local cluster instead (said in the log, manifest and report).",
+)
+@click.option(
+    "--tls-ca", default=None, type=click.Path(dir_okay=False), help="CA file for a TLS scheduler."
+)
+@click.option(
+    "--tls-cert",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Client certificate for a TLS scheduler.",
+)
+@click.option(
+    "--tls-key",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Client key for a TLS scheduler.",
+)
+@click.option(
+    "--retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Retries per failing region.",
+)
 @click.option("--resume", is_flag=True, help="Reuse finished regions in OUT/work.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing OUT.")
 @click.option(
@@ -392,18 +429,61 @@ def _parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]
     is_flag=True,
     help="Rename a sample name repeated across files S -> S.2, S.3, ... (native engine).",
 )
-@click.option("--chunk-size", default=10_000, show_default=True, type=click.IntRange(min=1),
-              help="VCF Zarr chunk length along variants.")
+@click.option(
+    "--chunk-size",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="VCF Zarr chunk length along variants.",
+)
 @progress_option
 @verbose_option
 @handle_errors
 def call(
-    reference, bams, out, single_process, engine, engine_args, min_mapq, min_baseq,
-    include_supplementary, ploidy, ploidy_contigs, min_qual, region_size, region_count,
-    region_strings, regions_bed, bam_list, workers, threads_per_worker, worker_type, scheduler,
-    cluster, cluster_config, queue, account, cores, memory, walltime, jobs, adapt_max,
-    job_extra_directives, cluster_timeout, fallback_local, tls_ca, tls_cert, tls_key, retries, resume, overwrite, build_index,
-    rename_duplicate_samples, chunk_size, progress, verbose,
+    reference,
+    bams,
+    out,
+    single_process,
+    engine,
+    engine_args,
+    min_mapq,
+    min_baseq,
+    include_supplementary,
+    ploidy,
+    ploidy_contigs,
+    min_qual,
+    region_size,
+    region_count,
+    region_strings,
+    regions_bed,
+    bam_list,
+    workers,
+    threads_per_worker,
+    worker_type,
+    scheduler,
+    cluster,
+    cluster_config,
+    queue,
+    account,
+    cores,
+    memory,
+    walltime,
+    jobs,
+    adapt_max,
+    job_extra_directives,
+    cluster_timeout,
+    fallback_local,
+    tls_ca,
+    tls_cert,
+    tls_key,
+    retries,
+    resume,
+    overwrite,
+    build_index,
+    rename_duplicate_samples,
+    chunk_size,
+    progress,
+    verbose,
 ):
     """Call germline SNVs and indels: one Dask task per region (default) or --single-process."""
     _setup_logging(verbose)
@@ -506,12 +586,17 @@ def _fmt_rate(x: float | None) -> str:
 )
 @click.option("--qc/--no-qc", default=True, show_default=True, help="Add sgkit QC of A and B.")
 @click.option(
+    "--require-identical",
+    is_flag=True,
+    help="Exit with code 1 when A and B are not identical (metrics are still written).",
+)
+@click.option(
     "-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (created; files in it are replaced).",
 )  # fmt: skip
 @verbose_option
 @handle_errors
-def concordance(reference, a, b, truth, bed, include_filtered, qc, out, verbose):
+def concordance(reference, a, b, truth, bed, include_filtered, qc, require_identical, out, verbose):
     """Compare call sets A and B (VCF, VCF.gz, BCF, VCF Zarr or run folders), and each with a
     truth set; writes OUT/metrics.json, OUT/discordant.tsv and OUT/truth_errors.tsv."""
     _setup_logging(verbose)
@@ -543,6 +628,13 @@ def concordance(reference, a, b, truth, bed, include_filtered, qc, out, verbose)
                 f"F1 {_fmt_rate(r['F1'])}"
             )
     click.echo(f"wrote {out / 'metrics.json'}")
+    if require_identical and not ident["identical"]:
+        click.echo(
+            f"varcall: error: {a} and {b} are not identical ({ident['differing']:,} records "
+            f"differ); see {out / 'discordant.tsv'}",
+            err=True,
+        )
+        sys.exit(1)
 
 
 # ----------------------------------------------------------------------------- report
