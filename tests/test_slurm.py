@@ -237,11 +237,24 @@ def test_call_on_slurm_equals_local(small_cohort, local_run, logs, tmp_path):
     assert list(logs.glob("dask-worker-*.err"))
 
 
+def _workers_done(work: Path) -> set[str]:
+    """Names of the workers that finished at least one region (from checkpoint sidecars)."""
+    names = set()
+    for side in work.glob("*.json") if work.is_dir() else ():
+        try:
+            names.add(str(json.loads(side.read_text()).get("worker", "")).split("@")[0])
+        except (OSError, ValueError):
+            continue  # being written
+    names.discard("")
+    return names
+
+
 def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_path):
     config = cluster_yaml(tmp_path / "cluster.yaml", logs, jobs=2)
     out = tmp_path / "slurm"
     args = [sys.executable, "-m", "varcall.cli"]
-    args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "500", "-v")]
+    # many small regions, so that the run outlasts the keeper's grace period after the cancel
+    args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "250", "-v")]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
     )
@@ -250,8 +263,9 @@ def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_pat
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             running = squeue_ids(logs, state="R")
-            done = len(list((out / "work").glob("*.json"))) if (out / "work").is_dir() else 0
-            if len(running) >= 2 and done >= 1:
+            # cancel only once both worker jobs have finished a region: both are connected,
+            # so the cancel is seen as a lost worker whatever the timing of job start-up
+            if len(running) >= 2 and len(_workers_done(out / "work")) >= 2:
                 cancelled = running[0]
                 subprocess.run(["scancel", cancelled], check=True, timeout=15)
                 break
