@@ -23,6 +23,7 @@ that belong to no region of the run are removed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -511,40 +512,31 @@ def run_call(
                 resume=resume,
                 progress=progress,
             )
-        elif client is not None:
-            cluster_doc = {
-                "kind": "client",
-                "scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
-            }
-            sidecars = scatter_regions(
-                layout,
-                keys,
-                inputs,
-                params,
-                work,
-                client=client,
-                run_id=run_id,
-                engine=engine,
-                retries=retries,
-                resume=resume,
-                progress=progress,
-            )
         else:
-            spec = cluster or ClusterSpec()
-            cluster_doc = spec.describe()
-            with (
-                starter.attach(record=cluster_doc)
-                if starter is not None
-                else open_client(spec, record=cluster_doc)
-            ) as own_client:
-                cluster_doc["dashboard"] = own_client.dashboard_link
+            if client is not None:
+                cluster_doc = {
+                    "kind": "client",
+                    "scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
+                }
+                session = contextlib.nullcontext(client)
+            else:
+                spec = cluster or ClusterSpec()
+                cluster_doc = spec.describe()
+                session = (
+                    starter.attach(record=cluster_doc)
+                    if starter is not None
+                    else open_client(spec, record=cluster_doc)
+                )
+            with session as run_client:
+                if client is None:
+                    cluster_doc["dashboard"] = run_client.dashboard_link
                 sidecars = scatter_regions(
                     layout,
                     keys,
                     inputs,
                     params,
                     work,
-                    client=own_client,
+                    client=run_client,
                     run_id=run_id,
                     engine=engine,
                     retries=retries,
