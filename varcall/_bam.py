@@ -420,10 +420,5 @@ def fetch_raw(
 
 
 def _empty() -> tuple:
-    z64 = np.zeros(0, np.int64)
-    z32 = np.zeros(0, np.int32)
-    u8 = np.zeros(0, np.uint8)
-    return (
-        z64, z64.copy(), z32, z32.copy(), z32.copy(), z64.copy(), z32.copy(), z64.copy(),
-        z32.copy(), u8, u8.copy(), u8.copy(), z32.copy(), np.zeros((0, 2), np.int64), -1,
-    )  # fmt: skip
+    """An empty batch (no reads, bad read group -1), in the decoder's result layout."""
+    return (*_placeholder_result()[:-1], -1)
