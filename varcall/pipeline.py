@@ -431,7 +431,7 @@ def run_call(
             starter = ClusterStarter(
                 cluster or ClusterSpec(),
                 warm=(f"varcall.engines.{params.engine}",),
-                client_warm=("varcall.dataset",),
+                client_warm=("varcall.dataset", "varcall.vcf"),
             )
         if engine is None:
             try:

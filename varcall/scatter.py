@@ -269,57 +269,117 @@ def _jobqueue_cluster(spec: ClusterSpec):
     return cluster
 
 
+#: What Dask's fork server imports before it forks a worker (``distributed.utils.
+#: get_mp_context``: distributed, then its required and optional packages).
+_DASK_FORK_PRELOAD = (
+    "distributed", "dask", "msgpack", "cloudpickle", "tornado", "toolz", "numpy", "pandas", "lz4",
+)  # fmt: skip
+_MP_METHOD = "distributed.worker.multiprocessing-method"
+_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+def _fork_server_usable(processes: bool) -> bool:
+    """Whether local worker processes start from a fork server: processes, Dask's default
+    ``spawn`` method not changed by the user, and a platform with a fork server."""
+    import multiprocessing
+
+    import dask
+
+    return (
+        processes
+        and dask.config.get(_MP_METHOD, "spawn") == "spawn"
+        and "forkserver" in multiprocessing.get_all_start_methods()
+    )
+
+
+def _worker_environ() -> dict[str, str]:
+    """The variables Dask's nanny puts into the environment before it starts a worker
+    process (``distributed.nanny.pre-spawn-environ``: the user's Dask config and
+    environment first, then distributed's defaults; ``MALLOC_TRIM_THRESHOLD_`` dropped as
+    in :func:`_quiet_local_servers`). Read from distributed's default config file, without
+    importing distributed (0.4 s)."""
+    import importlib.util
+
+    import dask
+    import yaml
+
+    spec = importlib.util.find_spec("distributed")
+    if spec is None or spec.origin is None:
+        return {}
+    with open(Path(spec.origin).parent / "distributed.yaml") as fh:
+        dask.config.update_defaults(yaml.safe_load(fh))  # as distributed.config does
+    cfg = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    if not _user_dask_setting(_TRIM):
+        cfg.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return {k: os.environ.get(k, str(v)) for k, v in cfg.items() if v is not None}
+
+
+def start_fork_server(preload: Sequence[str] = ()) -> bool:
+    """Start multiprocessing's fork server for a local process cluster now, before this
+    process imports distributed: it imports Dask's packages, ``preload`` and then
+    :mod:`varcall._fork_warm` (the ``warm()`` hook of the engine modules in ``preload``)
+    on another core while the client plans the run, so the workers forked from it start
+    with everything loaded (measured on 2 cores: the first region starts ~0.6 s earlier
+    and runs ~0.4 s faster). Its environment gets the variables Dask's nanny would set
+    first (:func:`_worker_environ`). Returns whether a fork server is running; False where
+    :func:`_fork_server_usable` says no (nothing started)."""
+    import importlib.util
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if not _fork_server_usable(True):
+        return False
+    names = [m for m in _DASK_FORK_PRELOAD if importlib.util.find_spec(m) is not None]
+    names += [m for m in preload if m not in names]
+    names.append("varcall._fork_warm")
+    os.environ.update(_worker_environ())  # as the nanny does before it starts a worker
+    multiprocessing.get_context("forkserver").set_forkserver_preload(names)
+    forkserver.ensure_running()
+    return True
+
+
 @contextlib.contextmanager
 def _fast_worker_start(processes: bool, preload: Sequence[str] = ()) -> Iterator[None]:
     """Start LocalCluster worker processes from a fork server instead of a fresh
     interpreter each (Dask's default ``spawn``): about half the start-up time and a
-    near-instant shutdown. The fork server imports Dask's packages and ``preload`` (e.g.
-    the engine's module) once; every worker forked from it starts with them imported.
-    Left alone for thread workers, when the user configured another method, or where
-    there is no fork server (Windows). Workers restarted later by their nanny use the
-    configured method again (slower, same result)."""
-    import multiprocessing
-
+    near-instant shutdown. The fork server (:func:`start_fork_server`, unless already
+    running) imports Dask's packages and ``preload`` (e.g. the engine's module) once;
+    every worker forked from it starts with them imported and warm. Left alone for thread
+    workers, when the user configured another method, or where there is no fork server
+    (Windows). Workers restarted later by their nanny come from the same fork server."""
     import dask
-    import distributed  # noqa: F401  (loads Dask's distributed config first)
 
-    key = "distributed.worker.multiprocessing-method"
-    if (
-        not processes
-        or dask.config.get(key, "spawn") != "spawn"
-        or "forkserver" not in multiprocessing.get_all_start_methods()
-    ):
+    if not _fork_server_usable(processes):
         yield
         return
-    with dask.config.set({key: "forkserver"}):
-        if preload:
-            from multiprocessing import forkserver
-
-            from distributed.utils import get_mp_context
-
-            get_mp_context()  # sets Dask's own preload list once; extend it (before the
-            # fork server starts: later calls change nothing for a running server)
-            server = getattr(forkserver, "_forkserver", None)
-            current = getattr(server, "_preload_modules", None)  # private: may change
-            if isinstance(current, list):
-                extra = [m for m in preload if m not in current]
-                multiprocessing.get_context("forkserver").set_forkserver_preload(current + extra)
+    start_fork_server(preload)  # no-op preload change when it already runs
+    with dask.config.set({_MP_METHOD: "forkserver"}):
         yield
 
 
 @contextlib.contextmanager
 def _quiet_local_servers() -> Iterator[None]:
-    """Dask's statistical profiler off for the scheduler and workers of a LocalCluster
-    (unless the user's Dask config sets ``distributed.worker.profile.enabled``
-    explicitly): its thread samples every thread's stack each 10 ms, about 4-5% of the CPU
-    of a 2-core run (py-spy), for the dashboard's Profile page only."""
+    """Settings for the scheduler and workers of a LocalCluster, each unless the user's
+    Dask config (or, for the variable, the environment) sets it explicitly:
+
+    - Dask's statistical profiler off: its thread samples every thread's stack each
+      10 ms, about 4-5% of the CPU of a 2-core run (py-spy), for the dashboard's Profile
+      page only;
+    - no ``MALLOC_TRIM_THRESHOLD_`` for worker processes (Dask sets 65536 through
+      ``distributed.nanny.pre-spawn-environ``): any fixed glibc trim threshold also turns
+      off glibc's dynamic mmap threshold, so every array over 128 KiB a region allocates
+      is a fresh mmap whose pages fault in again. That made each region ~30% slower in a
+      worker process than in this process (measured: 0.55-0.65 s vs 0.40-0.44 s per
+      250 kb region of 4 samples; 0.6 s more system time per 1.3 Mb). Worker memory stays
+      bounded by the region (``make bench`` reports it)."""
     import dask
 
-    key = "distributed.worker.profile.enabled"
-    if _user_dask_setting(key):
-        yield
-        return
-    with dask.config.set({key: False}):
+    settings: dict[str, Any] = {}
+    if not _user_dask_setting("distributed.worker.profile.enabled"):
+        settings["distributed.worker.profile.enabled"] = False
+    if not _user_dask_setting(_TRIM) and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        settings[_TRIM] = None  # None: Dask leaves the variable unset
+    with dask.config.set(settings):
         yield
 
 
@@ -437,10 +497,11 @@ def open_client(
 class ClusterStarter:
     """:func:`open_client` entered in a background thread, so that starting the cluster
     overlaps the client's own work (validation, planning). ``warm``: modules the workers
-    import up front (preloaded by the fork server of a local process cluster), and whose
-    ``warm()`` hook every worker then runs once (thread workers: once, in this process);
-    ``client_warm``: modules this process imports meanwhile (e.g. the merge's). :meth:`attach` waits for it and hands over
-    the client as a context manager; :meth:`close` shuts it down if it was never attached
+    import up front, and whose ``warm()`` hook every worker runs once (a local process
+    cluster's fork server, started at once here, runs it before it forks the workers;
+    thread workers: once, in this process); ``client_warm``: modules this process imports
+    (and warms) meanwhile, e.g. the merge's. :meth:`attach` waits for the start and hands
+    over the client as a context manager; :meth:`close` shuts it down if it was never attached
     (or after an error). Errors of the start are raised by :meth:`attach`."""
 
     def __init__(
@@ -457,15 +518,17 @@ class ClusterStarter:
         self._client_warm = tuple(client_warm)
         self._entered = False
         self._ready = threading.Event()
+        if spec.kind == "local" and spec.use_processes:
+            try:  # first, here: the server warms up on another core while the client plans
+                start_fork_server(self._warm)
+            except Exception as e:  # an optimisation only; open_client starts it otherwise
+                logger.debug("starting the fork server early failed: %s", e)
         self._thread = threading.Thread(target=self._start, name="varcall-cluster", daemon=True)
         self._thread.start()
 
     def _start(self) -> None:
         try:
-            preload = self._warm
-            if self.spec.kind == "local" and self.spec.use_processes:
-                preload = _preload_modules(self._warm)
-            self._cm = open_client(self.spec, record=self.record, preload=preload)
+            self._cm = open_client(self.spec, record=self.record, preload=self._warm)
             self._client = self._cm.__enter__()
             self._entered = True
         except BaseException as e:  # handed to the main thread by attach()
@@ -478,7 +541,7 @@ class ClusterStarter:
                 _warm_modules(self._warm)  # thread workers live in this process
             elif self._warm:
                 self._client.run(_warm_modules, self._warm)
-            _import_modules(self._client_warm)
+            _warm_modules(self._client_warm)
         except Exception as e:  # warming is an optimisation only
             logger.debug("warming the workers failed: %s", e)
 
@@ -510,32 +573,6 @@ class ClusterStarter:
     def close(self) -> None:
         """Shut the cluster down unless :meth:`attach` already did (idempotent)."""
         self._exit(None, None, None)
-
-
-def _import_modules(names: Sequence[str]) -> None:
-    import importlib
-
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
-def _preload_modules(names: Sequence[str]) -> tuple[str, ...]:
-    """``names`` plus the modules each of them lists in ``PRELOAD_MODULES`` (e.g. the
-    numba modules :func:`varcall.engines.native.warm` would import): what a fork server
-    imports once for every worker it forks. Imports ``names`` in this process."""
-    import importlib
-
-    out = list(names)
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        out.extend(m for m in getattr(module, "PRELOAD_MODULES", ()) if m not in out)
-    return tuple(out)
 
 
 def _warm_modules(names: Sequence[str]) -> None:

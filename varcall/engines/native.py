@@ -30,6 +30,8 @@ Parameters used: ``min_mapq``, ``min_baseq``, ``include_supplementary``, ``ploid
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,7 +45,7 @@ from varcall.inputs import sample_columns
 from varcall.model import joint_call
 from varcall.regions import Region
 
-__all__ = ["NativeEngine", "WINDOW", "window_size", "warm", "PRELOAD_MODULES"]
+__all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,42 +63,83 @@ def window_size(n_samples: int) -> int:
     return max(min(MIN_WINDOW, WINDOW), min(WINDOW, WINDOW_SAMPLE_BP // max(1, n_samples)))
 
 
-#: Modules numba imports when a process first runs a compiled kernel (most of the cost of
-#: :func:`warm`): the fork server of a local process cluster imports them once, so that
-#: every worker forked from it has them (:func:`varcall.scatter.ClusterStarter`).
-PRELOAD_MODULES: tuple[str, ...] = (
-    "numba.cpython.builtins",
-    "numba.cpython.charseq",
-    "numba.cpython.unicode",
-    "numba.cpython.listobj",
-    "numba.cpython.setobj",
-    "numba.cpython.randomimpl",
-    "numba.np.linalg",
-    "numba.np.arraymath",
-    "numba.np.arrayobj",
-    "numba.np.npdatetime",
-    "numba.np.npyimpl",
-    "numba.np.random.generator_methods",
-    "numba.np.polynomial.polynomial_functions",
-    "numba.typed.typeddict",
-    "numba.typed.typedlist",
-    "numba.experimental.jitclass",
-    "numba.misc.cffiimpl",
-)
+_warm_lock = threading.Lock()
+_warmed = False
 
 
 def warm() -> None:
     """Prepare this process for fast first calls: set up numba's typing and target
     contexts (about 0.25 s of CPU and 250 module imports the first compiled kernel call
-    of a process would otherwise pay; the kernels themselves load from numba's cache).
-    Idempotent, thread-safe; a Dask worker runs it once when it starts
-    (:class:`varcall.scatter.ClusterStarter`). Changes no result."""
+    of a process would otherwise pay), then call a tiny built-in cohort once so that
+    numba loads the engine's kernels from its cache (another 0.15-0.4 s per process).
+    Idempotent and thread-safe; run by the fork server of a local process cluster (every
+    worker forked from it starts warm), by thread workers' process, and by each Dask
+    worker when it starts (:class:`varcall.scatter.ClusterStarter`). Changes no result:
+    the warm-up writes only to a temporary folder and its calls are dropped."""
+    global _warmed
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
 
-    with global_compiler_lock:
-        cpu_target.typing_context.refresh()
-        cpu_target.target_context.refresh()
+    with _warm_lock:
+        if _warmed:
+            return
+        with global_compiler_lock:
+            cpu_target.typing_context.refresh()
+            cpu_target.target_context.refresh()
+        try:
+            _warm_call()
+        except Exception as e:  # an optimisation only: the first real call loads them
+            logger.debug("warm-up call failed: %s", e)
+        _warmed = True
+
+
+def _warm_call() -> None:
+    """Call a synthetic 2 kb contig (a SNV and a 2 bp deletion in 40 overlapping read pairs of one sample)
+    through the whole engine: BAM decoding, pileup, genotyping and VCF text."""
+    import tempfile
+
+    from varcall.vcf import format_bytes
+
+    rng = np.random.default_rng(0)
+    length = 2000
+    ref = "".join(rng.choice(list("ACGT"), length))
+    with tempfile.TemporaryDirectory(prefix="varcall-warm-") as tmp:
+        fasta = os.path.join(tmp, "ref.fa")
+        with open(fasta, "w") as fh:
+            fh.write(f">w\n{ref}\n")
+        pysam.faidx(fasta)
+        bam = os.path.join(tmp, "w.bam")
+        header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "w", "LN": length}],
+                  "RG": [{"ID": "w", "SM": "w"}]}  # fmt: skip
+        reads = []  # (start, pair, first mate?, mate start): pairs overlap by 70 bp
+        for k, start in enumerate(int(x) for x in rng.integers(700, 1120, 40)):
+            reads += [(start, k, True, start + 30), (start + 30, k, False, start)]
+        with pysam.AlignmentFile(bam, "wb", header=header) as out:
+            for start, k, first, mate in sorted(reads):
+                seq = list(ref[start : start + 102])
+                a = pysam.AlignedSegment(out.header)
+                a.query_name = f"r{k}"
+                a.flag = 1 | 2 | (64 | 32 if first else 128 | 16)
+                a.reference_id = a.next_reference_id = 0
+                a.reference_start = start
+                a.next_reference_start = mate
+                a.mapping_quality = 60
+                if k % 2 and 905 <= start <= 985:  # a heterozygous 2 bp deletion at 1000
+                    del seq[1000 - start : 1002 - start]
+                    a.cigartuples = [(0, 1000 - start), (2, 2), (0, 100 - (1000 - start))]
+                else:
+                    a.cigartuples = [(0, 100)]
+                seq = seq[:100]
+                if start <= 900 < start + 100 and k % 2 == 0:  # a heterozygous SNV at 900
+                    seq[900 - start] = "A" if ref[900] != "A" else "C"
+                a.query_sequence = "".join(seq)
+                a.query_qualities = pysam.qualitystring_to_array("I" * 100)
+                a.set_tag("RG", "w")
+                out.write(a)
+        pysam.index(bam)
+        inputs = CallInputs(reference=fasta, bams=(bam,), samples=("w",), contigs=(("w", length),))
+        callset = NativeEngine().call_region(inputs, Region("w", 0, length), CallParams())
+        format_bytes(callset)
 
 
 def _record_alleles(
