@@ -248,6 +248,12 @@ def _jobqueue_kwargs(spec: ClusterSpec) -> dict[str, Any]:
             kwargs[name] = value
     if spec.account is not None:
         kwargs["account" if spec.kind in ("slurm", "pbs") else "project"] = spec.account
+    if not _user_dask_setting(_TRIM) and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        # as for local workers (see _quiet_local_servers): Dask's nanny in the job must not
+        # set MALLOC_TRIM_THRESHOLD_ for its worker; the dict merges into Dask's defaults
+        kwargs["job_script_prologue"] = [
+            "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
+        ]
     return kwargs
 
 
