@@ -52,7 +52,11 @@ def test_plant_sites_is_deterministic_spaced_and_carried():
         assert seq[s.pos : s.pos + len(s.ref)] == s.ref
         assert len(s.haps) == 6 and any(s.haps)
     for prev, nxt in zip(a, a[1:]):
-        left = bd._left_shift(seq, nxt.pos, nxt.ref, nxt.alt) if len(nxt.ref) != len(nxt.alt) else nxt.pos
+        left = (
+            bd._left_shift(seq, nxt.pos, nxt.ref, nxt.alt)
+            if len(nxt.ref) != len(nxt.alt)
+            else nxt.pos
+        )
         assert left - spec.min_spacing >= prev.end
 
 
@@ -114,3 +118,51 @@ def test_dataset_specs_fit_the_genome(name):
     assert 1_000_000 <= spec.total_length <= 6_000_000
     assert all(0 <= s < e <= 5_333_942 for _, s, e in spec.cuts)  # HS11286 chromosome
     assert len({c for c, _, _ in spec.cuts}) == len(spec.cuts)
+
+
+def _row(name: str, wall: float, **kw) -> dict:
+    return {
+        "name": name,
+        "mode": "distributed" if "-w" in name else "single-process",
+        "status": "ok",
+        "wall_s": wall,
+        "cpu_s": wall,
+        "peak_tree_rss_mb": 300.0,
+        "root_peak_rss_mb": 250.0,
+        **kw,
+    }
+
+
+def test_scaling_targets_use_wall_time_ratios():
+    rows = {
+        "varcall-native-single": _row("varcall-native-single", 40.0),
+        "varcall-native-w1": _row("varcall-native-w1", 43.0),
+        "varcall-native-w2": _row("varcall-native-w2", 25.0),
+    }
+    got = {t["target"].split(": ", 1)[1]: t for t in bench.scaling_targets(rows, "x")}
+    assert got["2 workers: wall <= 0.6 x single-process"]["value"] == 0.625
+    assert not got["2 workers: wall <= 0.6 x single-process"]["pass"]
+    assert got["1 worker: overhead vs single-process <= 10%"]["pass"]
+    rows["varcall-native-w2"]["status"] = "failed"
+    assert len(bench.scaling_targets(rows, "x")) == 1  # no ratio from a failed run
+
+
+def test_cohort_markdown_lists_runs_targets_and_reference_ratios():
+    cohort = {
+        "dataset": {"length_bp": 5_200_000, "contigs": [["a", 1]] * 4, "samples": ["s"] * 16,
+                    "coverage": 30.0, "build_seconds": 600},
+        "rows": [
+            _row("varcall-native-single", 40.0),
+            _row("varcall-native-w2", 23.0, identity={"identical": True, "differing": 0}),
+            {"name": "varcall-native-w1", "mode": "distributed", "status": "skipped",
+             "reason": "why"},
+        ],
+        "targets": [{"target": "t1", "value": 0.57, "pass": True}],
+    }  # fmt: skip
+    small = [{"target": "small: 2 workers", "value": 1.1, "pass": False}]
+    text = "\n".join(bench.cohort_markdown(cohort, small))
+    assert "5.2 Mb, 16-sample cohort" in text
+    assert "| varcall-native-w2 | distributed | 23.0 |" in text and "| yes |" in text
+    assert "| t1 | 0.57 | yes |" in text
+    assert "| for reference, not a target: small: 2 workers | 1.1 | – |" in text
+    assert "skipped: why" in text

@@ -319,34 +319,43 @@ def test_process_workers(data, tmp_path):
         assert s["digest"] == _fake_calls(data["inputs"], r.contig, r.start, r.end).digest()
 
 
-def _worker_state() -> dict:
-    import os
-    import sys
+_WORKER_STATE = """
+import json, os, sys
+from varcall.scatter import ClusterSpec, ClusterStarter
 
+def state():
     native = sys.modules.get("varcall.engines.native")
     return {
         "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
         "omp": os.environ.get("OMP_NUM_THREADS"),
         "warm": bool(native is not None and native._warmed),
+        "forked": os.getppid() != PARENT,
     }
 
+PARENT = os.getpid()
+starter = ClusterStarter(ClusterSpec(workers=2, processes=True), warm=("varcall.engines.native",))
+with starter.attach() as client:
+    starter._thread.join(timeout=120)  # its warm-up of the workers, if still needed
+    print(json.dumps(list(client.run(state).values())))
+"""
 
-def test_process_workers_environment_and_warm_up(monkeypatch):
-    """Local worker processes come from a fork server that has run the engine's warm-up
-    (numba kernels loaded), and get Dask's worker environment except
-    MALLOC_TRIM_THRESHOLD_ (it made every region ~30% slower)."""
-    from varcall.scatter import ClusterStarter
 
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    starter = ClusterStarter(
-        ClusterSpec(workers=2, processes=True), warm=("varcall.engines.native",)
+def test_process_workers_environment_and_warm_up():
+    """Local worker processes come from a fork server (not this process) that has run the
+    engine's warm-up (numba kernels loaded), and get Dask's worker environment except
+    MALLOC_TRIM_THRESHOLD_ (it made every region ~30% slower). In a fresh interpreter:
+    the fork server is one per process and keeps the environment it started with."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "MALLOC_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", _WORKER_STATE], env=env, capture_output=True, text=True
     )
-    with starter.attach() as client:
-        starter._thread.join(timeout=120)  # its warm-up of the workers, if still needed
-        states = client.run(_worker_state)
-    assert len(states) == 2
-    for state in states.values():
-        assert state == {"trim": None, "omp": "1", "warm": True}, states
+    assert out.returncode == 0, out.stderr[-3000:]
+    states = json.loads(out.stdout.strip().splitlines()[-1])
+    assert states == [{"trim": None, "omp": "1", "warm": True, "forked": True}] * 2, states
 
 
 def test_worker_environ_keeps_a_user_setting(monkeypatch):
@@ -369,7 +378,7 @@ def test_worker_environ_keeps_a_user_setting(monkeypatch):
     assert "job_script_prologue" not in _jobqueue_kwargs(spec)
 
 
-def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path):
+def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch):
     """The prologue's variable, read by Dask in the job, drops the variable from what the
     nanny sets and keeps Dask's other defaults."""
     import os
@@ -378,6 +387,8 @@ def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path):
 
     from varcall.scatter import _jobqueue_kwargs
 
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test
+    monkeypatch.delenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", raising=False)
     (line,) = _jobqueue_kwargs(ClusterSpec(kind="slurm", cores=1, memory="1GB"))[
         "job_script_prologue"
     ]
