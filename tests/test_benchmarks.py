@@ -162,7 +162,28 @@ def test_cohort_markdown_lists_runs_targets_and_reference_ratios():
     small = [{"target": "small: 2 workers", "value": 1.1, "pass": False}]
     text = "\n".join(bench.cohort_markdown(cohort, small))
     assert "5.2 Mb, 16-sample cohort" in text
-    assert "| varcall-native-w2 | distributed | 23.0 |" in text and "| yes |" in text
+    assert "| varcall-native-w2 | distributed | – | 23.0 | 23.0 |" in text and "| yes |" in text
     assert "| t1 | 0.57 | yes |" in text
     assert "| for reference, not a target: small: 2 workers | 1.1 | – |" in text
     assert "skipped: why" in text
+
+
+def test_rounds_summary_takes_the_median_and_every_identity(tmp_path):
+    row = bench.Row("varcall-native-w2", "varcall-native", "distributed", ["varcall"],
+                    tmp_path / "w2" / "calls.vcf.gz", workers=2,
+                    identity_to="varcall-native-single")  # fmt: skip
+    (tmp_path / "w2").mkdir()
+    (tmp_path / "w2" / "regions.bed").write_text("c\t0\t10\nc\t10\t20\n")
+    same = {"identical": True, "differing": 0}
+    done = [
+        _row("w2", 30.0, identity=same),
+        _row("w2", 20.0, identity=same),
+        _row("w2", 25.0, identity={"identical": False, "differing": 3}),
+    ]
+    res = bench.summarise_rounds(row, done)
+    assert res["wall_s"] == 25.0 and res["walls_s"] == [30.0, 20.0, 25.0]
+    assert res["identity"] == {"to": "varcall-native-single", "identical": False,
+                               "differing": 3, "rounds": 3}  # fmt: skip
+    assert res["regions"] == 2 and res["name"] == "varcall-native-w2"
+    done[1] = {"status": "failed", "reason": "exit 1"}
+    assert bench.summarise_rounds(row, done)["status"] == "failed"
