@@ -9,6 +9,8 @@ import numpy as np
 import pysam
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from scale_data import READ_LEN, make_shaped_dataset
 
 from varcall.cli import main
@@ -333,3 +335,43 @@ def test_split_point_leaves_dense_windows(shaped, monkeypatch):
     ideal = plan_regions(inputs, region_count=2, restrict=whole, avoid_n=False)[0].end
     assert 32_768 <= ideal < 65_536, ideal
     assert abs(cut - ideal) <= 0.1 * 200_000 / 2
+
+
+def test_default_region_count_cuts_every_contig_to_at_most_the_mean():
+    """Without --region-size/--region-count: at least 3 regions per worker slot, rounded
+    up per contig so that no region is longer than the mean (no straggler regions)."""
+    from varcall.engines import CallInputs
+    from varcall.pipeline import default_region_count
+
+    def inputs(*lengths: int) -> CallInputs:
+        contigs = tuple((f"c{i}", n) for i, n in enumerate(lengths))
+        return CallInputs(reference="r.fa", bams=("a.bam",), samples=("a",), contigs=contigs)
+
+    four = inputs(1_300_000, 1_300_000, 1_300_000, 1_300_000)
+    assert default_region_count(four, None, 2) == 8  # 6 would give 2, 2, 1 and 1 pieces
+    assert default_region_count(four, None, 1) == 4
+    assert default_region_count(inputs(30_000_000), None, 2) == 6  # one per 5 Mb
+    assert default_region_count(inputs(12_000_000, 3_000), None, 1) == 4  # 3 + 1
+    restrict = [Region("c0", 0, 1_000_000)]
+    assert default_region_count(four, restrict, 2) == 6
+
+
+@given(
+    lengths=st.lists(st.integers(1, 20_000_000), min_size=1, max_size=30),
+    slots=st.integers(1, 64),
+)
+def test_default_region_count_bounds(lengths, slots):
+    import math
+
+    from varcall.engines import CallInputs
+    from varcall.pipeline import TASKS_PER_SLOT, default_region_count
+    from varcall.regions import DEFAULT_REGION_SIZE
+
+    contigs = tuple((f"c{i}", n) for i, n in enumerate(lengths))
+    ins = CallInputs(reference="r.fa", bams=("a.bam",), samples=("a",), contigs=contigs)
+    n = default_region_count(ins, None, slots)
+    base = max(1, math.ceil(sum(lengths) / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
+    assert base <= n <= base + len(lengths)
+    mean = sum(lengths) / base
+    assert n >= len(lengths)
+    assert sum(math.ceil(x / mean - 1e-9) for x in lengths) <= n

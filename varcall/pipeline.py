@@ -350,13 +350,20 @@ def default_region_count(inputs: CallInputs, restrict: Sequence[Region] | None, 
     """Regions of a run given no ``--region-size``/``--region-count``: one per
     :data:`~varcall.regions.DEFAULT_REGION_SIZE` bp, and at least
     :data:`TASKS_PER_SLOT` per worker slot so that every worker has work and a slow region
-    does not leave the others idle at the end."""
-    total = (
-        sum(r.length for r in merge_regions(restrict, [c for c, _ in inputs.contigs]))
-        if restrict
-        else sum(n for _, n in inputs.contigs)
-    )
-    return max(1, math.ceil(total / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
+    does not leave the others idle at the end. Rounded up so that every contig (or
+    interval) is cut into pieces no longer than that mean: 6 regions over four equal
+    contigs would leave two whole contigs as regions twice the size of the others, the
+    run's stragglers; this gives 8 equal ones."""
+    if restrict:
+        lengths = [r.length for r in merge_regions(restrict, [c for c, _ in inputs.contigs])]
+    else:
+        lengths = [n for _, n in inputs.contigs if n > 0]
+    total = sum(lengths)
+    if total == 0:
+        return 1
+    n = max(1, math.ceil(total / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
+    mean = total / n
+    return sum(max(1, math.ceil(length / mean - 1e-9)) for length in lengths)
 
 
 # ----------------------------------------------------------------------------- the run
