@@ -478,8 +478,10 @@ def test_jobqueue_needs_cores_and_memory():
             pass
 
 
-def test_slurm_job_script(tmp_path):
+def test_slurm_job_script(tmp_path, monkeypatch):
     from varcall.scatter import _jobqueue_kwargs
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test
 
     spec = ClusterSpec(
         kind="slurm",
@@ -497,6 +499,11 @@ def test_slurm_job_script(tmp_path):
         script = cluster.job_script()
     for line in ("#SBATCH -p short", "#SBATCH -A lab", "#SBATCH --qos=low", "#SBATCH -t 01:00:00"):
         assert line in script, script
+    # the worker's nanny leaves MALLOC_TRIM_THRESHOLD_ unset (set before the worker starts)
+    prologue = (
+        "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
+    )
+    assert prologue in script and script.index(prologue) < script.index("distributed.cli")
     lsf = _jobqueue_kwargs(dataclasses.replace(spec, kind="lsf"))
     assert lsf["project"] == "lab" and "account" not in lsf
 
