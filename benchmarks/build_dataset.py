@@ -113,8 +113,8 @@ SPECS: dict[str, DatasetSpec] = {
         cuts=(("kp_chr_a", 1_000_000, 2_200_000), ("kp_chr_b", 3_000_000, 3_800_000)),
         n_samples=3,
     ),
-    # `make bench` (scaling targets) and `make bench-scale`: 5.2 Mb in four contigs, 16
-    # samples at 30x: a cohort whose calling takes long enough (~40 s on one core) that
+    # `make bench` (scaling targets) and `make bench-scale`: 5.2 Mb in four contigs, 32
+    # samples at 30x: a cohort whose calling takes long enough (~75 s on one core) that
     # a run's fixed cost (cluster start, merge) does not decide the scaling ratios.
     "scale": DatasetSpec(
         name="scale",
@@ -124,7 +124,7 @@ SPECS: dict[str, DatasetSpec] = {
             ("kp_chr_c", 2_600_000, 3_900_000),
             ("kp_chr_d", 3_900_000, 5_200_000),
         ),
-        n_samples=16,
+        n_samples=32,
     ),
 }
 

@@ -519,8 +519,8 @@ class ClusterStarter:
     overlaps the client's own work (validation, planning). ``warm``: modules the workers
     import up front, and whose ``warm()`` hook every worker runs once (a local process
     cluster's fork server, started at once here, runs it before it forks the workers;
-    thread workers: once, in this process); ``client_warm``: modules this process imports
-    (and warms) meanwhile, e.g. the merge's. :meth:`attach` waits for the start and hands
+    thread workers: once, in this process, at once); ``client_warm``: modules this process
+    imports and warms at once, while the workers start (e.g. the merge's). :meth:`attach` waits for the start and hands
     over the client as a context manager; :meth:`close` shuts it down if it was never attached
     (or after an error). Errors of the start are raised by :meth:`attach`."""
 
@@ -545,6 +545,22 @@ class ClusterStarter:
                 logger.debug("starting the fork server early failed: %s", e)
         self._thread = threading.Thread(target=self._start, name="varcall-cluster", daemon=True)
         self._thread.start()
+        # this process warms up now, while the workers start: later, in a 2-core run, its
+        # CPU would come out of the workers' regions
+        self._warm_thread = threading.Thread(target=self._warm_here, name="varcall-warm")
+        self._warm_thread.daemon = True
+        self._warm_thread.start()
+
+    def _threads_here(self) -> bool:
+        return self.spec.kind == "local" and not self.spec.use_processes
+
+    def _warm_here(self) -> None:
+        try:
+            if self._warm and self._threads_here():
+                _warm_modules(self._warm)  # thread workers live in this process
+            _warm_modules(self._client_warm)
+        except Exception as e:  # warming is an optimisation only
+            logger.debug("warming this process failed: %s", e)
 
     def _start(self) -> None:
         try:
@@ -557,11 +573,9 @@ class ClusterStarter:
         finally:
             self._ready.set()
         try:
-            if self._warm and self.spec.kind == "local" and not self.spec.use_processes:
-                _warm_modules(self._warm)  # thread workers live in this process
-            elif self._warm:
+            if self._warm and not self._threads_here():
+                # no-op for workers forked warm from the fork server
                 self._client.run(_warm_modules, self._warm)
-            _warm_modules(self._client_warm)
         except Exception as e:  # warming is an optimisation only
             logger.debug("warming the workers failed: %s", e)
 
@@ -586,6 +600,7 @@ class ClusterStarter:
     def _exit(self, *exc_info: Any) -> None:
         self._ready.wait()
         self._thread.join(timeout=30)  # warming; closing the cluster ends it anyway
+        self._warm_thread.join(timeout=30)
         if self._entered:
             self._entered = False
             self._cm.__exit__(*exc_info)
