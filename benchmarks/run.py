@@ -863,7 +863,7 @@ def summarise_rounds(row: Row, done: list[dict]) -> dict:
 
 
 def cohort_scaling(vc: Varcall, args: argparse.Namespace, bench_rows: dict[str, dict]) -> dict:
-    """The scaling targets on the cohort dataset (``SPECS["scale"]``: 5.2 Mb, 16 samples at
+    """The scaling targets on the cohort dataset (``SPECS["scale"]``: 5.2 Mb, 32 samples at
     30x; built once under the cache, also used by ``--scale``): native single-process, 1
     worker and 2 workers with varcall's default region plan, ``args.cohort_repeats``
     interleaved rounds, the median wall time of each; every distributed run checked for
