@@ -461,12 +461,7 @@ def table(rows: list[dict]) -> str:
             )
             continue
         acc = r.get("accuracy", {})
-        ident = r.get("identity")
-        ident_s = (
-            "–"
-            if ident is None
-            else ("yes" if ident["identical"] else f"NO ({ident['differing']} records differ)")
-        )
+        ident_s = identity_text(r)
         lines.append(
             f"| {r['name']} | {r['mode']} | {_f(r['wall_s'])} | {_f(r.get('ratio_to_bcftools'), '{:.2f}')} | "
             f"{_f(r['cpu_s'])} | {_f(r['peak_tree_rss_mb'], '{:.0f}')} | {_acc(acc, 'SNP')} | "
@@ -475,31 +470,57 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def identity_text(row: dict) -> str:
+    """The identity column of a table row: –, yes, or NO with the count of differences."""
+    ident = row.get("identity")
+    if ident is None:
+        return "–"
+    return "yes" if ident["identical"] else f"NO ({ident['differing']} records differ)"
+
+
+def identity_target(rows: list[dict], what: str) -> list[dict]:
+    """``what``: identical / checked, for the rows that were checked for identity."""
+    ident = [r for r in rows if r.get("identity") is not None]
+    if not ident:
+        return []
+    return [
+        {
+            "target": what,
+            "value": f"{sum(r['identity']['identical'] for r in ident)}/{len(ident)}",
+            "pass": all(r["identity"]["identical"] for r in ident),
+        }
+    ]
+
+
+def client_rss_target(small: dict | None, big: dict | None, what: str) -> list[dict]:
+    """The driver's peak RSS of run ``big`` over run ``small`` (a smaller genome or
+    cohort) must stay about flat (x1.25 at most); nothing unless both runs are ok."""
+    if not small or not big or not small["status"] == big["status"] == "ok":
+        return []
+    ratio = big["root_peak_rss_mb"] / max(small["root_peak_rss_mb"], 1e-9)
+    return [
+        {
+            "target": f"client (driver) peak RSS flat as the genome grows ({what})",
+            "value": f"{small['root_peak_rss_mb']:.0f} MB -> {big['root_peak_rss_mb']:.0f} MB "
+            f"(x{ratio:.2f})",
+            "pass": ratio <= 1.25,
+        }
+    ]
+
+
 def targets(rows: dict[str, dict]) -> list[dict]:
     """The targets this dataset's runs can check (identity, client memory). The scaling
     targets are checked on the cohort (:func:`cohort_scaling`)."""
-    out = []
-    ident = [r for r in rows.values() if r.get("identity") is not None]
-    if ident:
-        ok = all(r["identity"]["identical"] for r in ident)
-        out.append(
-            {
-                "target": "every distributed run identical to its single-process run",
-                "value": f"{sum(r['identity']['identical'] for r in ident)}/{len(ident)}",
-                "pass": ok,
-            }
-        )
-    part, whole = rows.get("varcall-native-w2-one-contig"), rows.get("varcall-native-w2")
-    if part and whole and part["status"] == whole["status"] == "ok":
-        ratio = whole["root_peak_rss_mb"] / max(part["root_peak_rss_mb"], 1e-9)
-        out.append(
-            {
-                "target": "client (driver) peak RSS flat as the genome grows (whole / one contig)",
-                "value": f"{part['root_peak_rss_mb']:.0f} MB -> {whole['root_peak_rss_mb']:.0f} MB (x{ratio:.2f})",
-                "pass": ratio <= 1.25,
-            }
-        )
-    return out
+    return [
+        *identity_target(
+            list(rows.values()), "every distributed run identical to its single-process run"
+        ),
+        *client_rss_target(
+            rows.get("varcall-native-w2-one-contig"),
+            rows.get("varcall-native-w2"),
+            "whole / one contig",
+        ),
+    ]
 
 
 def memory_table(rows: list[dict]) -> str:
@@ -897,28 +918,15 @@ def cohort_scaling(vc: Varcall, args: argparse.Namespace, bench_rows: dict[str, 
             logger.info("cohort %s round %d: %s", row.name, rep + 1, res.get("wall_s"))
     by_name = {row.name: summarise_rounds(row, runs[row.name]) for row in rows}
     out = scaling_targets(by_name, f"{spec.total_length / 1e6:.1f} Mb, {spec.n_samples} samples")
-    ident = [r for r in by_name.values() if r.get("identity") is not None]
-    if ident:
-        out.append(
-            {
-                "target": "cohort: distributed runs identical to the single-process run",
-                "value": f"{sum(r['identity']['identical'] for r in ident)}/{len(ident)}",
-                "pass": all(r["identity"]["identical"] for r in ident),
-            }
-        )
-    small, big = bench_rows.get("varcall-native-w2"), by_name.get("varcall-native-w2")
-    if small and big and small["status"] == big["status"] == "ok":
-        ratio = big["root_peak_rss_mb"] / max(small["root_peak_rss_mb"], 1e-9)
-        out.append(
-            {
-                "target": "client (driver) peak RSS flat as the genome grows "
-                f"(2 workers, 2.0 Mb x 3 samples -> {spec.total_length / 1e6:.1f} Mb x "
-                f"{spec.n_samples} samples)",
-                "value": f"{small['root_peak_rss_mb']:.0f} MB -> {big['root_peak_rss_mb']:.0f} MB "
-                f"(x{ratio:.2f})",
-                "pass": ratio <= 1.25,
-            }
-        )
+    out += identity_target(
+        list(by_name.values()), "cohort: distributed runs identical to the single-process run"
+    )
+    out += client_rss_target(
+        bench_rows.get("varcall-native-w2"),
+        by_name.get("varcall-native-w2"),
+        f"2 workers, 2.0 Mb x 3 samples -> {spec.total_length / 1e6:.1f} Mb x "
+        f"{spec.n_samples} samples",
+    )
     return {
         "dataset": {
             "name": spec.name,
@@ -957,12 +965,7 @@ def cohort_markdown(cohort: dict, small: list[dict]) -> list[str]:
                 f"| {r['name']} | {r['mode']} | {r['status']}: {r.get('reason', '')} |" + " |" * 6
             )
             continue
-        ident = r.get("identity")
-        ident_s = (
-            "–"
-            if ident is None
-            else ("yes" if ident["identical"] else f"NO ({ident['differing']} records differ)")
-        )
+        ident_s = identity_text(r)
         walls = " / ".join(_f(w) for w in r.get("walls_s", [r["wall_s"]]))
         lines.append(
             f"| {r['name']} | {r['mode']} | {r.get('regions', '–')} | {_f(r['wall_s'])} | "
@@ -983,23 +986,15 @@ def cohort_markdown(cohort: dict, small: list[dict]) -> list[str]:
 def client_memory_across_genomes(rows: dict[str, dict], length: int, latest: Path) -> list[dict]:
     """The driver's peak RSS with 2 workers here and in the last `make bench` (a smaller
     genome): it must stay about flat."""
-    here = rows.get("varcall-native-w2")
-    if not here or here["status"] != "ok" or not latest.is_file():
+    if not latest.is_file():
         return []
     prev = json.loads(latest.read_text())
     small = next((r for r in prev["rows"] if r["name"] == "varcall-native-w2"), None)
-    if not small or small["status"] != "ok":
-        return []
-    ratio = here["root_peak_rss_mb"] / max(small["root_peak_rss_mb"], 1e-9)
-    return [
-        {
-            "target": "client (driver) peak RSS flat as the genome grows "
-            f"({prev['dataset']['length_bp'] / 1e6:.1f} Mb -> {length / 1e6:.1f} Mb)",
-            "value": f"{small['root_peak_rss_mb']:.0f} MB -> {here['root_peak_rss_mb']:.0f} MB "
-            f"(x{ratio:.2f})",
-            "pass": ratio <= 1.25,
-        }
-    ]
+    return client_rss_target(
+        small,
+        rows.get("varcall-native-w2"),
+        f"{prev['dataset']['length_bp'] / 1e6:.1f} Mb -> {length / 1e6:.1f} Mb",
+    )
 
 
 def speedup(rows: dict[str, dict]) -> list[dict]:
