@@ -248,7 +248,7 @@ def _jobqueue_kwargs(spec: ClusterSpec) -> dict[str, Any]:
             kwargs[name] = value
     if spec.account is not None:
         kwargs["account" if spec.kind in ("slurm", "pbs") else "project"] = spec.account
-    if not _user_dask_setting(_TRIM) and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+    if _drop_trim_threshold():
         # as for local workers (see _quiet_local_servers): Dask's nanny in the job must not
         # set MALLOC_TRIM_THRESHOLD_ for its worker; the dict merges into Dask's defaults
         kwargs["job_script_prologue"] = [
@@ -284,6 +284,12 @@ _MP_METHOD = "distributed.worker.multiprocessing-method"
 _TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
+def _drop_trim_threshold() -> bool:
+    """Whether workers get no ``MALLOC_TRIM_THRESHOLD_`` (see :func:`_quiet_local_servers`):
+    unless the user set it, in the Dask config or the environment."""
+    return not _user_dask_setting(_TRIM) and "MALLOC_TRIM_THRESHOLD_" not in os.environ
+
+
 def _fork_server_usable(processes: bool) -> bool:
     """Whether local worker processes start from a fork server: processes, Dask's default
     ``spawn`` method not changed by the user, and a platform with a fork server."""
@@ -315,7 +321,7 @@ def _worker_environ() -> dict[str, str]:
     with open(Path(spec.origin).parent / "distributed.yaml") as fh:
         dask.config.update_defaults(yaml.safe_load(fh))  # as distributed.config does
     cfg = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
-    if not _user_dask_setting(_TRIM):
+    if _drop_trim_threshold():
         cfg.pop("MALLOC_TRIM_THRESHOLD_", None)
     return {k: os.environ.get(k, str(v)) for k, v in cfg.items() if v is not None}
 
@@ -397,7 +403,7 @@ def _quiet_local_servers() -> Iterator[None]:
     for key, value in _LOCAL_SETTINGS.items():
         if not _user_dask_setting(key):
             settings[key] = value
-    if not _user_dask_setting(_TRIM) and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+    if _drop_trim_threshold():
         settings[_TRIM] = None  # None: Dask leaves the variable unset
     with dask.config.set(settings):
         yield

@@ -34,7 +34,7 @@ from types import TracebackType
 
 import numpy as np
 
-from varcall.callset import FILL, MISSING, CallSet, n_genotypes
+from varcall.callset import FILL, FILTER_IDS, MISSING, CallSet, n_genotypes
 from varcall.errors import InputError, VarcallError
 
 __all__ = [
@@ -291,15 +291,14 @@ def warm() -> None:
     """Load the numba kernel of :func:`format_bytes` (about 0.25 s of CPU the first call
     of a process pays) by formatting a one-record CallSet. The client of a distributed
     run calls it while the workers call regions, so that the merge starts warm."""
-    cs = CallSet.empty("w", ("w",))
     one = CallSet(
         contig="w",
         samples=("w",),
-        filter_ids=cs.filter_ids,
+        filter_ids=FILTER_IDS,
         position=np.zeros(1, np.int64),
         alleles=np.array([["A", "C"]]),
         quality=np.ones(1, np.float32),
-        filters=np.ones((1, len(cs.filter_ids)), bool),
+        filters=np.ones((1, len(FILTER_IDS)), bool),
         info_DP=np.ones(1, np.int32),
         genotype=np.zeros((1, 1, 2), np.int8),
         GQ=np.ones((1, 1), np.int32),
