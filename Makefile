@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 lint: install
 	$(BIN)/ruff check varcall tests benchmarks
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.callset import FILL, MISSING, CallSet, n_genotypes
+from varcall.core.callset import FILL, MISSING, CallSet, n_genotypes
 
 SAMPLES = ("S1", "S2", "S3")
 FILTER_IDS = ("PASS", "LowQual", "StrandBias")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from varcall.simulate import SimulationConfig, simulate_cohort
+from varcall.simulate.cohort import SimulationConfig, simulate_cohort
 
 #: the configurations behind the fixtures (tests may read them, e.g. for the boundaries)
 COHORT_CONFIG = SimulationConfig(

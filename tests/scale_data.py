@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pysam
 
-from varcall.callset import FILTER_IDS, CallSet, n_genotypes
-from varcall.engines import CallInputs, CallParams
-from varcall.errors import RegionError
-from varcall.regions import Region
+from varcall.core.callset import FILTER_IDS, CallSet, n_genotypes
+from varcall.core.errors import RegionError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
 
 READ_LEN = 100
 

@@ -1,4 +1,4 @@
-"""varcall.batch without a batch system: the job keeper's decisions on a fake dask-jobqueue
+"""varcall.run.jobs without a batch system: the job keeper's decisions on a fake dask-jobqueue
 cluster, and the --cluster-timeout message. The real thing runs in tests/test_slurm.py."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from varcall.batch import JobKeeper, wait_for_first_worker
-from varcall.errors import VarcallError
-from varcall.scatter import ClusterSpec
+from varcall.core.errors import VarcallError
+from varcall.run.jobs import JobKeeper, wait_for_first_worker
+from varcall.run.scatter import ClusterSpec
 
 
 class FakeJob:

@@ -24,9 +24,9 @@ from _vcfdata import (
 )
 from click.testing import CliRunner
 
-from varcall.cli import main
-from varcall.concordance import compare_manifests, run_concordance
-from varcall.errors import InputError
+from varcall.cli.main import main
+from varcall.core.errors import InputError
+from varcall.evaluate.concordance import compare_manifests, run_concordance
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +296,7 @@ def test_digest_fast_path_points_at_regions():
 
 
 def test_qc_counts_with_haploid_calls(ref, tmp_path):
-    from varcall.qc import dataset_from_vcf, qc_stats
+    from varcall.evaluate.qc import dataset_from_vcf, qc_stats
 
     _, seq = ref
     recs = [
@@ -340,7 +340,7 @@ def test_qc_counts_with_haploid_calls(ref, tmp_path):
 
 
 def test_bam_depth_counts_usable_reads(ref, tmp_path):
-    from varcall.concordance import BamDepth
+    from varcall.evaluate.concordance import BamDepth
 
     _, seq = ref
     header = {
@@ -396,7 +396,7 @@ def test_unreadable_input_is_a_one_line_error(ref, tmp_path):
 
 
 def test_qc_ti_tv_agrees_with_bcftools_stats(planted):
-    from varcall.qc import dataset_from_vcf, qc_stats
+    from varcall.evaluate.qc import dataset_from_vcf, qc_stats
 
     qc = qc_stats(dataset_from_vcf(planted["a"]))
     (line,) = [
@@ -410,8 +410,8 @@ def test_qc_ti_tv_agrees_with_bcftools_stats(planted):
 def test_vcf_zarr_input(ref, planted, tmp_path):
     """A VCF Zarr store written from A compares identical to A; with one genotype changed
     in the store, exactly that record differs."""
-    from varcall.dataset import write_outputs
-    from varcall.vcf import read_vcf
+    from varcall.io.vcf import read_vcf
+    from varcall.run.merge import write_outputs
 
     refp, seq = ref
     contigs = [(c, len(s)) for c, s in seq.items()]

@@ -15,14 +15,16 @@ import pysam
 import pytest
 from conftest import SMALL_COHORT_CONFIG
 
-from varcall.callset import FILL, CallSet, concat_callsets
-from varcall.engines import CallInputs, CallParams, get_engine
+from varcall.core.callset import FILL, CallSet, concat_callsets
+from varcall.core.errors import InputError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines import get_engine
 from varcall.engines.bcftools import BcftoolsEngine, split_bcftools_args
 from varcall.engines.external import compare_callsets, distributed_differences
 from varcall.engines.freebayes import NOT_FOUND_MESSAGE, FreebayesEngine
-from varcall.errors import InputError
-from varcall.inputs import resolve_inputs
-from varcall.regions import Region, plan_regions
+from varcall.plan.inputs import resolve_inputs
+from varcall.plan.regions import plan_regions
 
 HAVE_FREEBAYES = shutil.which("freebayes") is not None
 needs_freebayes = pytest.mark.skipif(
@@ -267,7 +269,7 @@ def test_bcftools_check_passes() -> None:
 
 
 def test_bcftools_failure_is_one_line(small_inputs: CallInputs) -> None:
-    from varcall.errors import VarcallError
+    from varcall.core.errors import VarcallError
 
     with pytest.raises(VarcallError) as err:
         BcftoolsEngine().call_region(

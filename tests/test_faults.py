@@ -3,7 +3,7 @@ SIGTERM to the client, a damaged BAM; `--resume` afterwards. Every finished run 
 for identity with an undisturbed run.
 
 Failures are injected by :class:`FaultyEngine`, a test-only engine object handed to
-:func:`varcall.pipeline.run_call` (or patched into a child process's pipeline): it wraps a
+:func:`varcall.run.pipeline.run_call` (or patched into a child process's pipeline): it wraps a
 real engine, adds a delay and raises where told. Nothing in varcall can select it. The
 wrapped engine is bcftools (fast to start; the fault handling does not depend on the
 engine), so the tests skip when bcftools is absent.
@@ -30,11 +30,12 @@ import pysam
 import pytest
 import zarr
 
-from varcall.engines import CallInputs, CallParams, get_engine
-from varcall.errors import RegionError
-from varcall.pipeline import run_call
-from varcall.regions import Region
-from varcall.scatter import engine_version, read_checkpoint
+from varcall.core.errors import RegionError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines import get_engine
+from varcall.run.pipeline import run_call
+from varcall.run.scatter import engine_version, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -105,7 +106,7 @@ class FaultyEngine:
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def tiny_cohort(tmp_path_factory) -> Path:
-    from varcall.simulate import SimulationConfig, simulate_cohort
+    from varcall.simulate.cohort import SimulationConfig, simulate_cohort
 
     d = tmp_path_factory.mktemp("faults") / "tiny_cohort"
     config = SimulationConfig(n_samples=2, n_contigs=2, contig_length=20_000, coverage=10, seed=3)
@@ -235,7 +236,7 @@ def test_baseline_manifest_and_audit(baseline, tiny_cohort):
 
 
 def test_local_cluster_listens_on_loopback_only():
-    from varcall.scatter import ClusterSpec, open_client
+    from varcall.run.scatter import ClusterSpec, open_client
 
     with open_client(ClusterSpec(workers=1, processes=False)) as c:
         assert c.scheduler.address.startswith("tcp://127.0.0.1:")
@@ -247,8 +248,8 @@ def test_local_cluster_listens_on_loopback_only():
 def test_tls_options_build_a_security_object(tmp_path):
     from distributed.security import Security
 
-    from varcall.errors import InputError
-    from varcall.scatter import ClusterSpec, _security
+    from varcall.core.errors import InputError
+    from varcall.run.scatter import ClusterSpec, _security
 
     files = {}
     for name in ("ca", "cert", "key"):
@@ -357,7 +358,7 @@ def test_crash_during_merge_leaves_nothing_that_looks_complete(
     """--overwrite over a finished run, then the merge fails half-way: no manifest (the
     mark of a finished run), the previous VCF untouched, no half-written file at a final
     path, no temporaries left."""
-    import varcall.pipeline as pipeline
+    import varcall.run.pipeline as pipeline
 
     out = tmp_path / "out"
     shutil.copytree(baseline, out)
@@ -430,7 +431,7 @@ def test_corrupt_block_single_process_whole_genome(tiny_cohort, tmp_path):
     bad = tmp_path / bams[0].name
     corrupt_middle_block(bams[0], bad)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "varcall.cli", "call", "--single-process", "--no-progress",
+    cmd = [sys.executable, "-m", "varcall.cli.main", "call", "--single-process", "--no-progress",
            "-f", str(tiny_cohort / "reference.fa"), "-o", str(out), str(bad), str(bams[1])]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO,
                        timeout=300)  # fmt: skip
@@ -442,7 +443,7 @@ def test_corrupt_block_single_process_whole_genome(tiny_cohort, tmp_path):
 
 
 def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
-    from varcall.validate import diagnose_region, validate_call
+    from varcall.plan.validate import diagnose_region, validate_call
 
     bam = tmp_path / "past.bam"
     contigs = [("chr1", 20_000), ("chr2", 20_000)]
@@ -503,7 +504,7 @@ def run_cli(args: list, **kw) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         "-m",
-        "varcall.cli",
+        "varcall.cli.main",
         "call",
         "--workers",
         "2",
@@ -530,10 +531,10 @@ def child_env() -> dict[str, str]:
 SLOW_CLI = textwrap.dedent(
     """
     import sys
-    import varcall.pipeline
+    import varcall.run.pipeline
     from test_faults import FaultyEngine
-    varcall.pipeline.get_engine = lambda name: FaultyEngine(inner=name, delay=1.0)
-    from varcall.cli import main
+    varcall.run.pipeline.get_engine = lambda name: FaultyEngine(inner=name, delay=1.0)
+    from varcall.cli.main import main
     main(sys.argv[1:], prog_name="varcall")
     """
 )

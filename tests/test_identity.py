@@ -29,12 +29,12 @@ from conftest import SMALL_COHORT_CONFIG
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from varcall.cli import main
-from varcall.engines import CallParams
-from varcall.errors import InputError
-from varcall.pipeline import run_call
-from varcall.regions import Region, read_bed_regions
-from varcall.scatter import ClusterSpec, open_client
+from varcall.cli.main import main
+from varcall.core.errors import InputError
+from varcall.core.params import CallParams
+from varcall.core.regions import Region, read_bed_regions
+from varcall.run.pipeline import run_call
+from varcall.run.scatter import ClusterSpec, open_client
 
 VOLATILE = ("##fileDate", "##varcallCommand")
 CONTIG_LENGTH = SMALL_COHORT_CONFIG.contig_length

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from varcall.callset import FILL, MISSING
-from varcall.model import (
+from varcall.core.callset import FILL, MISSING
+from varcall.engines.native.model import (
     ALPHA,
     THETA,
     estimate_frequencies,

@@ -12,13 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from varcall.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
-from varcall.engines import CallParams, get_engine
-from varcall.engines import native as native_mod
+from varcall.core.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
+from varcall.core.errors import InputError
+from varcall.core.params import CallParams
+from varcall.core.regions import Region
+from varcall.engines import get_engine
 from varcall.engines.native import NativeEngine
-from varcall.errors import InputError
-from varcall.inputs import resolve_inputs
-from varcall.regions import Region
+from varcall.engines.native import engine as native_mod
+from varcall.plan.inputs import resolve_inputs
 
 # ----------------------------------------------------------------------------- comparison
 
@@ -298,7 +299,7 @@ def vcf_records(path: Path, pass_only: bool = True):
 def test_single_process_cli_accuracy(cohort, tmp_path):
     from click.testing import CliRunner
 
-    from varcall.cli import main
+    from varcall.cli.main import main
 
     out = tmp_path / "run"
     res = CliRunner().invoke(

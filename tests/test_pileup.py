@@ -8,8 +8,8 @@ import numpy as np
 import pysam
 import pytest
 
-from varcall import pileup
-from varcall.errors import InputError
+from varcall.core.errors import InputError
+from varcall.engines.native import pileup
 
 # 0-based: a homopolymer AAAAAA at [60, 66), flanked by C (59) and G (66)
 REF = (
@@ -409,7 +409,7 @@ def test_unindexed_bam_is_a_one_line_input_error(tmp_path):
 def test_cg_placeholder_cigar_falls_back_to_pysam(tmp_path):
     # a record whose CIGAR is the "<l_seq>S<ref span>N" placeholder of a CIGAR kept in the
     # CG tag: the numba decoder hands the file to htslib (pysam)
-    from varcall import _bam
+    from varcall.io import bam as _bam
 
     bam = Bam(tmp_path)
     bam.add("a", 10, [("M", 30)])

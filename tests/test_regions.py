@@ -13,20 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scale_data import READ_LEN, make_shaped_dataset
 
-from varcall.cli import main
-from varcall.errors import InputError
-from varcall.inputs import resolve_inputs
-from varcall.regions import (
-    WINDOW,
+from varcall.cli.main import main
+from varcall.core.errors import InputError
+from varcall.core.regions import (
     Region,
-    coverage_profile,
     merge_regions,
     parse_region_string,
-    plan_regions,
     read_bed_regions,
     sort_regions,
     write_bed,
 )
+from varcall.plan.inputs import resolve_inputs
+from varcall.plan.regions import WINDOW, coverage_profile, plan_regions
 
 CONTIGS = (("chr1", 1000), ("chr2", 500), ("HLA-A*01:01", 300))
 
@@ -325,7 +323,7 @@ def test_profile_of_many_files_reads_a_spread_subset(shaped):
 def test_split_point_leaves_dense_windows(shaped, monkeypatch):
     """An ideal cut inside the dense stretch [32768, 65536) moves to the sparser window
     next to it (within the 10% tolerance); without tolerance it stays inside."""
-    import varcall.regions as regions_module
+    import varcall.plan.regions as regions_module
 
     inputs = shaped["inputs"]
     whole = [Region("c1", 0, 200_000)]
@@ -340,8 +338,8 @@ def test_split_point_leaves_dense_windows(shaped, monkeypatch):
 def test_default_region_count_cuts_every_contig_to_at_most_the_mean():
     """Without --region-size/--region-count: at least 3 regions per worker slot, rounded
     up per contig so that no region is longer than the mean (no straggler regions)."""
-    from varcall.engines import CallInputs
-    from varcall.pipeline import default_region_count
+    from varcall.core.params import CallInputs
+    from varcall.run.pipeline import default_region_count
 
     def inputs(*lengths: int) -> CallInputs:
         contigs = tuple((f"c{i}", n) for i, n in enumerate(lengths))
@@ -363,9 +361,9 @@ def test_default_region_count_cuts_every_contig_to_at_most_the_mean():
 def test_default_region_count_bounds(lengths, slots):
     import math
 
-    from varcall.engines import CallInputs
-    from varcall.pipeline import TASKS_PER_SLOT, default_region_count
-    from varcall.regions import DEFAULT_REGION_SIZE
+    from varcall.core.params import CallInputs
+    from varcall.plan.regions import DEFAULT_REGION_SIZE
+    from varcall.run.pipeline import TASKS_PER_SLOT, default_region_count
 
     contigs = tuple((f"c{i}", n) for i, n in enumerate(lengths))
     ins = CallInputs(reference="r.fa", bams=("a.bam",), samples=("a",), contigs=contigs)

@@ -17,9 +17,9 @@ from _vcfdata import (
 )
 from click.testing import CliRunner
 
-from varcall.cli import main
-from varcall.concordance import run_concordance
-from varcall.report import write_report
+from varcall.cli.main import main
+from varcall.evaluate.concordance import run_concordance
+from varcall.report.html import write_report
 
 CHROMIUM = find_chromium()
 
@@ -170,7 +170,7 @@ def test_end_to_end_on_simulated_cohort(small_cohort, tmp_path):
     """varcall call (single-process and distributed) -> concordance -> report on the
     simulated cohort: identical by record and by digest, accurate against the truth, QC from
     the VCF Zarr store equal to QC from the VCF, and a clean browser render."""
-    from varcall.qc import dataset_from_vcf, open_dataset, qc_stats
+    from varcall.evaluate.qc import dataset_from_vcf, open_dataset, qc_stats
 
     c = small_cohort
     runner = CliRunner()

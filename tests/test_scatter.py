@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from scale_data import FakeEngine, _fake_calls, write_bam, write_reference
 
-from varcall.callset import load_callset
-from varcall.engines import CallParams
-from varcall.errors import InputError, RegionError
-from varcall.inputs import resolve_inputs
-from varcall.regions import Region
-from varcall.scatter import (
+from varcall.core.callset import load_callset
+from varcall.core.errors import InputError, RegionError
+from varcall.core.params import CallParams
+from varcall.core.regions import Region
+from varcall.plan.inputs import resolve_inputs
+from varcall.run.scatter import (
     ClusterSpec,
     checkpoint_key,
     engine_version,
@@ -116,7 +116,7 @@ def test_region_task_rejects_calls_outside_region(data, tmp_path):
 
 def test_region_task_refuses_other_version(data, tmp_path):
     from varcall import __version__
-    from varcall.scatter import code_digest
+    from varcall.run.scatter import code_digest
 
     args = (data["regions"][0], data["inputs"], CallParams(), str(tmp_path), "c" * 64, "r")
     side = run_region_task(*args, FakeEngine(), (__version__, code_digest()))
@@ -321,10 +321,10 @@ def test_process_workers(data, tmp_path):
 
 _WORKER_STATE = """
 import json, os, sys
-from varcall.scatter import ClusterSpec, ClusterStarter
+from varcall.run.scatter import ClusterSpec, ClusterStarter
 
 def state():
-    native = sys.modules.get("varcall.engines.native")
+    native = sys.modules.get("varcall.engines.native.engine")
     return {
         "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
         "omp": os.environ.get("OMP_NUM_THREADS"),
@@ -361,7 +361,7 @@ def test_process_workers_environment_and_warm_up():
 def test_worker_environ_keeps_a_user_setting(monkeypatch):
     import dask
 
-    from varcall.scatter import _jobqueue_kwargs, _worker_environ
+    from varcall.run.scatter import _jobqueue_kwargs, _worker_environ
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     monkeypatch.delenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", raising=False)
@@ -385,7 +385,7 @@ def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from varcall.scatter import _jobqueue_kwargs
+    from varcall.run.scatter import _jobqueue_kwargs
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test
     monkeypatch.delenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", raising=False)
@@ -410,12 +410,12 @@ def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch):
 def test_cluster_starter(data, tmp_path):
     import threading
 
-    from varcall.scatter import ClusterStarter
+    from varcall.run.scatter import ClusterStarter
 
     params, engine = CallParams(), FakeEngine()
     keys = _keys(data, params, engine)
     starter = ClusterStarter(
-        ClusterSpec(workers=1, processes=False), warm=("varcall.callset",), client_warm=("json",)
+        ClusterSpec(workers=1, processes=False), warm=("varcall.core.callset",), client_warm=("json",)
     )
     record = {}
     with starter.attach(record=record) as client:
@@ -479,7 +479,7 @@ def test_jobqueue_needs_cores_and_memory():
 
 
 def test_slurm_job_script(tmp_path, monkeypatch):
-    from varcall.scatter import _jobqueue_kwargs
+    from varcall.run.scatter import _jobqueue_kwargs
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test
 

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from varcall import simulate as sim
-from varcall.errors import InputError
-from varcall.simulate import (
+from varcall.core.errors import InputError
+from varcall.simulate import cohort as sim
+from varcall.simulate.cohort import (
     SimulationConfig,
     haplotype,
     normalize_allele,
@@ -442,7 +442,7 @@ def test_bad_config_is_input_error(tmp_path: Path, kwargs: dict) -> None:
 
 
 def test_cli(tmp_path: Path) -> None:
-    from varcall.cli import main
+    from varcall.cli.main import main
 
     out = tmp_path / "cli"
     args = [

@@ -74,7 +74,7 @@ def _env() -> dict[str, str]:
 
 def varcall(*args: str | Path, cwd: Path | None = None, timeout: float = 400):
     return subprocess.run(
-        [sys.executable, "-m", "varcall.cli", *map(str, args)],
+        [sys.executable, "-m", "varcall.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         env=_env(),
@@ -252,7 +252,7 @@ def _workers_done(work: Path) -> set[str]:
 def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_path):
     config = cluster_yaml(tmp_path / "cluster.yaml", logs, jobs=2)
     out = tmp_path / "slurm"
-    args = [sys.executable, "-m", "varcall.cli"]
+    args = [sys.executable, "-m", "varcall.cli.main"]
     # many small regions, so that the run outlasts the keeper's grace period after the cancel
     args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "250", "-v")]
     proc = subprocess.Popen(

@@ -19,17 +19,12 @@ import pysam
 import pytest
 from click.testing import CliRunner
 
-from varcall import validate
-from varcall.cli import main
-from varcall.errors import InputError
-from varcall.inputs import sample_columns
-from varcall.regions import Region
-from varcall.validate import (
-    BGZF_EOF,
-    unique_sample_names,
-    validate_call,
-    validate_regions,
-)
+from varcall.cli.main import main
+from varcall.core.errors import InputError
+from varcall.core.regions import Region
+from varcall.plan import validate
+from varcall.plan.inputs import sample_columns
+from varcall.plan.validate import BGZF_EOF, unique_sample_names, validate_call, validate_regions
 
 PYSAM_DATA = Path("/usr/share/doc/python-pysam/tests/pysam_data")
 HTSLIB_TEST = Path("/usr/share/htslib-test/test")
@@ -475,7 +470,7 @@ def test_rename_duplicate_samples(data, tmp_path):
 
 def test_renamed_duplicates_keep_their_reads_apart(data, tmp_path):
     """With renamed duplicates, each file's reads go to its own column (not by name)."""
-    from varcall import pileup
+    from varcall.engines.native import pileup
 
     dup = tmp_path / "copy.bam"
     shutil.copy(data / "S1.bam", dup)
@@ -769,7 +764,7 @@ def test_engine_args_refused_before_anything_is_created(small_cohort, tmp_path):
     """A bad --engine-args is an input error (exit 2) before any task runs."""
     from click.testing import CliRunner
 
-    from varcall.cli import main
+    from varcall.cli.main import main
 
     out = tmp_path / "run"
     for engine, args in (("native", "-x"), ("bcftools", "-r chr1")):
@@ -800,7 +795,7 @@ def test_engine_args_refused_before_anything_is_created(small_cohort, tmp_path):
 def test_ploidy_contig_must_exist(small_cohort, tmp_path):
     from click.testing import CliRunner
 
-    from varcall.cli import main
+    from varcall.cli.main import main
 
     out = tmp_path / "run"
     result = CliRunner().invoke(

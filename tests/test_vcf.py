@@ -1,4 +1,4 @@
-"""VCF header, record text, the BGZF/tabix writer and the cyvcf2 reader (varcall.vcf)."""
+"""VCF header, record text, the BGZF/tabix writer and the cyvcf2 reader (varcall.io.vcf)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from _callsets import (
     same_records,
 )
 
-from varcall.callset import FILL, MISSING, CallSet, concat_callsets
-from varcall.errors import InputError
-from varcall.vcf import (
+from varcall.core.callset import FILL, MISSING, CallSet, concat_callsets
+from varcall.core.errors import InputError
+from varcall.io.vcf import (
     VcfWriter,
     format_quality,
     format_records,
@@ -161,7 +161,7 @@ def _reference_line(cs: CallSet, i: int) -> str:
 
 
 def test_format_records_equal_reference_implementation(monkeypatch):
-    import varcall.vcf as vcf_module
+    import varcall.io.vcf as vcf_module
 
     rng = np.random.default_rng(3)
     cs = random_callset(rng, "chrUn_KI270302v1", 300, max_alleles=5)

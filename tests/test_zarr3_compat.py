@@ -26,10 +26,11 @@ from _callsets import (
     same_records,
 )
 
-from varcall.callset import concat_callsets
-from varcall.dataset import read_vcz, write_outputs
-from varcall.errors import InputError
-from varcall.vcf import read_vcf
+from varcall.core.callset import concat_callsets
+from varcall.core.errors import InputError
+from varcall.io.vcf import read_vcf
+from varcall.io.vcz_read import read_vcz
+from varcall.run.merge import write_outputs
 
 pytestmark = pytest.mark.slow
 

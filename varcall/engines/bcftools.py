@@ -37,8 +37,10 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from varcall.callset import CallSet
-from varcall.engines import CallInputs, CallParams
+from varcall.core.callset import CallSet
+from varcall.core.errors import InputError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
 from varcall.engines.external import (
     contig_callset,
     padded_window,
@@ -48,8 +50,6 @@ from varcall.engines.external import (
     run_tool,
     split_args,
 )
-from varcall.errors import InputError
-from varcall.regions import Region
 
 __all__ = ["BcftoolsEngine", "split_bcftools_args", "DEFAULT_PAD"]
 
@@ -265,7 +265,7 @@ def _read_groups_file(inputs: CallInputs, tmp: Path) -> Path | None:
     every BAM carries SM tags (bcftools' own naming then matches)."""
     import pysam
 
-    from varcall.inputs import bam_samples
+    from varcall.plan.inputs import bam_samples
 
     lines = []
     need = False

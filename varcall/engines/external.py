@@ -9,8 +9,8 @@ An external engine scales out exactly by two rules:
    ``[region.start, region.end)`` are kept; a record that starts in the padding belongs
    to the neighbouring region, whatever its length.
 
-The tool's VCF is turned into a :class:`~varcall.callset.CallSet` by
-:func:`varcall.vcf.read_vcf` (one parser for the whole project).
+The tool's VCF is turned into a :class:`~varcall.core.callset.CallSet` by
+:func:`varcall.io.vcf.read_vcf` (one parser for the whole project).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from varcall.callset import CallSet, concat_callsets
-from varcall.engines import CallInputs, CallParams, Engine
-from varcall.errors import InputError, VarcallError
-from varcall.regions import Region
+from varcall.core.callset import CallSet, concat_callsets
+from varcall.core.errors import InputError, VarcallError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines import Engine
 
 __all__ = [
     "padded_window",
@@ -112,7 +113,7 @@ def run_tool(argv: Sequence[str], *, tool: str, where: str) -> None:
 
 def read_tool_vcf(path: str | Path, samples: Sequence[str]) -> Iterator[CallSet]:
     """The tool's VCF as CallSets (one per contig, chunks of a contig concatenated)."""
-    from varcall.vcf import read_vcf
+    from varcall.io.vcf import read_vcf
 
     return per_contig(read_vcf(path, samples=samples))
 

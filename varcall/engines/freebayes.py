@@ -54,8 +54,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from varcall.callset import CallSet
-from varcall.engines import CallInputs, CallParams
+from varcall.core.callset import CallSet
+from varcall.core.errors import InputError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
 from varcall.engines.external import (
     contig_callset,
     padded_window,
@@ -65,8 +67,6 @@ from varcall.engines.external import (
     run_tool,
     split_args,
 )
-from varcall.errors import InputError
-from varcall.regions import Region
 
 __all__ = ["FreebayesEngine", "DEFAULT_PAD", "NOT_FOUND_MESSAGE"]
 

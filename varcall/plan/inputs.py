@@ -1,7 +1,7 @@
 """Resolve what a run reads into a :class:`~varcall.engines.CallInputs`.
 
 Reads headers only (the .fai and each BAM/CRAM header), never reads. Thorough checks
-(indexes, truncation, sort order, contig agreement) live in :mod:`varcall.validate`.
+(indexes, truncation, sort order, contig agreement) live in :mod:`varcall.plan.validate`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import pysam
 
-from varcall.engines import CallInputs
-from varcall.errors import InputError
+from varcall.core.errors import InputError
+from varcall.core.params import CallInputs
 
 __all__ = [
     "read_fai",
@@ -106,7 +106,7 @@ def sample_columns(inputs: CallInputs) -> tuple[dict[str, int], ...]:
     (any order; names absent from it are left out, so a caller can report them). When a
     name repeats across files (the run renamed them, ``--rename-duplicate-samples``), the
     columns are positional: file order, then header order, as :func:`resolve_inputs` and
-    :func:`varcall.validate.validate_call` list the samples. A file without @RG maps its
+    :func:`varcall.plan.validate.validate_call` list the samples. A file without @RG maps its
     file-name sample (see :func:`bam_samples`). Headers are read once per file version."""
     per_file = []
     for b in inputs.bams:

@@ -45,11 +45,10 @@ attributes: ``vcf_zarr_version`` "0.4", ``source``, ``vcf_header`` and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -57,26 +56,17 @@ from typing import Any
 import numpy as np
 
 from varcall import __version__
-from varcall.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
-from varcall.errors import InputError
-from varcall.vcf import (
+from varcall.core.callset import FILL, CallSet, n_genotypes
+from varcall.io.vcf import (
     FILTER_DESCRIPTIONS,
-    VcfWriter,
     allele_counts,
     header_filter_descriptions,
-    parse_region,
-    vcf_header,
 )
 
 __all__ = [
     "VCF_ZARR_VERSION",
     "VczWriter",
-    "MergeResult",
-    "write_outputs",
     "used_max_alleles",
-    "remove_stale_temporaries",
-    "read_vcz",
-    "vcz_to_vcf",
 ]
 
 logger = logging.getLogger(__name__)
@@ -538,36 +528,8 @@ def _narrow(cs: CallSet, width: int) -> CallSet:
 
 
 # ----------------------------------------------------------------------------- merge
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
-def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
-    """Remove the temporaries (``.NAME.tmp-PID-*``, ``.NAME.old-PID-*`` and what starts
-    with them) that a killed writer of ``folder/NAME`` left, i.e. whose PID is not a live
-    process on this host; returns what was removed."""
-    removed = []
-    for p in folder.glob(f".{name}.*-*"):
-        rest = p.name[len(name) + 2 :]
-        kind, _, tail = rest.partition("-")
-        pid = tail.split("-", 1)[0]
-        if kind not in ("tmp", "old") or not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        if _pid_alive(int(pid)):
-            continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        removed.append(p)
-        logger.info("removed %s, left by an interrupted run", p)
-    return removed
 
 
 def used_max_alleles(callset: CallSet) -> int:
@@ -578,324 +540,20 @@ def used_max_alleles(callset: CallSet) -> int:
     return max(2, int((callset.alleles != "").sum(axis=1).max()))
 
 
-@dataclasses.dataclass
-class MergeResult:
-    """What :func:`write_outputs` wrote.
-
-    contig_digests: per contig of ``contigs`` (all of them, in order), the SHA-256 of its
-    records fed through :meth:`CallSet.update_digest` — equal for any region layout.
-    callset_digests / callset_counts: per input CallSet, in input order.
-    """
-
-    n_variants: int
-    contig_digests: dict[str, str]
-    contig_counts: dict[str, int]
-    callset_digests: list[str]
-    callset_counts: list[int]
-    vcf_path: Path
-    index_path: Path
-    vcz_path: Path
 
 
-class _Tee:
-    """Feed the same bytes to several hash objects."""
-
-    def __init__(self, *hashes: Any) -> None:
-        self.hashes = hashes
-
-    def update(self, data: bytes) -> None:
-        for h in self.hashes:
-            h.update(data)
 
 
-def write_outputs(
-    out_dir: str | os.PathLike,
-    callsets: Iterable[CallSet],
-    *,
-    contigs: Sequence[tuple[str, int]],
-    samples: Sequence[str],
-    filter_ids: Sequence[str],
-    max_alleles: int,
-    header_kwargs: Mapping[str, Any] | None = None,
-    chunk_size: int = 10_000,
-    vcf_name: str = "calls.vcf.gz",
-    vcz_name: str = "calls.vcz",
-    compress_level: int | None = None,
-) -> MergeResult:
-    """The streaming merge: write ``OUT/calls.vcf.gz`` (+ .tbi) and ``OUT/calls.vcz``.
-
-    callsets: in genomic order (reference contig order, sorted by position), typically a
-    generator loading ``OUT/work/*.npz`` one at a time; only the current CallSet and one
-    chunk of the store are in memory. max_alleles: an upper bound of the alleles of any
-    record (e.g. the widest padding of the inputs); the store's allele axes end up as wide as
-    the widest record, whatever the bound — passing the largest :func:`used_max_alleles`
-    also makes the chunk shapes independent of it. filter_ids: every id the inputs carry;
-    the outputs list them as PASS, then the others sorted.
-    header_kwargs: keyword arguments of :func:`varcall.vcf.vcf_header` (source — default
-    "varcall VERSION" —, command_line, reference, extra_lines; ``##FILTER`` lines among
-    extra_lines also describe the filters in the store). Both outputs are built under
-    temporary names and renamed into place only when everything has been written; on error
-    neither is touched. compress_level: the VCF's BGZF level (see
-    :class:`varcall.vcf.VcfWriter`).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (vcf_name, vcz_name):
-        remove_stale_temporaries(out, name)
-    samples = tuple(samples)
-    # canonical order, so that the outputs do not depend on the order ids were discovered in
-    fids = ["PASS", *sorted(set(filter_ids) - {"PASS"})]
-    kwargs = dict(header_kwargs or {})
-    kwargs.setdefault("source", f"varcall {__version__}")
-    header = vcf_header(contigs, samples, fids, **kwargs)
-    contig_hash = {c: hashlib.sha256() for c, _ in contigs}
-    contig_counts = {c: 0 for c, _ in contigs}
-    digests: list[str] = []
-    counts: list[int] = []
-    vcf = VcfWriter(out / vcf_name, header, compress_level=compress_level)
-    try:
-        vcz = VczWriter(
-            out / vcz_name,
-            contigs=contigs,
-            samples=samples,
-            filter_ids=fids,
-            max_alleles=max_alleles,
-            chunk_size=chunk_size,
-            meta={"vcf_header": header},
-        )
-    except BaseException:
-        vcf.abort()
-        raise
-    try:
-        for cs in callsets:
-            vcz.append(cs)
-            vcf.write(cs.with_filter_ids(vcz.filter_ids))
-            h = hashlib.sha256()
-            cs.update_digest(_Tee(h, contig_hash[cs.contig]))
-            digests.append(h.hexdigest())
-            counts.append(cs.n_variants)
-            contig_counts[cs.contig] += cs.n_variants
-        vcz.finish()
-        vcf.finish()
-        vcz.commit()
-        vcf.commit()
-    except BaseException:
-        vcz.abort()
-        vcf.abort()
-        raise
-    return MergeResult(
-        n_variants=vcz.n_variants,
-        contig_digests={c: h.hexdigest() for c, h in contig_hash.items()},
-        contig_counts=contig_counts,
-        callset_digests=digests,
-        callset_counts=counts,
-        vcf_path=vcf.path,
-        index_path=vcf.index_path,
-        vcz_path=vcz.path,
-    )
 
 
 # ----------------------------------------------------------------------------- reading
-def _open_store(path: str | os.PathLike) -> Any:
-    import zarr
-
-    p = Path(path)
-    if not p.is_dir():
-        raise InputError(f"{p}: VCF Zarr store not found; give the path of a .vcz folder")
-    if (p / "zarr.json").is_file():
-        raise InputError(
-            f"{p}: a Zarr format 3 store, which this environment (zarr 2) cannot read; "
-            "write it with --zarr-format 2 (vcf2zarr) or give the VCF"
-        )
-    try:
-        root = zarr.open_consolidated(str(p), mode="r")
-    except (KeyError, ValueError):
-        try:
-            root = zarr.open_group(str(p), mode="r")
-        except Exception as e:
-            raise InputError(f"{p}: not a Zarr store ({e}); give a VCF Zarr (.vcz) folder") from e
-    required = ("variant_contig", "variant_position", "variant_allele", "contig_id", "sample_id")
-    absent = [n for n in required if n not in root]
-    if absent:
-        raise InputError(
-            f"{p}: not a VCF Zarr store (no {', '.join(absent)}); convert the VCF with "
-            "'vcf2zarr convert' or give the VCF"
-        )
-    return root
 
 
-def _int_or_missing(root: Any, name: str, sl: slice, shape: tuple[int, ...]) -> np.ndarray:
-    if name in root:
-        return np.asarray(root[name][sl]).astype(np.int32)
-    return np.full(shape, MISSING, np.int32)
 
 
-def _read_chunk(
-    root: Any, sl: slice, contigs: list[str], samples: tuple[str, ...], fids: tuple[str, ...]
-) -> Iterator[CallSet]:
-    contig = np.asarray(root["variant_contig"][sl])
-    v = contig.shape[0]
-    s = len(samples)
-    pos = np.asarray(root["variant_position"][sl]).astype(np.int64) - 1
-    alleles_obj = np.asarray(root["variant_allele"][sl])
-    a = alleles_obj.shape[1]
-    g = n_genotypes(a)
-    alleles = np.array(
-        [["" if x is None else str(x) for x in row] for row in alleles_obj.tolist()], dtype=str
-    ).reshape(v, a)
-    if alleles.dtype.itemsize == 0:
-        alleles = alleles.astype("U1")
-    quality = np.full(v, np.nan, np.float32)
-    if "variant_quality" in root:
-        q = np.asarray(root["variant_quality"][sl]).astype(np.float32)
-        keep = ~np.isnan(q)  # the missing / fill sentinels become a plain NaN
-        quality[keep] = q[keep]
-    filters = (
-        np.asarray(root["variant_filter"][sl]).astype(bool)
-        if "variant_filter" in root
-        else np.zeros((v, len(fids)), bool)
-    )
-    fields = {
-        "info_DP": _int_or_missing(root, "variant_DP", sl, (v,)),
-        "genotype": (
-            np.asarray(root["call_genotype"][sl]).astype(np.int8)
-            if "call_genotype" in root
-            else np.full((v, s, 2), MISSING, np.int8)
-        ),
-        "GQ": _int_or_missing(root, "call_GQ", sl, (v, s)),
-        "DP": _int_or_missing(root, "call_DP", sl, (v, s)),
-        "AD": _int_or_missing(root, "call_AD", sl, (v, s, a)),
-        "PL": _int_or_missing(root, "call_PL", sl, (v, s, g)),
-    }
-    if fields["genotype"].shape[2] == 1:
-        gt = np.full((v, s, 2), FILL, np.int8)
-        gt[:, :, 0] = fields["genotype"][:, :, 0]
-        fields["genotype"] = gt
-    _conform_vectors(fields, (alleles != "").sum(axis=1))
-    bounds = np.flatnonzero(np.diff(contig, append=-1))
-    start = 0
-    for stop in bounds.tolist():
-        part = slice(start, stop + 1)
-        yield CallSet(
-            contig=contigs[int(contig[start])],
-            samples=samples,
-            filter_ids=fids,
-            position=pos[part],
-            alleles=alleles[part],
-            quality=quality[part],
-            filters=filters[part],
-            **{k: x[part] for k, x in fields.items()},
-        )
-        start = stop + 1
 
 
-def _conform_vectors(fields: dict[str, np.ndarray], n_alleles: np.ndarray) -> None:
-    """Give AD and PL VCF Number semantics in place, as :func:`varcall.vcf.read_vcf` does:
-    entries below the record's Number (R: alleles; G: genotypes of the sample's ploidy) that
-    are FILL (e.g. a ``.`` stored by bio2zarr as MISSING, FILL...) become MISSING; entries
-    beyond it become FILL. Replaces the two arrays of ``fields``."""
-    ad, pl = fields["AD"], fields["PL"]
-    n = n_alleles[:, None, None]
-    k = np.arange(ad.shape[2])[None, None, :]
-    ad = np.where((k < n) & (ad == FILL), MISSING, ad)
-    fields["AD"] = np.where(k >= n, FILL, ad).astype(np.int32)
-    haploid = (fields["genotype"][:, :, 1] == FILL)[:, :, None]
-    number_g = np.where(haploid, n, n * (n + 1) // 2)
-    k = np.arange(pl.shape[2])[None, None, :]
-    pl = np.where((k < number_g) & (pl == FILL), MISSING, pl)
-    fields["PL"] = np.where(k >= number_g, FILL, pl).astype(np.int32)
 
 
-def read_vcz(
-    path: str | os.PathLike, *, region: str | None = None, per_chunk: bool = False
-) -> Iterator[CallSet]:
-    """Read a VCF Zarr store (varcall's or bio2zarr's) into CallSets, in store order.
-
-    Yields one CallSet per contig, or with ``per_chunk`` one per (variant chunk, contig)
-    piece (bounded memory). region: ``chr`` or ``chr:start-end`` (1-based, inclusive);
-    keeps the records whose REF overlaps it — as :func:`varcall.vcf.read_vcf`, bcftools
-    ``-r`` and vcztools do. Allele width is the store's; missing fields read as MISSING;
-    float sentinels read as NaN; AD/PL get VCF Number semantics (see
-    :func:`_conform_vectors`).
-    """
-    root = _open_store(path)
-    contigs = [str(x) for x in root["contig_id"][:].tolist()]
-    samples = tuple(str(x) for x in root["sample_id"][:].tolist())
-    fids = (
-        tuple(str(x) for x in root["filter_id"][:].tolist()) if "filter_id" in root else ("PASS",)
-    )
-    if not fids or fids[0] != "PASS":
-        raise InputError(f"{path}: filter_id does not start with PASS; the store is not VCF Zarr")
-    want: tuple[int, int | None, int | None] | None = None
-    if region is not None:
-        name, start, end = parse_region(region)
-        if name not in contigs:
-            raise InputError(
-                f"{path}: region contig {name} is not in the store; use one of its contigs"
-            )
-        want = (contigs.index(name), start, end)
-
-    n = root["variant_position"].shape[0]
-    step = root["variant_position"].chunks[0]
-    chunks = range(0, (n + step - 1) // step)
-    if want is not None and "region_index" in root:
-        idx = np.asarray(root["region_index"][:])
-        # rows: chunk, contig, first POS, last POS, max end (1-based, inclusive), count
-        hit = idx[:, 1] == want[0]
-        if want[1] is not None:
-            hit &= idx[:, 4] >= want[1] + 1
-        if want[2] is not None:
-            hit &= idx[:, 2] <= want[2]
-        chunks = sorted(set(idx[hit, 0].tolist()))
-
-    pending: list[CallSet] = []
-
-    def emit() -> Iterator[CallSet]:
-        if pending:
-            yield concat_callsets(pending) if len(pending) > 1 else pending[0]
-            pending.clear()
-
-    for c in chunks:
-        sl = slice(c * step, min(n, (c + 1) * step))
-        for cs in _read_chunk(root, sl, contigs, samples, fids):
-            if want is not None:
-                if cs.contig != contigs[want[0]]:
-                    continue
-                lo = want[1] if want[1] is not None else 0
-                hi = want[2] if want[2] is not None else np.iinfo(np.int64).max
-                end = cs.position + np.char.str_len(cs.alleles[:, 0])
-                cs = cs.take((cs.position < hi) & (end > lo))
-                if cs.n_variants == 0:
-                    continue
-            if per_chunk:
-                yield cs
-                continue
-            if pending and pending[-1].contig != cs.contig:
-                yield from emit()
-            pending.append(cs)
-    yield from emit()
 
 
-def vcz_to_vcf(path: str | os.PathLike, out_vcf: str | os.PathLike) -> Path:
-    """Write a VCF Zarr store as a bgzipped, indexed VCF (or BCF by extension); returns the
-    path. The header is the store's ``vcf_header`` attribute when present, else rebuilt
-    from its contigs, samples and filters."""
-    root = _open_store(path)
-    header = root.attrs.get("vcf_header")
-    if not isinstance(header, str):
-        contigs = [str(x) for x in root["contig_id"][:].tolist()]
-        lengths = (
-            root["contig_length"][:].tolist() if "contig_length" in root else [0] * len(contigs)
-        )
-        samples = [str(x) for x in root["sample_id"][:].tolist()]
-        fids = [str(x) for x in root["filter_id"][:].tolist()] if "filter_id" in root else ["PASS"]
-        header = vcf_header(
-            list(zip(contigs, lengths)),
-            samples,
-            fids,
-            source=str(root.attrs.get("source", "varcall")),
-        )
-    with VcfWriter(out_vcf, header) as w:
-        for cs in read_vcz(path, per_chunk=True):
-            w.write(cs)
-    return Path(out_vcf)

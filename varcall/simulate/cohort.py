@@ -40,7 +40,7 @@ import numpy as np
 import pysam
 
 from varcall import __version__
-from varcall.errors import InputError, VarcallError
+from varcall.core.errors import InputError, VarcallError
 
 __all__ = [
     "SimulationConfig",

@@ -1,9 +1,9 @@
-"""numba kernels that write VCF data lines as bytes (used by :mod:`varcall.vcf`).
+"""numba kernels that write VCF data lines as bytes (used by :mod:`varcall.io.vcf`).
 
 The caller prepares flat inputs (alleles as a byte matrix, QUAL and FILTER texts as byte
 tables) and a buffer large enough for the rows asked for; :func:`write_lines` fills it with
 tab-separated, newline-terminated VCF records and returns the number of bytes written. The
-text rules are those documented in :mod:`varcall.vcf`.
+text rules are those documented in :mod:`varcall.io.vcf`.
 """
 
 from __future__ import annotations

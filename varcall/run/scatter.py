@@ -2,7 +2,7 @@
 sequentially in this process, with on-disk checkpoints.
 
 Every region is one task, :func:`run_region_task`, a pure function of (region, inputs,
-parameters, engine). It writes the region's :class:`~varcall.callset.CallSet` to
+parameters, engine). It writes the region's :class:`~varcall.core.callset.CallSet` to
 ``WORK/<key>.npz`` (atomically) and a small JSON sidecar ``WORK/<key>.json`` written after
 it, and returns only the sidecar to the client (client memory stays small whatever the
 number of calls). ``key`` is the SHA-256 of the region, the inputs' identity (paths, sizes,
@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from varcall import __version__
-from varcall.callset import CallSet, save_callset
-from varcall.engines import CallInputs, CallParams, Engine, get_engine
-from varcall.errors import InputError, RegionError, VarcallError
-from varcall.regions import Region
+from varcall.core.callset import CallSet, save_callset
+from varcall.core.errors import InputError, RegionError, VarcallError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines import Engine, get_engine
 
 __all__ = [
     "CLUSTER_KINDS",
@@ -329,7 +330,7 @@ def _worker_environ() -> dict[str, str]:
 def start_fork_server(preload: Sequence[str] = ()) -> bool:
     """Start multiprocessing's fork server for a local process cluster now, before this
     process imports distributed: it imports Dask's packages, ``preload`` and then
-    :mod:`varcall._fork_warm` (the ``warm()`` hook of the engine modules in ``preload``)
+    :mod:`varcall.run._fork_warm` (the ``warm()`` hook of the engine modules in ``preload``)
     on another core while the client plans the run, so the workers forked from it start
     with everything loaded (measured on 2 cores: the first region starts ~0.6 s earlier
     and runs ~0.4 s faster). Its environment gets the variables Dask's nanny would set
@@ -343,7 +344,7 @@ def start_fork_server(preload: Sequence[str] = ()) -> bool:
         return False
     names = [m for m in _DASK_FORK_PRELOAD if importlib.util.find_spec(m) is not None]
     names += [m for m in preload if m not in names]
-    names.append("varcall._fork_warm")
+    names.append("varcall.run._fork_warm")
     os.environ.update(_worker_environ())  # as the nanny does before it starts a worker
     multiprocessing.get_context("forkserver").set_forkserver_preload(names)
     forkserver.ensure_running()
@@ -435,7 +436,7 @@ def open_client(
     """A ``distributed.Client`` for ``spec``; the cluster it started (if any) is closed on
     exit. The LocalCluster's scheduler and dashboard listen on 127.0.0.1 only.
 
-    Batch-system clusters: lost worker jobs are replaced (:class:`varcall.batch.JobKeeper`);
+    Batch-system clusters: lost worker jobs are replaced (:class:`varcall.run.jobs.JobKeeper`);
     with ``spec.cluster_timeout`` the first worker must connect in time, else a
     :class:`VarcallError` (or, with ``spec.fallback_local``, a LocalCluster instead). What
     happened (``replaced_jobs``, ``fell_back_to_local``) is added to ``record`` when given."""
@@ -452,7 +453,7 @@ def open_client(
     keeper = None
     try:
         if spec.kind in JOBQUEUE_KINDS:
-            from varcall.batch import JobKeeper, wait_for_first_worker
+            from varcall.run.jobs import JobKeeper, wait_for_first_worker
 
             cluster = _jobqueue_cluster(spec)
             client = Client(cluster)
@@ -691,7 +692,7 @@ def code_digest() -> str:
     running another varcall version stops the run; other code of the same version is
     recorded in the sidecar as ``code``). Computed once per process, so it describes the
     code that process loaded."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode() + b"\0")
@@ -794,8 +795,8 @@ def _worker_name() -> str:
 # ----------------------------------------------------------------------------- the task
 def _diagnose(inputs: CallInputs, region: Region) -> str | None:
     """The input file that makes ``region`` fail, as a one-line message (see
-    :func:`varcall.validate.diagnose_region`), or None; never raises."""
-    from varcall.validate import diagnose_region
+    :func:`varcall.plan.validate.diagnose_region`), or None; never raises."""
+    from varcall.plan.validate import diagnose_region
 
     try:
         return diagnose_region(inputs, region)

@@ -5,7 +5,7 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
 1. :func:`fetch_reads` decodes every read overlapping the window from every BAM/CRAM into
    one :class:`ReadBatch` of flat numpy arrays (positions, CIGAR ops, base codes, base
    qualities). Indexed BAM files are decoded by numba kernels straight from the inflated
-   BGZF blocks (:mod:`varcall._bam`, no Python object per read); CRAM goes through pysam.
+   BGZF blocks (:mod:`varcall.io.bam`, no Python object per read); CRAM goes through pysam.
    Reads are filtered here (unmapped, secondary, QC-fail, duplicate, MAPQ below
    ``min_mapq``, supplementary unless asked for) and assigned to a sample by their ``@RG``
    ``SM``. Mates of one pair whose alignments overlap are paired up, and
@@ -30,7 +30,7 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    alleles per POS are kept (most supported first).
 4. :func:`site_observations` (numba) computes, for every read overlapping a site and every
    allele, a phred penalty ``-10 log10 P(read | allele)`` relative to the read's best
-   allele (see :mod:`varcall.model` for how penalties become genotype likelihoods).
+   allele (see :mod:`varcall.engines.native.model` for how penalties become genotype likelihoods).
 
    - SNV-only sites compare the read's base at POS; a mismatch costs
      ``-10 log10(eps / 3) + 10 log10(1 - eps)`` with ``eps = e_b + e_m - e_b e_m``,
@@ -84,8 +84,8 @@ import numba
 import numpy as np
 import pysam
 
-from varcall import _bam
-from varcall.errors import InputError
+from varcall.core.errors import InputError
+from varcall.io import bam as _bam
 
 __all__ = [
     "ReadBatch",
@@ -275,7 +275,7 @@ def _sample_maps(
     if len(sms) <= 1:
         if sms:
             return sample_index[sms[0]], by_rg
-        # no SM: the file is one sample named after the file (see varcall.inputs)
+        # no SM: the file is one sample named after the file (see varcall.plan.inputs)
         name = Path(path).name.split(".")[0]
         if name not in sample_index:
             raise InputError(
@@ -310,12 +310,12 @@ def fetch_reads(
     Reads are in file order, files in the given order. Reads failing the flag or MAPQ
     filters are dropped; reads of a read group outside ``sample_index`` raise InputError.
     ``sample_index`` maps SM -> output column, for all files or one mapping per file.
-    Indexed BAM files (``.bai``) are decoded by :mod:`varcall._bam` unless ``fast`` is
+    Indexed BAM files (``.bai``) are decoded by :mod:`varcall.io.bam` unless ``fast`` is
     False; CRAM and other files go through pysam. Both give the same batch.
     """
     drop = _FILTER_FLAGS | (0 if include_supplementary else _SUPPLEMENTARY)
     parts = []
-    # one SM -> column mapping for all files, or one per file (varcall.inputs.sample_columns:
+    # one SM -> column mapping for all files, or one per file (varcall.plan.inputs.sample_columns:
     # needed when a name repeats across files and the run renamed the copies)
     per_file = not isinstance(sample_index, dict)
     for i, path in enumerate(bams):

@@ -4,7 +4,7 @@
 The page is rendered from one dict (:func:`build_page`); the template only formats what is in
 it, so the JSON and the page cannot disagree. Inputs are run folders of ``varcall call``
 (manifest.json, calls.vcz or calls.vcf.gz) and, optionally, a folder written by
-``varcall concordance`` (its metrics.json, see :mod:`varcall.concordance`).
+``varcall concordance`` (its metrics.json, see :mod:`varcall.evaluate.concordance`).
 Missing manifest keys show as ``n/a``.
 """
 
@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from varcall import __version__
-from varcall.concordance import (
+from varcall.core.errors import InputError
+from varcall.evaluate.concordance import (
     compare_manifests,
     manifest_contig_digests,
     manifest_units,
     write_json_atomic,
 )
-from varcall.errors import InputError
 
 __all__ = ["load_run", "build_page", "render_html", "write_report"]
 
@@ -153,8 +153,8 @@ def _cluster_text(c: Any) -> str | None:
 
 
 def _run_qc(run_dir: Path) -> dict | None:
-    from varcall.concordance import resolve_input
-    from varcall.qc import qc_for_input
+    from varcall.evaluate.qc import qc_for_input
+    from varcall.evaluate.sources import resolve_input
 
     try:
         return qc_for_input(resolve_input(run_dir))
@@ -464,7 +464,7 @@ def render_html(page: dict, plots: dict[str, str]) -> str:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("varcall", "templates"),
+        loader=jinja2.PackageLoader("varcall.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

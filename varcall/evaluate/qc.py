@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from varcall.errors import InputError
+from varcall.core.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-    from varcall.concordance import ResolvedInput
+    from varcall.evaluate.sources import ResolvedInput
 
 __all__ = ["dataset_from_vcf", "open_dataset", "qc_stats", "qc_for_input"]
 

@@ -1,6 +1,6 @@
 """Columnar BAM decoding: the reads of a region straight into numpy arrays.
 
-The fast path of :func:`varcall.pileup.fetch_reads` for coordinate-sorted BAM files with a
+The fast path of :func:`varcall.engines.native.pileup.fetch_reads` for coordinate-sorted BAM files with a
 ``.bai`` index. The index (parsed here, cached per process) gives the first BGZF virtual
 offset that can hold a read overlapping the region (SAM spec section 5: ``reg2bins`` plus
 the linear index); htslib's BGZF reader (pysam) inflates the blocks from there; numba
@@ -376,7 +376,7 @@ def fetch_raw(
 ) -> tuple | None:
     """Decode the reads of ``bam`` overlapping ``[ws, we)`` on reference ``tid`` (0-based
     half-open) that pass the filters. Returns the arrays of a ReadBatch (see
-    :class:`varcall.pileup.ReadBatch`, in its field order, ``raw_quals`` excepted) plus the
+    :class:`varcall.engines.native.pileup.ReadBatch`, in its field order, ``raw_quals`` excepted) plus the
     index of the first read whose read group is unknown (-1 if none); None when the BAM has
     no ``.bai`` index or holds a CIGAR too long for the record (CG tag): the caller then
     reads the file through pysam."""

@@ -2,7 +2,7 @@
 
 Input: per (site, read) a vector of allele penalties ``pen[a] = -10 log10 P(r | a) + c_r``
 (phred, relative to the read's best allele; ``c_r`` is a per-read constant that cancels
-everywhere below) computed by :mod:`varcall.pileup` from base qualities, MAPQ and the
+everywhere below) computed by :mod:`varcall.engines.native.pileup` from base qualities, MAPQ and the
 read's local mismatches.
 
 Model
@@ -49,7 +49,7 @@ import dataclasses
 import numba
 import numpy as np
 
-from varcall.callset import FILL, MISSING, n_genotypes
+from varcall.core.callset import FILL, MISSING, n_genotypes
 
 __all__ = [
     "THETA",

@@ -2,7 +2,7 @@
 
 Two modes give identical output:
 
-- ``distributed`` (default): the plan's regions run as Dask tasks (:mod:`varcall.scatter`)
+- ``distributed`` (default): the plan's regions run as Dask tasks (:mod:`varcall.run.scatter`)
   on an embedded LocalCluster, an existing scheduler or a batch-system cluster; each region
   is checkpointed to ``OUT/work/<key>.npz``.
 - ``single``: no Dask at all. The engine's own whole-genome run
@@ -12,7 +12,7 @@ Two modes give identical output:
   of it would waste the run).
 
 The merge then streams the checkpoints in genomic order, one at a time, into
-:func:`varcall.dataset.write_outputs` (``OUT/calls.vcf.gz`` + ``.tbi`` and
+:func:`varcall.io.vcz.write_outputs` (``OUT/calls.vcf.gz`` + ``.tbi`` and
 ``OUT/calls.vcz``), so the client holds one region's calls at a time. ``OUT/manifest.json``,
 ``OUT/audit.jsonl`` and ``OUT/regions.bed`` follow, each written under a temporary name and
 renamed into place. ``OUT/work/`` is kept: ``--resume`` reuses every valid checkpoint there
@@ -40,19 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from varcall import __version__
-from varcall.callset import FILTER_IDS, CallSet, load_callset
-from varcall.engines import CallInputs, CallParams, Engine, get_engine
-from varcall.errors import InputError, RegionError, VarcallError
-from varcall.inputs import dependency_versions, input_checksums
-from varcall.regions import (
-    DEFAULT_REGION_SIZE,
-    Region,
-    merge_regions,
-    plan_regions,
-    sort_regions,
-    write_bed,
-)
-from varcall.scatter import (
+from varcall.core.callset import FILTER_IDS, CallSet, load_callset
+from varcall.core.errors import InputError, RegionError, VarcallError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region, merge_regions, sort_regions, write_bed
+from varcall.engines import Engine, get_engine
+from varcall.plan.inputs import dependency_versions, input_checksums
+from varcall.plan.regions import DEFAULT_REGION_SIZE, plan_regions
+from varcall.run.scatter import (
     ClusterSpec,
     ClusterStarter,
     ProgressReporter,
@@ -348,7 +343,7 @@ def _worker_slots(spec: ClusterSpec, client: Any) -> int:
 
 def default_region_count(inputs: CallInputs, restrict: Sequence[Region] | None, slots: int) -> int:
     """Regions of a run given no ``--region-size``/``--region-count``: one per
-    :data:`~varcall.regions.DEFAULT_REGION_SIZE` bp, and at least
+    :data:`~varcall.plan.regions.DEFAULT_REGION_SIZE` bp, and at least
     :data:`TASKS_PER_SLOT` per worker slot so that every worker has work and a slow region
     does not leave the others idle at the end. Rounded up so that every contig (or
     interval) is cut into pieces no longer than that mean: 6 regions over four equal
@@ -399,7 +394,7 @@ def run_call(
     engine: an engine object (default: ``get_engine(params.engine)``); it must be picklable
         for process workers.
     region_size / region_count / region_strings / regions_bed: the plan (see
-        :func:`varcall.regions.plan_regions`; strings 1-based inclusive, BED 0-based).
+        :func:`varcall.plan.regions.plan_regions`; strings 1-based inclusive, BED 0-based).
         Without a size or count: :func:`default_region_count` (at least
         :data:`TASKS_PER_SLOT` regions per worker slot). A local cluster starts in the
         background once the inputs are valid, while the run is planned.
@@ -411,7 +406,7 @@ def run_call(
     Raises :class:`InputError` (bad input, nothing created at ``out``), :class:`RegionError`
     (regions failed; finished checkpoints kept) or :class:`VarcallError`.
     """
-    from varcall.validate import validate_call, validate_regions
+    from varcall.plan.validate import validate_call, validate_regions
 
     started = _now()
     t_start = time.time()
@@ -438,7 +433,7 @@ def run_call(
             starter = ClusterStarter(
                 cluster or ClusterSpec(),
                 warm=(f"varcall.engines.{params.engine}",),
-                client_warm=("varcall.dataset", "varcall.vcf"),
+                client_warm=("varcall.io.vcz", "varcall.io.vcf"),
             )
         if engine is None:
             try:
@@ -479,7 +474,7 @@ def run_call(
             layout = merge_regions(restrict, contig_order) if restrict else None
 
         if mode == "distributed" and client is None:
-            from varcall.validate import check_cluster
+            from varcall.plan.validate import check_cluster
 
             check_cluster(cluster or ClusterSpec())  # before out/ exists: nothing left behind
     except BaseException:
@@ -553,7 +548,7 @@ def run_call(
     t_called = time.time()
 
     # ------------------------------------------------------------- merge
-    from varcall.dataset import write_outputs
+    from varcall.run.merge import write_outputs
 
     filter_ids = list(FILTER_IDS)
     for side in sidecars:

@@ -1,6 +1,6 @@
 """Input validation before any task is submitted: headers and indexes, never reads.
 
-Every failure raises :class:`varcall.errors.InputError` with one line
+Every failure raises :class:`varcall.core.errors.InputError` with one line
 ``<file>: <what is wrong>; <the fix>``; the CLI prints ``varcall: error: ...`` and exits
 with code 2. Validation never creates anything at the output path. The only files it may
 write are indexes the user asked for (``--index`` for BAM/CRAM) and a missing reference
@@ -18,7 +18,7 @@ Checks, in order:
   sample, an index not older than the file (``build_index`` builds missing/stale ones);
 - samples: unique across files (``rename_duplicate_samples`` renames S -> S.2, S.3, ...);
 - regions: strings (``chr``, ``chr:start-end``, 1-based inclusive) and BED files (0-based
-  half-open) name known contigs and lie within them (parsed by :mod:`varcall.regions`).
+  half-open) name known contigs and lie within them (parsed by :mod:`varcall.plan.regions`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from urllib.parse import urlsplit
 
 import pysam
 
-from varcall.engines import CallInputs
-from varcall.errors import InputError
-from varcall.regions import Region, parse_region_string, read_bed_regions
+from varcall.core.errors import InputError
+from varcall.core.params import CallInputs
+from varcall.core.regions import Region, parse_region_string, read_bed_regions
 
 __all__ = [
     "BGZF_EOF",
@@ -514,7 +514,7 @@ def validate_regions(
 ) -> list[Region]:
     """All user regions (strings, then BED intervals), checked against the contigs.
 
-    Parsing is :func:`varcall.regions.parse_region_string` / :func:`read_bed_regions`; in
+    Parsing is :func:`varcall.plan.regions.parse_region_string` / :func:`read_bed_regions`; in
     addition an explicit end past the contig end is refused here rather than clipped, since
     it usually means coordinates of another reference build.
     """
@@ -597,7 +597,7 @@ def check_cluster(spec: Any, *, probe_seconds: float = 10.0) -> None:
     """Refuse a cluster that cannot work before anything is created: a remote scheduler
     that does not accept TCP connections (probed for at most ``probe_seconds``), or a batch
     system whose submit command is not on PATH (unless ``spec.fallback_local``).
-    ``spec`` is a :class:`varcall.scatter.ClusterSpec`; a LocalCluster needs nothing."""
+    ``spec`` is a :class:`varcall.run.scatter.ClusterSpec`; a LocalCluster needs nothing."""
     kind = getattr(spec, "kind", "local")
     if kind == "scheduler":
         address = str(spec.scheduler_address)
@@ -657,7 +657,7 @@ def validate_call(
     (0-based half-open) are checked against the reference contigs. ``work_dir`` defaults to
     ``out/work``. ``samples`` of the result are the files' samples in input order; with
     ``rename_duplicate_samples`` repeated names are renamed (see :func:`unique_sample_names`),
-    and :func:`varcall.inputs.sample_columns` maps each file's SM to its output column;
+    and :func:`varcall.plan.inputs.sample_columns` maps each file's SM to its output column;
     only the native engine (``engine_name``) can run with renamed samples.
     Nothing is created at ``out``.
     """
@@ -747,7 +747,7 @@ def diagnose_region(inputs: CallInputs, region: Region, *, pad: int = 0) -> str 
 
 
 #: Compressed bytes checked past a region's last read when looking for a damaged block
-#: (readers decompress ahead of the reads they return; varcall._bam reads 1 MiB at a time).
+#: (readers decompress ahead of the reads they return; varcall.io.bam reads 1 MiB at a time).
 SCAN_SLACK_BYTES = 2 << 20
 
 

@@ -1,6 +1,6 @@
 """The ``varcall`` command line: parses options, calls library functions, reports.
 
-Library functions raise :class:`varcall.errors.VarcallError` (or ``ValueError``) with a
+Library functions raise :class:`varcall.core.errors.VarcallError` (or ``ValueError``) with a
 one-line message; here they become ``varcall: error: ...`` on stderr and a non-zero exit
 (2 for bad input). No work is done in this module.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from varcall import __version__
-from varcall.errors import InputError, VarcallError
+from varcall.core.errors import InputError, VarcallError
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def simulate(
 ):
     """Simulate a deterministic cohort: reference, truth VCF, confident BED and BAMs."""
     _setup_logging(verbose)
-    from varcall.simulate import SimulationConfig, simulate_cohort
+    from varcall.simulate.cohort import SimulationConfig, simulate_cohort
 
     config = SimulationConfig(
         n_samples=samples,
@@ -236,9 +236,10 @@ def regions(
 ):
     """Plan coverage-balanced regions from the reference and the BAM indexes (no reads read)."""
     _setup_logging(verbose)
-    from varcall.inputs import resolve_inputs
-    from varcall.regions import plan_regions, write_bed
-    from varcall.validate import check_reference, validate_regions
+    from varcall.core.regions import write_bed
+    from varcall.plan.inputs import resolve_inputs
+    from varcall.plan.regions import plan_regions
+    from varcall.plan.validate import check_reference, validate_regions
 
     paths = _collect_bams(bams, bam_list)
     check_reference(reference)  # readable, indexed (the .fai built when missing)
@@ -490,9 +491,9 @@ def call(
     _setup_logging(verbose)
     import shlex
 
-    from varcall.engines import CallParams
-    from varcall.pipeline import run_call
-    from varcall.scatter import ClusterSpec
+    from varcall.core.params import CallParams
+    from varcall.run.pipeline import run_call
+    from varcall.run.scatter import ClusterSpec
 
     paths = _collect_bams(bams, bam_list)
     if scheduler and cluster:
@@ -601,7 +602,7 @@ def concordance(reference, a, b, truth, bed, include_filtered, qc, require_ident
     """Compare call sets A and B (VCF, VCF.gz, BCF, VCF Zarr or run folders), and each with a
     truth set; writes OUT/metrics.json, OUT/discordant.tsv and OUT/truth_errors.tsv."""
     _setup_logging(verbose)
-    from varcall.concordance import run_concordance
+    from varcall.evaluate.concordance import run_concordance
 
     m = run_concordance(
         a, b, reference, out, truth=truth, bed=bed, include_filtered=include_filtered, qc=qc
@@ -658,7 +659,7 @@ def report(runs, concordance_dirs, out, verbose):
     """Write one self-contained HTML report for run folders RUNS (side by side), with
     metrics.json beside it."""
     _setup_logging(verbose)
-    from varcall.report import write_report
+    from varcall.report.html import write_report
 
     path = write_report(list(runs), out, concordance_dir=list(concordance_dirs))
     click.echo(f"wrote {path}")

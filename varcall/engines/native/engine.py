@@ -4,8 +4,8 @@
 of at most :data:`WINDOW` bp, shorter for large cohorts (:func:`window_size`; memory stays
 flat whatever the region length), each padded by ``pileup.SHADOW_PAD`` bp of reads on both
 sides for the neighbouring indel sites the pileup consults, and for each window
-runs :mod:`varcall.pileup` (read decoding, mate-overlap masking, evidence counting,
-candidate alleles, per-read allele penalties) and :mod:`varcall.model` (genotype
+runs :mod:`varcall.engines.native.pileup` (read decoding, mate-overlap masking, evidence counting,
+candidate alleles, per-read allele penalties) and :mod:`varcall.engines.native.model` (genotype
 likelihoods, EM allele frequencies, QUAL, GT/GQ/PL). Every quantity at a position comes
 from the reads overlapping it, so windows and regions never change a call.
 
@@ -37,13 +37,13 @@ from collections.abc import Iterator
 import numpy as np
 import pysam
 
-from varcall import pileup
-from varcall.callset import FILL, FILTER_IDS, CallSet, n_genotypes
-from varcall.engines import CallInputs, CallParams
-from varcall.errors import InputError, RegionError
-from varcall.inputs import sample_columns
-from varcall.model import joint_call
-from varcall.regions import Region
+from varcall.core.callset import FILL, FILTER_IDS, CallSet, n_genotypes
+from varcall.core.errors import InputError, RegionError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines.native import pileup
+from varcall.engines.native.model import joint_call
+from varcall.plan.inputs import sample_columns
 
 __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
@@ -74,7 +74,7 @@ def warm() -> None:
     numba loads the engine's kernels from its cache (another 0.15-0.4 s per process).
     Idempotent and thread-safe; run by the fork server of a local process cluster (every
     worker forked from it starts warm), by thread workers' process, and by each Dask
-    worker when it starts (:class:`varcall.scatter.ClusterStarter`). Changes no result:
+    worker when it starts (:class:`varcall.run.scatter.ClusterStarter`). Changes no result:
     the warm-up writes only to a temporary folder and its calls are dropped."""
     global _warmed
     from numba.core.compiler_lock import global_compiler_lock
@@ -98,7 +98,7 @@ def _warm_call() -> None:
     through the whole engine: BAM decoding, pileup, genotyping and VCF text."""
     import tempfile
 
-    from varcall.vcf import format_bytes
+    from varcall.io.vcf import format_bytes
 
     rng = np.random.default_rng(0)
     length = 2000
@@ -227,7 +227,7 @@ class NativeEngine:
         sample_index: tuple[dict[str, int], ...],
     ) -> dict | None:
         # reads from SHADOW_PAD bp around the window: indel sites there shadow SNV sites of
-        # the window or end its indel comparisons (see varcall.pileup); only sites in
+        # the window or end its indel comparisons (see varcall.engines.native.pileup); only sites in
         # [ws, we) are called
         ews = max(0, ws - pileup.SHADOW_PAD)
         ewe = min(length, we + pileup.SHADOW_PAD)
@@ -245,7 +245,7 @@ class NativeEngine:
             return None
         if int(batch.end.max()) > length:
             # invalid alignments (Picard: "alignment extends past end of reference");
-            # varcall.scatter names the file when the task fails
+            # varcall.run.scatter names the file when the task fails
             raise RegionError(
                 f"region {contig}:{ews + 1}-{ewe}: a read extends past the end of {contig} "
                 f"({length} bp); the alignments do not match the reference"

@@ -1,8 +1,8 @@
-"""VCF text for :class:`~varcall.callset.CallSet`: header, records, a BGZF+tabix writer and a reader.
+"""VCF text for :class:`~varcall.core.callset.CallSet`: header, records, a BGZF+tabix writer and a reader.
 
 Coordinates: ``CallSet.position`` is 0-based; VCF POS (written here) is 1-based.
 
-Writing (:func:`format_bytes` — a numba kernel in :mod:`varcall.vcf_kernels` writes the
+Writing (:func:`format_bytes` — a numba kernel in :mod:`varcall.io.vcf_numba_fns` writes the
 records, about 5 us a record of 3 samples — :func:`format_records`, :class:`VcfWriter`)
     - CHROM, POS = position + 1, ID ``.``, REF, ALT (``.`` when there is no ALT).
     - QUAL: the shortest decimal text that reads back as the same float32 (``30``, ``12.35``);
@@ -34,8 +34,8 @@ from types import TracebackType
 
 import numpy as np
 
-from varcall.callset import FILL, FILTER_IDS, MISSING, CallSet, n_genotypes
-from varcall.errors import InputError, VarcallError
+from varcall.core.callset import FILL, FILTER_IDS, MISSING, CallSet, n_genotypes
+from varcall.core.errors import InputError, VarcallError
 
 __all__ = [
     "FILTER_DESCRIPTIONS",
@@ -230,7 +230,7 @@ def _filter_table(callset: CallSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def format_bytes(callset: CallSet) -> bytes:
     """The VCF data lines of ``callset`` as ASCII bytes, each ending in a newline."""
-    from varcall.vcf_kernels import INT_WIDTH, POS_WIDTH, write_lines
+    from varcall.io.vcf_numba_fns import INT_WIDTH, POS_WIDTH, write_lines
 
     v = callset.n_variants
     if v == 0:

@@ -8,7 +8,7 @@ left the queue before its worker connected), up to a bound so that a job that ca
 start does not loop forever.
 
 :func:`wait_for_first_worker` implements ``--cluster-timeout``: when no worker has
-connected within the time, it raises a one-line :class:`~varcall.errors.VarcallError`
+connected within the time, it raises a one-line :class:`~varcall.core.errors.VarcallError`
 naming the jobs' state, and the caller may fall back to a local cluster
 (``--fallback-local``).
 
@@ -25,7 +25,7 @@ import subprocess
 import time
 from typing import Any
 
-from varcall.errors import VarcallError
+from varcall.core.errors import VarcallError
 
 __all__ = ["JobKeeper", "wait_for_first_worker", "job_states"]
 

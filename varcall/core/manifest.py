@@ -1,0 +1,206 @@
+"""The run manifest (``OUT/manifest.json``): what a finished ``varcall call`` did, typed.
+
+One dataclass, written by the run (:mod:`varcall.run.pipeline`) and read through
+:func:`load_manifest` by concordance and the report. ``manifest_version`` counts format
+changes; manifests written before it existed (no such key) read as version 1. Free-form
+sections (``inputs``, ``versions``, ``host``, ``cluster``, ``outputs``, ``params``) stay
+mappings: their content depends on the engine, the cluster and the installation.
+Coordinates in units are 0-based half-open (``start``, ``end``); ``region`` is the
+1-based text form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from varcall.core.errors import InputError
+from varcall.core.files import write_json_atomic
+
+__all__ = [
+    "MANIFEST_VERSION",
+    "MANIFEST_NAME",
+    "EngineInfo",
+    "UnitRecord",
+    "Timing",
+    "Memory",
+    "Throughput",
+    "Planning",
+    "Manifest",
+    "load_manifest",
+    "read_manifest",
+]
+
+MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def _from(cls: type, doc: Any) -> Any:
+    """An instance of dataclass ``cls`` from the known keys of ``doc`` (others ignored)."""
+    if not isinstance(doc, dict):
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+@dataclasses.dataclass
+class EngineInfo:
+    """The engine of a run. known_differences: why a distributed run of this engine may
+    differ from its single-process run ("" when it never does)."""
+
+    name: str | None = None
+    version: str | None = None
+    known_differences: str = ""
+
+
+@dataclasses.dataclass
+class UnitRecord:
+    """One region task (a single-process run has one unit per contig)."""
+
+    region: str | None = None
+    contig: str | None = None
+    start: int | None = None
+    end: int | None = None
+    key: str | None = None
+    n_variants: int | None = None
+    digest: str | None = None
+    seconds: float | None = None
+    worker: str | None = None
+    attempts: int = 0
+    resumed: bool = False
+
+    @property
+    def has_span(self) -> bool:
+        return isinstance(self.start, int) and isinstance(self.end, int)
+
+
+@dataclasses.dataclass
+class Timing:
+    """Seconds: the whole run, calling (with planning), merging, and the tasks' sum."""
+
+    wall_seconds: float | None = None
+    call_seconds: float | None = None
+    merge_seconds: float | None = None
+    task_seconds_sum: float | None = None
+
+
+@dataclasses.dataclass
+class Memory:
+    """Peak resident set sizes in MB (10**6 bytes) of the client and the busiest worker."""
+
+    client_peak_rss_mb: float | None = None
+    worker_peak_rss_mb: float | None = None
+
+
+@dataclasses.dataclass
+class Throughput:
+    bp_per_second: float | None = None
+    variants_per_second: float | None = None
+
+
+@dataclasses.dataclass
+class Planning:
+    """How the regions were planned (as the user asked)."""
+
+    region_size: int | None = None
+    region_count: int | None = None
+    regions_planned: int | None = None
+    region_strings: list[str] = dataclasses.field(default_factory=list)
+    regions_bed: str | None = None
+    explicit_layout: bool = False
+    retries: int | None = None
+    resume: bool = False
+
+
+@dataclasses.dataclass
+class Manifest:
+    """A finished run. See the README's "Outputs" section for every key."""
+
+    varcall_version: str | None = None
+    code_digest: str | None = None
+    units_run_by_other_code: int = 0
+    command_line: str | None = None
+    run_id: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    mode: str | None = None
+    engine: EngineInfo = dataclasses.field(default_factory=EngineInfo)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    versions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    host: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cluster: dict[str, Any] | None = None
+    planning: Planning = dataclasses.field(default_factory=Planning)
+    units: list[UnitRecord] = dataclasses.field(default_factory=list)
+    n_units: int | None = None
+    n_variants: int | None = None
+    contig_digests: dict[str, str] = dataclasses.field(default_factory=dict)
+    contig_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    timing: Timing = dataclasses.field(default_factory=Timing)
+    memory: Memory = dataclasses.field(default_factory=Memory)
+    throughput: Throughput = dataclasses.field(default_factory=Throughput)
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (plain dicts and lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Manifest:
+        """A manifest from its JSON document; unknown keys are ignored and missing ones take
+        their defaults (older manifests: ``regions`` for ``units``, a plain engine name,
+        ``wall_seconds`` at the top level)."""
+        plain = {f.name for f in dataclasses.fields(cls)} - {
+            "engine", "planning", "units", "timing", "memory", "throughput"
+        }
+        m = cls(**{k: v for k, v in doc.items() if k in plain and v is not None})
+        m.manifest_version = int(doc.get("manifest_version", 1))
+        engine = doc.get("engine")
+        m.engine = EngineInfo(name=engine) if isinstance(engine, str) else (
+            _from(EngineInfo, engine) or EngineInfo()
+        )
+        m.planning = _from(Planning, doc.get("planning")) or Planning()
+        units = doc.get("units", doc.get("regions")) or []
+        m.units = [u for u in (_from(UnitRecord, x) for x in units) if u is not None]
+        m.timing = _from(Timing, doc.get("timing")) or Timing(wall_seconds=doc.get("wall_seconds"))
+        m.memory = _from(Memory, doc.get("memory")) or Memory()
+        m.throughput = _from(Throughput, doc.get("throughput")) or Throughput()
+        return m
+
+    def write(self, out: str | os.PathLike) -> Path:
+        """Write ``out/manifest.json`` atomically; returns its path."""
+        path = Path(out) / MANIFEST_NAME
+        write_json_atomic(path, self.to_dict())
+        return path
+
+
+def read_manifest(run_dir: str | os.PathLike) -> Manifest | None:
+    """The manifest of run folder ``run_dir``; None when it has none. Raises
+    :class:`InputError` when the file is there but unreadable."""
+    path = Path(run_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        return Manifest.from_dict(doc)
+    except (OSError, ValueError, TypeError) as e:
+        raise InputError(
+            f"{path}: not a readable JSON manifest ({e}); re-run 'varcall call' into a new folder"
+        ) from e
+
+
+def load_manifest(run_dir: str | os.PathLike) -> Manifest:
+    """The manifest of the finished run in ``run_dir``; :class:`InputError` when absent."""
+    m = read_manifest(run_dir)
+    if m is None:
+        raise InputError(
+            f"{Path(run_dir) / MANIFEST_NAME}: no manifest; give the --out folder of a "
+            "finished 'varcall call'"
+        )
+    return m

@@ -1,0 +1,1 @@
+"""After a run: concordance (identity, truth), QC."""

@@ -1,0 +1,1 @@
+"""Reading and writing files: BAM decoding, alignment indexes, VCF, VCF Zarr."""

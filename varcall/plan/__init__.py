@@ -1,0 +1,1 @@
+"""Before any calling: inputs, validation, region planning."""

@@ -1,0 +1,1 @@
+"""The HTML report of one or more runs and their concordance."""

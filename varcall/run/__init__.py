@@ -1,0 +1,1 @@
+"""Running a call: pipeline stages, Dask tasks, checkpoints, clusters, merge."""

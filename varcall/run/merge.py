@@ -1,0 +1,141 @@
+"""The streaming merge of region results into the VCF and the VCF Zarr store."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from varcall import __version__
+from varcall.core.callset import CallSet
+from varcall.core.files import remove_stale_temporaries
+from varcall.io.vcf import (
+    VcfWriter,
+    vcf_header,
+)
+from varcall.io.vcz import VczWriter
+
+__all__ = [
+    "MergeResult",
+    "write_outputs",
+]
+
+
+@dataclasses.dataclass
+class MergeResult:
+    """What :func:`write_outputs` wrote.
+
+    contig_digests: per contig of ``contigs`` (all of them, in order), the SHA-256 of its
+    records fed through :meth:`CallSet.update_digest` — equal for any region layout.
+    callset_digests / callset_counts: per input CallSet, in input order.
+    """
+
+    n_variants: int
+    contig_digests: dict[str, str]
+    contig_counts: dict[str, int]
+    callset_digests: list[str]
+    callset_counts: list[int]
+    vcf_path: Path
+    index_path: Path
+    vcz_path: Path
+
+
+class _Tee:
+    """Feed the same bytes to several hash objects."""
+
+    def __init__(self, *hashes: Any) -> None:
+        self.hashes = hashes
+
+    def update(self, data: bytes) -> None:
+        for h in self.hashes:
+            h.update(data)
+
+
+def write_outputs(
+    out_dir: str | os.PathLike,
+    callsets: Iterable[CallSet],
+    *,
+    contigs: Sequence[tuple[str, int]],
+    samples: Sequence[str],
+    filter_ids: Sequence[str],
+    max_alleles: int,
+    header_kwargs: Mapping[str, Any] | None = None,
+    chunk_size: int = 10_000,
+    vcf_name: str = "calls.vcf.gz",
+    vcz_name: str = "calls.vcz",
+    compress_level: int | None = None,
+) -> MergeResult:
+    """The streaming merge: write ``OUT/calls.vcf.gz`` (+ .tbi) and ``OUT/calls.vcz``.
+
+    callsets: in genomic order (reference contig order, sorted by position), typically a
+    generator loading ``OUT/work/*.npz`` one at a time; only the current CallSet and one
+    chunk of the store are in memory. max_alleles: an upper bound of the alleles of any
+    record (e.g. the widest padding of the inputs); the store's allele axes end up as wide as
+    the widest record, whatever the bound — passing the largest :func:`used_max_alleles`
+    also makes the chunk shapes independent of it. filter_ids: every id the inputs carry;
+    the outputs list them as PASS, then the others sorted.
+    header_kwargs: keyword arguments of :func:`varcall.io.vcf.vcf_header` (source — default
+    "varcall VERSION" —, command_line, reference, extra_lines; ``##FILTER`` lines among
+    extra_lines also describe the filters in the store). Both outputs are built under
+    temporary names and renamed into place only when everything has been written; on error
+    neither is touched. compress_level: the VCF's BGZF level (see
+    :class:`varcall.io.vcf.VcfWriter`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (vcf_name, vcz_name):
+        remove_stale_temporaries(out, name)
+    samples = tuple(samples)
+    # canonical order, so that the outputs do not depend on the order ids were discovered in
+    fids = ["PASS", *sorted(set(filter_ids) - {"PASS"})]
+    kwargs = dict(header_kwargs or {})
+    kwargs.setdefault("source", f"varcall {__version__}")
+    header = vcf_header(contigs, samples, fids, **kwargs)
+    contig_hash = {c: hashlib.sha256() for c, _ in contigs}
+    contig_counts = {c: 0 for c, _ in contigs}
+    digests: list[str] = []
+    counts: list[int] = []
+    vcf = VcfWriter(out / vcf_name, header, compress_level=compress_level)
+    try:
+        vcz = VczWriter(
+            out / vcz_name,
+            contigs=contigs,
+            samples=samples,
+            filter_ids=fids,
+            max_alleles=max_alleles,
+            chunk_size=chunk_size,
+            meta={"vcf_header": header},
+        )
+    except BaseException:
+        vcf.abort()
+        raise
+    try:
+        for cs in callsets:
+            vcz.append(cs)
+            vcf.write(cs.with_filter_ids(vcz.filter_ids))
+            h = hashlib.sha256()
+            cs.update_digest(_Tee(h, contig_hash[cs.contig]))
+            digests.append(h.hexdigest())
+            counts.append(cs.n_variants)
+            contig_counts[cs.contig] += cs.n_variants
+        vcz.finish()
+        vcf.finish()
+        vcz.commit()
+        vcf.commit()
+    except BaseException:
+        vcz.abort()
+        vcf.abort()
+        raise
+    return MergeResult(
+        n_variants=vcz.n_variants,
+        contig_digests={c: h.hexdigest() for c, h in contig_hash.items()},
+        contig_counts=contig_counts,
+        callset_digests=digests,
+        callset_counts=counts,
+        vcf_path=vcf.path,
+        index_path=vcf.index_path,
+        vcz_path=vcz.path,
+    )
