@@ -4,14 +4,18 @@ For each dataset (the demo cohort of ``make demo`` and the ``make bench`` datase
 engine (native, bcftools, freebayes) and each mode (single-process, 2 distributed workers
 with 8 regions) this runs ``varcall call`` and records:
 
-- ``vcf``: SHA-256 of the ``calls.vcf.gz`` text minus the ``##fileDate`` and
-  ``##varcallCommand`` header lines (they carry the date and the command line);
+- ``vcf``: SHA-256 of the ``calls.vcf.gz`` text minus the ``##fileDate``,
+  ``##varcallCommand`` and ``##reference`` header lines (the date, the command line and the
+  reference's path: inputs, not results);
 - ``vcz/<array>``: SHA-256 of every array of ``calls.vcz`` (dtype, shape and values).
 
 Usage::
 
     python benchmarks/output_digests.py --out before.json            # record
     python benchmarks/output_digests.py --compare before.json        # record again and compare
+
+To record another checkout's code (e.g. the commit before a refactoring), run the script with
+that checkout as the working directory and its ``varcall`` on PYTHONPATH.
 
 ``--compare`` exits 1 and lists what differs when any digest changed. Engines whose binary is
 missing are skipped (and said so); the comparison covers what both runs have.
@@ -40,12 +44,13 @@ MODES = {
     "single": ["--single-process"],
     "distributed": ["--workers", "2", "--region-count", "8"],
 }
-SKIP_HEADER = (b"##fileDate", b"##varcallCommand")
+SKIP_HEADER = (b"##fileDate", b"##varcallCommand", b"##reference=")
 
 
-def _varcall() -> str:
-    here = Path(sys.executable).parent / "varcall"
-    return str(here) if here.exists() else "varcall"
+def _varcall() -> list[str]:
+    """The varcall command of the Python running this script (run it with the working
+    directory at a checkout to record that checkout's code)."""
+    return [sys.executable, "-c", "from varcall.cli import entry; entry()"]
 
 
 def vcf_digest(path: Path) -> str:
@@ -79,7 +84,7 @@ def demo_cohort(work: Path) -> Path:
     out = work / "demo-cohort"
     if not (out / "bams.txt").exists():
         subprocess.run(
-            [_varcall(), "simulate", "--out", str(out), "--samples", "3", "--contigs", "2",
+            [*_varcall(), "simulate", "--out", str(out), "--samples", "3", "--contigs", "2",
              "--length", "200000", "--coverage", "30", "--seed", "1", "--overwrite"],
             check=True,
         )
@@ -98,7 +103,7 @@ def bench_dataset() -> Path | None:
 
 def run_one(folder: Path, engine: str, mode: str, work: Path) -> dict[str, str]:
     out = work / f"{folder.name}-{engine}-{mode}"
-    argv = [_varcall(), "call", "-f", str(folder / "reference.fa"), "--bam-list",
+    argv = [*_varcall(), "call", "-f", str(folder / "reference.fa"), "--bam-list",
             str(folder / "bams.txt"), "-o", str(out), "--engine", engine, "--overwrite",
             "--no-progress", *MODES[mode]]
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
@@ -108,10 +113,12 @@ def run_one(folder: Path, engine: str, mode: str, work: Path) -> dict[str, str]:
     return result
 
 
-def record(work: Path, engines: tuple[str, ...], bench: bool) -> dict[str, dict[str, str]]:
+def record(
+    work: Path, engines: tuple[str, ...], bench: bool, bench_folder: Path | None = None
+) -> dict[str, dict[str, str]]:
     datasets = {"demo": demo_cohort(work)}
     if bench:
-        folder = bench_dataset()
+        folder = bench_folder or bench_dataset()
         if folder is not None:
             datasets["bench"] = folder
     results: dict[str, dict[str, str]] = {}
@@ -146,9 +153,10 @@ def main() -> int:
     p.add_argument("--compare", type=Path, help="compare with an earlier recording")
     p.add_argument("--engines", default=",".join(ENGINES))
     p.add_argument("--no-bench", action="store_true", help="the demo cohort only")
+    p.add_argument("--bench", type=Path, help="the bench dataset folder (default: build/cache)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="varcall-digests-") as tmp:
-        results = record(Path(tmp), tuple(args.engines.split(",")), not args.no_bench)
+        results = record(Path(tmp), tuple(args.engines.split(",")), not args.no_bench, args.bench)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if args.compare:

@@ -281,13 +281,11 @@ def make_run_dir(
         },
         "versions": {"varcall": "0.1.0", "python": "3.11"},
         "units": units,
-        "contigs": {
-            "contig_digests": {
-                c: hashlib.sha256(
-                    ("\n".join(r.line() for r in records if r.contig == c) + digest_salt).encode()
-                ).hexdigest()
-                for c in ref
-            }
+        "contig_digests": {
+            c: hashlib.sha256(
+                ("\n".join(r.line() for r in records if r.contig == c) + digest_salt).encode()
+            ).hexdigest()
+            for c in ref
         },
         "n_units": len(units),
         "n_variants": len(records),

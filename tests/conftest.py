@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from varcall.simulate.cohort import SimulationConfig, simulate_cohort
+from varcall.simulate.cohort import simulate_cohort
+from varcall.simulate.config import SimulationConfig
 
 #: the configurations behind the fixtures (tests may read them, e.g. for the boundaries)
 COHORT_CONFIG = SimulationConfig(

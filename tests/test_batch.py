@@ -8,8 +8,8 @@ import asyncio
 import pytest
 
 from varcall.core.errors import VarcallError
+from varcall.run.clusters import ClusterSpec
 from varcall.run.jobs import JobKeeper, wait_for_first_worker
-from varcall.run.scatter import ClusterSpec
 
 
 class FakeJob:

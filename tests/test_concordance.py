@@ -26,7 +26,8 @@ from click.testing import CliRunner
 
 from varcall.cli.main import main
 from varcall.core.errors import InputError
-from varcall.evaluate.concordance import compare_manifests, run_concordance
+from varcall.evaluate.concordance import run_concordance
+from varcall.evaluate.identity import compare_manifests
 
 
 @pytest.fixture(scope="module")
@@ -340,7 +341,8 @@ def test_qc_counts_with_haploid_calls(ref, tmp_path):
 
 
 def test_bam_depth_counts_usable_reads(ref, tmp_path):
-    from varcall.evaluate.concordance import BamDepth
+    from varcall.core.manifest import Manifest
+    from varcall.evaluate.truth import BamDepth
 
     _, seq = ref
     header = {
@@ -375,7 +377,7 @@ def test_bam_depth_counts_usable_reads(ref, tmp_path):
             out.write(a)
     pysam.index(str(path))
     manifest = {"inputs": {"alignments": [{"path": str(path)}]}, "params": {"min_mapq": 20}}
-    depth = BamDepth(manifest)
+    depth = BamDepth(Manifest.from_dict(manifest))
     try:
         assert depth("S1", "chr1", 150) == 3
         assert depth("S1", "chr1", 2000) == 0
@@ -410,7 +412,7 @@ def test_qc_ti_tv_agrees_with_bcftools_stats(planted):
 def test_vcf_zarr_input(ref, planted, tmp_path):
     """A VCF Zarr store written from A compares identical to A; with one genotype changed
     in the store, exactly that record differs."""
-    from varcall.io.vcf import read_vcf
+    from varcall.io.vcf_read import read_vcf
     from varcall.run.merge import write_outputs
 
     refp, seq = ref

@@ -1,4 +1,4 @@
-"""VCF Zarr store (varcall.io.vcz): sgkit conventions, equality with the VCF record by
+"""VCF Zarr store (varcall.io.vcz, varcall.io.vcz_spec): sgkit conventions, equality with the VCF record by
 record, chunking independence, the streaming merge and its atomicity."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from varcall import __version__
 from varcall.core.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
 from varcall.core.errors import InputError
-from varcall.io.vcf import read_vcf
+from varcall.io.vcf_read import read_vcf
 from varcall.io.vcz import VczWriter, used_max_alleles
 from varcall.io.vcz_read import read_vcz, vcz_to_vcf
 from varcall.run.merge import write_outputs

@@ -34,8 +34,8 @@ from varcall.core.errors import RegionError
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines import get_engine
+from varcall.run.checkpoints import engine_version, read_checkpoint
 from varcall.run.pipeline import run_call
-from varcall.run.scatter import engine_version, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -106,7 +106,8 @@ class FaultyEngine:
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def tiny_cohort(tmp_path_factory) -> Path:
-    from varcall.simulate.cohort import SimulationConfig, simulate_cohort
+    from varcall.simulate.cohort import simulate_cohort
+    from varcall.simulate.config import SimulationConfig
 
     d = tmp_path_factory.mktemp("faults") / "tiny_cohort"
     config = SimulationConfig(n_samples=2, n_contigs=2, contig_length=20_000, coverage=10, seed=3)
@@ -236,7 +237,7 @@ def test_baseline_manifest_and_audit(baseline, tiny_cohort):
 
 
 def test_local_cluster_listens_on_loopback_only():
-    from varcall.run.scatter import ClusterSpec, open_client
+    from varcall.run.clusters import ClusterSpec, open_client
 
     with open_client(ClusterSpec(workers=1, processes=False)) as c:
         assert c.scheduler.address.startswith("tcp://127.0.0.1:")
@@ -249,7 +250,7 @@ def test_tls_options_build_a_security_object(tmp_path):
     from distributed.security import Security
 
     from varcall.core.errors import InputError
-    from varcall.run.scatter import ClusterSpec, _security
+    from varcall.run.clusters import ClusterSpec, _security
 
     files = {}
     for name in ("ca", "cert", "key"):
@@ -304,8 +305,8 @@ def test_worker_killed_mid_run_gives_identical_output(tiny_cohort, client, basel
     lost = [a for a in audit_lines(out) if a["outcome"] == "lost"]
     assert [a["region"] for a in lost] == [target]
     assert killed["addr"] and lost[0]["worker"].endswith(killed["addr"])
-    by_region = {u["region"]: u for u in result.manifest["units"]}
-    assert by_region[target]["attempts"] == 2
+    by_region = {u.region: u for u in result.manifest.units}
+    assert by_region[target].attempts == 2
 
 
 # ----------------------------------------------------------------------------- task failures
@@ -323,9 +324,9 @@ def test_transient_failure_is_retried(tiny_cohort, client, baseline, tmp_path):
         retries=2,
     )
     assert_same_output(out, baseline)
-    by_region = {u["region"]: u for u in result.manifest["units"]}
-    assert by_region[flaky]["attempts"] == 2
-    assert all(u["attempts"] == 1 for r, u in by_region.items() if r != flaky)
+    by_region = {u.region: u for u in result.manifest.units}
+    assert by_region[flaky].attempts == 2
+    assert all(u.attempts == 1 for r, u in by_region.items() if r != flaky)
     errors = [a for a in audit_lines(out) if a["outcome"] == "error"]
     assert [a["region"] for a in errors] == [flaky]
     assert "injected transient failure" in errors[0]["error"]
@@ -349,7 +350,7 @@ def test_permanent_failure_names_region_keeps_checkpoints_then_resume(
     # --resume runs only the failed region
     result = call(tiny_cohort, out, client, FaultyEngine(), resume=True)
     assert_same_output(out, baseline)
-    assert [u["region"] for u in result.manifest["units"] if not u["resumed"]] == [bad]
+    assert [u.region for u in result.manifest.units if not u.resumed] == [bad]
 
 
 def test_crash_during_merge_leaves_nothing_that_looks_complete(
@@ -380,7 +381,7 @@ def test_crash_during_merge_leaves_nothing_that_looks_complete(
     # the checkpoints are kept: --resume finishes without calling again
     monkeypatch.undo()
     result = call(tiny_cohort, out, client, FaultyEngine(permanent=("*",)), resume=True)
-    assert all(u["resumed"] for u in result.manifest["units"])
+    assert all(u.resumed for u in result.manifest.units)
     assert_same_output(out, baseline)
 
 
@@ -443,7 +444,8 @@ def test_corrupt_block_single_process_whole_genome(tiny_cohort, tmp_path):
 
 
 def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
-    from varcall.plan.validate import diagnose_region, validate_call
+    from varcall.plan.diagnose import diagnose_region
+    from varcall.plan.validate import validate_call
 
     bam = tmp_path / "past.bam"
     contigs = [("chr1", 20_000), ("chr2", 20_000)]
@@ -531,9 +533,9 @@ def child_env() -> dict[str, str]:
 SLOW_CLI = textwrap.dedent(
     """
     import sys
-    import varcall.run.pipeline
+    import varcall.run.prepare
     from test_faults import FaultyEngine
-    varcall.run.pipeline.get_engine = lambda name: FaultyEngine(inner=name, delay=1.0)
+    varcall.run.prepare.get_engine = lambda name: FaultyEngine(inner=name, delay=1.0)
     from varcall.cli.main import main
     main(sys.argv[1:], prog_name="varcall")
     """

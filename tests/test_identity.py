@@ -33,8 +33,8 @@ from varcall.cli.main import main
 from varcall.core.errors import InputError
 from varcall.core.params import CallParams
 from varcall.core.regions import Region, read_bed_regions
+from varcall.run.clusters import ClusterSpec, open_client
 from varcall.run.pipeline import run_call
-from varcall.run.scatter import ClusterSpec, open_client
 
 VOLATILE = ("##fileDate", "##varcallCommand")
 CONTIG_LENGTH = SMALL_COHORT_CONFIG.contig_length
@@ -302,7 +302,7 @@ def test_default_plan_gives_every_worker_work(small_cohort, single, proc2, tmp_p
     out = tmp_path / "out"
     result = _distributed(small_cohort, out, proc2)
     assert result.n_units == 3 * 2  # 3 regions per worker slot, 80 kb << 5 Mb
-    assert result.manifest["planning"]["regions_planned"] == 6
+    assert result.manifest.planning.regions_planned == 6
     assert_same_output(single, out)
 
 

@@ -9,7 +9,11 @@ import pysam
 import pytest
 
 from varcall.core.errors import InputError
-from varcall.engines.native import pileup
+from varcall.engines.native.evidence import count_evidence
+from varcall.engines.native.observations import site_observations
+from varcall.engines.native.pileup import encode_bases
+from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
+from varcall.engines.native.sites import Sites, find_sites
 
 # 0-based: a homopolymer AAAAAA at [60, 66), flanked by C (59) and G (66)
 REF = (
@@ -106,14 +110,14 @@ class Bam:
 def run(bam: str, ref_path: str, samples=("S1",), *, min_mapq=20, min_baseq=13, supp=False):
     """The pileup stages over the whole test contig."""
     index = {s: i for i, s in enumerate(samples)}
-    batch = pileup.fetch_reads(
+    batch = fetch_reads(
         [bam], ref_path, index, CONTIG, 0, len(REF), min_mapq=min_mapq, include_supplementary=supp
     )
-    ref = pileup.encode_bases(REF)
-    pileup.mask_mate_overlaps(batch)
-    ev = pileup.count_evidence(batch, ref, 0, 0, len(REF), len(samples), min_baseq)
-    sites = pileup.find_sites(ev, batch, ref, 0, REF)
-    obs = pileup.site_observations(sites, batch, ref, 0, min_baseq)
+    ref = encode_bases(REF)
+    mask_mate_overlaps(batch)
+    ev = count_evidence(batch, ref, 0, 0, len(REF), len(samples), min_baseq)
+    sites = find_sites(ev, batch, ref, 0, REF)
+    obs = site_observations(sites, batch, ref, 0, min_baseq)
     return batch, ev, sites, obs
 
 
@@ -121,7 +125,7 @@ def base_code(b: str) -> int:
     return "ACGT".index(b)
 
 
-def alleles_at(sites: pileup.Sites, pos: int) -> list[tuple[str, str]]:
+def alleles_at(sites: Sites, pos: int) -> list[tuple[str, str]]:
     k = int(np.nonzero(sites.pos == pos)[0][0])
     return sites.alleles[k]
 
@@ -303,14 +307,14 @@ def test_readbatch_concatenate_shifts_offsets(tmp_path):
         "b", 20, [("M", 10), ("I", 2), ("M", 10)], seq_from_ref(20, [("M", 10)]) + "GG" + REF[30:40]
     )
     b1, _, _, _ = run(*bam.write())
-    both = pileup.ReadBatch.concatenate([b1, b1])
+    both = ReadBatch.concatenate([b1, b1])
     assert both.n_reads == 4
     assert both.qoff.tolist() == [0, 30, 52, 82]
     assert both.coff.tolist() == [0, 1, 4, 5]
     assert both.cn.tolist() == [1, 3, 1, 3]
 
 
-def assert_same_batch(a: pileup.ReadBatch, b: pileup.ReadBatch) -> None:
+def assert_same_batch(a: ReadBatch, b: ReadBatch) -> None:
     import dataclasses
 
     for f in dataclasses.fields(a):
@@ -343,8 +347,8 @@ def test_bam_decoder_matches_pysam(tmp_path, window):
     bam, ref = mixed_bam(tmp_path).write()
     index = {"S1": 0, "S2": 1}
     kw = dict(min_mapq=20, include_supplementary=False)
-    fast = pileup.fetch_reads([bam], ref, index, CONTIG, *window, **kw)
-    slow = pileup.fetch_reads([bam], ref, index, CONTIG, *window, fast=False, **kw)
+    fast = fetch_reads([bam], ref, index, CONTIG, *window, **kw)
+    slow = fetch_reads([bam], ref, index, CONTIG, *window, fast=False, **kw)
     assert (fast.n_reads > 0) == (window[0] < 150)  # nothing aligned past 122
     assert_same_batch(fast, slow)
     if window == (0, len(REF)):
@@ -360,8 +364,8 @@ def test_cram_goes_through_pysam(tmp_path):
     pysam.index(cram)
     index = {"S1": 0, "S2": 1}
     kw = dict(min_mapq=20, include_supplementary=False)
-    a = pileup.fetch_reads([bam], ref, index, CONTIG, 0, len(REF), **kw)
-    b = pileup.fetch_reads([cram], ref, index, CONTIG, 0, len(REF), **kw)
+    a = fetch_reads([bam], ref, index, CONTIG, 0, len(REF), **kw)
+    b = fetch_reads([cram], ref, index, CONTIG, 0, len(REF), **kw)
     assert_same_batch(a, b)
 
 
@@ -372,7 +376,7 @@ def test_read_group_without_header_line(tmp_path, fast):
     bam.add("y", 12, [("M", 30)], rg="zz")
     b, ref = bam.write()
     with pytest.raises(InputError, match="without an @RG SM header line"):
-        pileup.fetch_reads(
+        fetch_reads(
             [b], ref, {"S1": 0, "S2": 1}, CONTIG, 0, len(REF), min_mapq=20,
             include_supplementary=False, fast=fast,
         )  # fmt: skip
@@ -389,8 +393,8 @@ def test_bam_decoder_matches_pysam_on_simulated_cohort(small_cohort):
         ("chr1", 39_000, 40_000),
         ("chr2", 20_000, 26_000),
     ]:
-        fast = pileup.fetch_reads(bams, ref, index, contig, ws, we, **kw)
-        slow = pileup.fetch_reads(bams, ref, index, contig, ws, we, fast=False, **kw)
+        fast = fetch_reads(bams, ref, index, contig, ws, we, **kw)
+        slow = fetch_reads(bams, ref, index, contig, ws, we, fast=False, **kw)
         assert fast.n_reads > 0 and (we - ws < 1000 or fast.pairs.shape[0] > 0)
         assert_same_batch(fast, slow)
 
@@ -401,7 +405,7 @@ def test_unindexed_bam_is_a_one_line_input_error(tmp_path):
     path, ref = bam.write()
     Path(path + ".bai").unlink()
     with pytest.raises(InputError, match="samtools index"):
-        pileup.fetch_reads(
+        fetch_reads(
             [path], ref, {"S1": 0}, CONTIG, 0, 50, min_mapq=20, include_supplementary=False
         )
 
@@ -422,8 +426,8 @@ def test_cg_placeholder_cigar_falls_back_to_pysam(tmp_path):
         is None
     )
     kw = dict(min_mapq=20, include_supplementary=False)
-    fast = pileup.fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), **kw)
-    slow = pileup.fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), fast=False, **kw)
+    fast = fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), **kw)
+    slow = fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), fast=False, **kw)
     assert fast.n_reads == 2
     assert_same_batch(fast, slow)
 

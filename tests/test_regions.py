@@ -339,7 +339,7 @@ def test_default_region_count_cuts_every_contig_to_at_most_the_mean():
     """Without --region-size/--region-count: at least 3 regions per worker slot, rounded
     up per contig so that no region is longer than the mean (no straggler regions)."""
     from varcall.core.params import CallInputs
-    from varcall.run.pipeline import default_region_count
+    from varcall.run.prepare import default_region_count
 
     def inputs(*lengths: int) -> CallInputs:
         contigs = tuple((f"c{i}", n) for i, n in enumerate(lengths))
@@ -363,7 +363,7 @@ def test_default_region_count_bounds(lengths, slots):
 
     from varcall.core.params import CallInputs
     from varcall.plan.regions import DEFAULT_REGION_SIZE
-    from varcall.run.pipeline import TASKS_PER_SLOT, default_region_count
+    from varcall.run.prepare import TASKS_PER_SLOT, default_region_count
 
     contigs = tuple((f"c{i}", n) for i, n in enumerate(lengths))
     ins = CallInputs(reference="r.fa", bams=("a.bam",), samples=("a",), contigs=contigs)

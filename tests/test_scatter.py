@@ -15,17 +15,14 @@ from varcall.core.errors import InputError, RegionError
 from varcall.core.params import CallParams
 from varcall.core.regions import Region
 from varcall.plan.inputs import resolve_inputs
-from varcall.run.scatter import (
-    ClusterSpec,
+from varcall.run.checkpoints import (
     checkpoint_key,
     engine_version,
     inputs_identity,
-    open_client,
     read_checkpoint,
-    run_region_task,
-    run_sequential,
-    scatter_regions,
 )
+from varcall.run.clusters import ClusterSpec, open_client
+from varcall.run.tasks import run_region_task, run_sequential, scatter_regions
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +113,7 @@ def test_region_task_rejects_calls_outside_region(data, tmp_path):
 
 def test_region_task_refuses_other_version(data, tmp_path):
     from varcall import __version__
-    from varcall.run.scatter import code_digest
+    from varcall.run.checkpoints import code_digest
 
     args = (data["regions"][0], data["inputs"], CallParams(), str(tmp_path), "c" * 64, "r")
     side = run_region_task(*args, FakeEngine(), (__version__, code_digest()))
@@ -321,7 +318,7 @@ def test_process_workers(data, tmp_path):
 
 _WORKER_STATE = """
 import json, os, sys
-from varcall.run.scatter import ClusterSpec, ClusterStarter
+from varcall.run.clusters import ClusterSpec, ClusterStarter
 
 def state():
     native = sys.modules.get("varcall.engines.native.engine")
@@ -361,7 +358,8 @@ def test_process_workers_environment_and_warm_up():
 def test_worker_environ_keeps_a_user_setting(monkeypatch):
     import dask
 
-    from varcall.run.scatter import _jobqueue_kwargs, _worker_environ
+    from varcall.run.clusters import _jobqueue_kwargs
+    from varcall.run.forkserver import _worker_environ
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     monkeypatch.delenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", raising=False)
@@ -385,7 +383,7 @@ def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from varcall.run.scatter import _jobqueue_kwargs
+    from varcall.run.clusters import _jobqueue_kwargs
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test
     monkeypatch.delenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", raising=False)
@@ -410,7 +408,7 @@ def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch):
 def test_cluster_starter(data, tmp_path):
     import threading
 
-    from varcall.run.scatter import ClusterStarter
+    from varcall.run.clusters import ClusterStarter
 
     params, engine = CallParams(), FakeEngine()
     keys = _keys(data, params, engine)
@@ -479,7 +477,7 @@ def test_jobqueue_needs_cores_and_memory():
 
 
 def test_slurm_job_script(tmp_path, monkeypatch):
-    from varcall.run.scatter import _jobqueue_kwargs
+    from varcall.run.clusters import _jobqueue_kwargs
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test
 

@@ -21,13 +21,10 @@ from hypothesis import strategies as st
 
 from varcall.core.errors import InputError
 from varcall.simulate import cohort as sim
-from varcall.simulate.cohort import (
-    SimulationConfig,
-    haplotype,
-    normalize_allele,
-    read_cigar,
-    simulate_cohort,
-)
+from varcall.simulate.cohort import simulate_cohort
+from varcall.simulate.config import SimulationConfig
+from varcall.simulate.haplotypes import HapAlignment, cigar_from_refpos, haplotype, read_cigar
+from varcall.simulate.variants import normalize_allele
 
 TINY = SimulationConfig(n_samples=2, n_contigs=2, contig_length=6_000, coverage=8.0, seed=3)
 CIGAR_RE = re.compile(r"(\d+)([MIDS])")
@@ -414,7 +411,7 @@ def test_failed_run_leaves_no_final_files(tmp_path: Path, monkeypatch: pytest.Mo
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sim, "_write_sam_body", boom)
+    monkeypatch.setattr(sim, "write_sam_body", boom)
     with pytest.raises(RuntimeError):
         simulate_cohort(tmp_path / "y", TINY)
     assert list((tmp_path / "y").iterdir()) == []
@@ -598,11 +595,11 @@ def test_window_cigars_match_per_read_alignment(ref: str, raw: list, read_len: i
     from aligning each slice on its own (leading/trailing inserted bases soft-clipped)."""
     edits = _apply_edits(ref, raw)
     bases, refpos = haplotype(ref, edits)
-    hal = sim._HapAlignment(bases, refpos, ref.encode())
+    hal = HapAlignment(bases, refpos, ref.encode())
     starts = np.arange(0, bases.size - read_len + 1)
     pos, end, cigars, dropped = hal.window_cigars(starts, read_len)
     for k, a in enumerate(starts.tolist()):
-        expect = sim.cigar_from_refpos(hal.refpos[a : a + read_len])
+        expect = cigar_from_refpos(hal.refpos[a : a + read_len])
         if expect is None:
             assert dropped[k]
             continue

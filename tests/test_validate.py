@@ -22,9 +22,10 @@ from click.testing import CliRunner
 from varcall.cli.main import main
 from varcall.core.errors import InputError
 from varcall.core.regions import Region
-from varcall.plan import validate
+from varcall.plan import validate_cluster, validate_output, validate_reference
 from varcall.plan.inputs import sample_columns
-from varcall.plan.validate import BGZF_EOF, unique_sample_names, validate_call, validate_regions
+from varcall.plan.validate import validate_call, validate_regions
+from varcall.plan.validate_alignments import BGZF_EOF, unique_sample_names
 
 PYSAM_DATA = Path("/usr/share/doc/python-pysam/tests/pysam_data")
 HTSLIB_TEST = Path("/usr/share/htslib-test/test")
@@ -311,7 +312,7 @@ def test_reference_md5_cached_between_runs(data, tmp_path, md5_cache, monkeypatc
     def no_fasta(*a, **k):
         raise AssertionError("reference sequence read again")
 
-    monkeypatch.setattr(validate.pysam, "FastaFile", no_fasta)
+    monkeypatch.setattr(validate_reference.pysam, "FastaFile", no_fasta)
     validate_call(ref, [bam], tmp_path / "out")
     # a changed reference invalidates the cache (and here fails the M5 check)
     monkeypatch.undo()
@@ -470,7 +471,7 @@ def test_rename_duplicate_samples(data, tmp_path):
 
 def test_renamed_duplicates_keep_their_reads_apart(data, tmp_path):
     """With renamed duplicates, each file's reads go to its own column (not by name)."""
-    from varcall.engines.native import pileup
+    from varcall.engines.native.reads import fetch_reads
 
     dup = tmp_path / "copy.bam"
     shutil.copy(data / "S1.bam", dup)
@@ -483,7 +484,7 @@ def test_renamed_duplicates_keep_their_reads_apart(data, tmp_path):
     cols = sample_columns(inputs)
     assert cols == ({"S1": 0}, {"S1": 1}, {"S2": 2})
     for fast in (False, True):
-        batch = pileup.fetch_reads(
+        batch = fetch_reads(
             inputs.bams, inputs.reference, cols, "chrA", 0, 3000,
             min_mapq=0, include_supplementary=False, fast=fast,
         )  # fmt: skip
@@ -679,7 +680,7 @@ def test_no_room_for_output(data, tmp_path, monkeypatch):
         u = real(path)
         return type(u)(u.total, u.total - 1024, 1024)
 
-    monkeypatch.setattr(validate.shutil, "disk_usage", tiny)
+    monkeypatch.setattr(validate_output.shutil, "disk_usage", tiny)
     out = tmp_path / "out"
     r = run_call("-f", data / "ref.fa", "-o", out, data / "S1.bam")
     assert_refused(r, out, out, "MiB free", "free some space")
@@ -711,7 +712,7 @@ def test_scheduler_unreachable(data, tmp_path):
 
 @pytest.mark.parametrize("kind, command", [("slurm", "sbatch"), ("pbs", "qsub"), ("lsf", "bsub")])
 def test_batch_system_without_submit_command(data, tmp_path, monkeypatch, kind, command):
-    monkeypatch.setattr(validate.shutil, "which", lambda cmd: None)
+    monkeypatch.setattr(validate_cluster.shutil, "which", lambda cmd: None)
     out = tmp_path / "out"
     r = run_call(
         "-f", data / "ref.fa", "-o", out, "--cluster", kind, "--cores", "1",

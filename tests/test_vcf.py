@@ -1,4 +1,4 @@
-"""VCF header, record text, the BGZF/tabix writer and the cyvcf2 reader (varcall.io.vcf)."""
+"""VCF header, record text, the BGZF/tabix writer and the cyvcf2 reader (varcall.io.vcf_header, vcf_write, vcf_read)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,9 @@ from _callsets import (
 
 from varcall.core.callset import FILL, MISSING, CallSet, concat_callsets
 from varcall.core.errors import InputError
-from varcall.io.vcf import (
-    VcfWriter,
-    format_quality,
-    format_records,
-    parse_region,
-    quality_texts,
-    read_vcf,
-    vcf_header,
-)
+from varcall.io.vcf_header import vcf_header
+from varcall.io.vcf_read import parse_region, read_vcf
+from varcall.io.vcf_write import VcfWriter, format_quality, format_records, quality_texts
 
 
 def _header(**kwargs) -> str:
@@ -161,7 +155,7 @@ def _reference_line(cs: CallSet, i: int) -> str:
 
 
 def test_format_records_equal_reference_implementation(monkeypatch):
-    import varcall.io.vcf as vcf_module
+    import varcall.io.vcf_write as vcf_module
 
     rng = np.random.default_rng(3)
     cs = random_callset(rng, "chrUn_KI270302v1", 300, max_alleles=5)

@@ -28,7 +28,7 @@ from _callsets import (
 
 from varcall.core.callset import concat_callsets
 from varcall.core.errors import InputError
-from varcall.io.vcf import read_vcf
+from varcall.io.vcf_read import read_vcf
 from varcall.io.vcz_read import read_vcz
 from varcall.run.merge import write_outputs
 

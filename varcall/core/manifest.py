@@ -74,6 +74,7 @@ class UnitRecord:
 
     @property
     def has_span(self) -> bool:
+        """Whether start and end are known."""
         return isinstance(self.start, int) and isinstance(self.end, int)
 
 
@@ -89,7 +90,8 @@ class Timing:
 
 @dataclasses.dataclass
 class Memory:
-    """Peak resident set sizes in MB (10**6 bytes) of the client and the busiest worker."""
+    """Peak resident set sizes in MiB (2**20 bytes) of the client and the busiest worker
+    (0.0 where unknown)."""
 
     client_peak_rss_mb: float | None = None
     worker_peak_rss_mb: float | None = None
@@ -97,6 +99,9 @@ class Memory:
 
 @dataclasses.dataclass
 class Throughput:
+    """Reference bases of the run's units and variants called, per second of wall time
+    (None for a zero wall time)."""
+
     bp_per_second: float | None = None
     variants_per_second: float | None = None
 

@@ -10,7 +10,7 @@ An external engine scales out exactly by two rules:
    to the neighbouring region, whatever its length.
 
 The tool's VCF is turned into a :class:`~varcall.core.callset.CallSet` by
-:func:`varcall.io.vcf.read_vcf` (one parser for the whole project).
+:func:`varcall.io.vcf_read.read_vcf` (one parser for the whole project).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run_tool(argv: Sequence[str], *, tool: str, where: str) -> None:
 
 def read_tool_vcf(path: str | Path, samples: Sequence[str]) -> Iterator[CallSet]:
     """The tool's VCF as CallSets (one per contig, chunks of a contig concatenated)."""
-    from varcall.io.vcf import read_vcf
+    from varcall.io.vcf_read import read_vcf
 
     return per_contig(read_vcf(path, samples=samples))
 

@@ -1,7 +1,8 @@
 """Call-set QC computed with sgkit on a genotype dataset.
 
 The dataset is the run's VCF Zarr store opened with ``sgkit.load_dataset`` or, for a plain
-VCF/BCF, one built from the file with :func:`dataset_from_vcf` (same variable names). sgkit's
+VCF/BCF, one built with :func:`dataset_from_vcf` from the CallSets that
+:func:`varcall.io.vcf_read.read_vcf` reads (same variable names). sgkit's
 ``sample_stats``/``variant_stats`` do not accept mixed ploidy, so variants whose calls are all
 haploid (second genotype slot FILL = -2) are measured as a ploidy-1 dataset and the counts are
 added to those of the diploid variants.
@@ -17,12 +18,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from varcall.core.callset import FILL
 from varcall.core.errors import InputError
+from varcall.io.vcf_header import header_contigs
+from varcall.io.vcf_read import read_vcf, read_vcf_header
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -33,73 +37,67 @@ __all__ = ["dataset_from_vcf", "open_dataset", "qc_stats", "qc_for_input"]
 
 logger = logging.getLogger(__name__)
 
-MISSING = -1
-FILL = -2
+#: A ``##FORMAT`` header line defining DP.
+_FORMAT_DP_RE = re.compile(r"^##FORMAT=<(?:[^>]*?,)?ID=DP[,>]")
 _TRANSITIONS = ["AG", "GA", "CT", "TC"]
 
 
 def dataset_from_vcf(path: str | os.PathLike) -> xr.Dataset:
     """An sgkit genotype-call dataset (``call_genotype``, ``call_DP`` when the header defines
-    FORMAT/DP) from a VCF/VCF.gz/BCF file. ``variant_position`` holds VCF POS (1-based);
-    haploid calls have FILL (-2) in the second ploidy slot, missing alleles -1."""
-    import pysam
+    FORMAT/DP) from a VCF/VCF.gz/BCF file, read with :func:`varcall.io.vcf_read.read_vcf`.
+    ``variant_position`` holds VCF POS (1-based); haploid calls have FILL (-2) in the second
+    ploidy slot, missing alleles MISSING (-1)."""
     import sgkit
 
-    path = Path(path)
-    try:
-        vf = pysam.VariantFile(str(path))
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read as VCF/BCF ({e}); check the file") from e
-    with vf:
-        contigs = list(vf.header.contigs.keys())
-        samples = list(vf.header.samples)
-        has_dp = "DP" in vf.header.formats
-        cidx: list[int] = []
-        pos: list[int] = []
-        alleles: list[tuple[str, ...]] = []
-        gts: list[list[list[int]]] = []
-        dps: list[list[int]] = []
-        for rec in vf:
-            if rec.chrom not in contigs:
-                contigs.append(rec.chrom)
-            cidx.append(contigs.index(rec.chrom))
-            pos.append(rec.pos)
-            alleles.append(tuple(rec.alleles or (rec.ref,)))
-            row = []
-            drow = []
-            for s in samples:
-                call = rec.samples[s]
-                gt = call.get("GT") if "GT" in rec.format else None
-                gt = tuple(gt or (None, None))
-                slots = [MISSING if a is None else int(a) for a in gt[:2]]
-                if len(slots) == 1:
-                    slots.append(FILL)
-                row.append(slots)
-                if has_dp:
-                    dp = call.get("DP") if "DP" in rec.format else None
-                    drow.append(MISSING if dp is None else int(dp))
-            gts.append(row)
-            dps.append(drow)
-    n_var, n_samp = len(pos), len(samples)
-    width = max((len(a) for a in alleles), default=2)
+    header = read_vcf_header(path)
+    contigs = [name for name, _ in header_contigs(header)]
+    has_dp = any(_FORMAT_DP_RE.match(line) for line in header.splitlines())
+    samples: list[str] | None = None
+    cidx, pos, alleles, gts, dps = [], [], [], [], []
+    for cs in read_vcf(path):
+        samples = list(cs.samples)
+        if cs.contig not in contigs:
+            contigs.append(cs.contig)
+        cidx.append(np.full(cs.n_variants, contigs.index(cs.contig), np.int32))
+        pos.append(cs.position + 1)
+        alleles.append(cs.alleles.astype(object))
+        gts.append(cs.genotype)
+        dps.append(cs.DP)
+    if samples is None:
+        samples = list(_vcf_samples(header))
+    n_var = sum(len(p) for p in pos)
+    width = max((a.shape[1] for a in alleles), default=2)
     allele_arr = np.full((n_var, max(width, 2)), "", dtype=object)
-    for i, a in enumerate(alleles):
-        allele_arr[i, : len(a)] = a
-    gt_arr = np.array(gts, dtype=np.int8).reshape(n_var, n_samp, 2)
+    row = 0
+    for a in alleles:
+        allele_arr[row : row + a.shape[0], : a.shape[1]] = a
+        row += a.shape[0]
     ds = sgkit.create_genotype_call_dataset(
         variant_contig_names=contigs,
-        variant_contig=np.array(cidx, dtype=np.int32),
-        variant_position=np.array(pos, dtype=np.int32),
+        variant_contig=_concat(cidx, (0,), np.int32),
+        variant_position=_concat(pos, (0,), np.int32),
         variant_allele=allele_arr,
         sample_id=np.array(samples, dtype=object),
-        call_genotype=gt_arr,
+        call_genotype=_concat(gts, (0, len(samples), 2), np.int8),
     )
     if has_dp:
-        ds["call_DP"] = (
-            ("variants", "samples"),
-            np.array(dps, dtype=np.int32).reshape(n_var, n_samp),
-        )
+        ds["call_DP"] = (("variants", "samples"), _concat(dps, (0, len(samples)), np.int32))
     return ds
+
+
+def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """``parts`` joined along the first axis as ``dtype``; an empty array when there are none."""
+    if not parts:
+        return np.zeros(empty_shape, dtype=dtype)
+    return np.concatenate(parts).astype(dtype)
+
+
+def _vcf_samples(header: str) -> list[str]:
+    """The sample names of a VCF header text (the #CHROM line's columns after FORMAT)."""
+    for line in header.splitlines():
+        if line.startswith("#CHROM"):
+            return line.rstrip("\n").split("\t")[9:]
+    return []
 
 
 def open_dataset(vcz: str | os.PathLike) -> xr.Dataset:

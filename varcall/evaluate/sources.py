@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
 from varcall.core.errors import InputError, VarcallError
+from varcall.core.manifest import Manifest, read_manifest
 
 __all__ = [
     "ResolvedInput",
     "resolve_input",
+    "as_vcf",
 ]
 
 
@@ -20,14 +21,14 @@ class ResolvedInput:
     """An input made concrete: the variant file to read and, for run folders, the manifest.
 
     path: what the user gave. vcf: a VCF/VCF.gz/BCF file, or None when only a VCF Zarr store
-    is there. vcz: the VCF Zarr store, when there is one. manifest: the run's manifest.json
-    content for varcall run folders (or files inside one), else None.
+    is there. vcz: the VCF Zarr store, when there is one. manifest: the run's manifest for
+    varcall run folders (or files inside one), else None.
     """
 
     path: Path
     vcf: Path | None
     vcz: Path | None
-    manifest: dict | None
+    manifest: Manifest | None
 
 
 def _is_vcz(path: Path) -> bool:
@@ -36,25 +37,13 @@ def _is_vcz(path: Path) -> bool:
     )
 
 
-def _read_manifest(run_dir: Path) -> dict | None:
-    mpath = run_dir / "manifest.json"
-    if not mpath.is_file():
-        return None
-    try:
-        return json.loads(mpath.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(
-            f"{mpath}: not a readable JSON manifest ({e}); re-run 'varcall call' into a new folder"
-        ) from e
-
-
 def resolve_input(path: str | os.PathLike) -> ResolvedInput:
     """Work out what ``path`` is: a run folder, a VCF Zarr store, or a VCF/VCF.gz/BCF file."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: not found; give a VCF, VCF.gz, BCF, VCF Zarr store or run folder")
     if p.is_dir() and not _is_vcz(p):
-        manifest = _read_manifest(p)
+        manifest = read_manifest(p)
         vcf = p / "calls.vcf.gz"
         vcz = p / "calls.vcz"
         if not vcf.is_file() and not _is_vcz(vcz):
@@ -66,19 +55,19 @@ def resolve_input(path: str | os.PathLike) -> ResolvedInput:
             p, vcf if vcf.is_file() else None, vcz if _is_vcz(vcz) else None, manifest
         )
     if _is_vcz(p):
-        manifest = _read_manifest(p.parent) if p.name == "calls.vcz" else None
+        manifest = read_manifest(p.parent) if p.name == "calls.vcz" else None
         return ResolvedInput(p, None, p, manifest)
     name = p.name.lower()
     if not name.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".bcf")):
         raise InputError(
             f"{p}: unknown variant file type; give a .vcf, .vcf.gz, .bcf or a VCF Zarr store"
         )
-    manifest = _read_manifest(p.parent) if name.startswith("calls.") else None
+    manifest = read_manifest(p.parent) if name.startswith("calls.") else None
     vcz = p.parent / "calls.vcz" if manifest is not None else None
     return ResolvedInput(p, p, vcz if vcz is not None and _is_vcz(vcz) else None, manifest)
 
 
-def _as_vcf(resolved: ResolvedInput, workdir: Path, label: str) -> Path:
+def as_vcf(resolved: ResolvedInput, workdir: Path, label: str) -> Path:
     """A VCF/BCF file for ``resolved``; VCF Zarr stores are exported to ``workdir``."""
     if resolved.vcf is not None:
         return resolved.vcf

@@ -1,9 +1,9 @@
-"""numba kernels that write VCF data lines as bytes (used by :mod:`varcall.io.vcf`).
+"""numba kernels that write VCF data lines as bytes (driven by :mod:`varcall.io.vcf_write`).
 
 The caller prepares flat inputs (alleles as a byte matrix, QUAL and FILTER texts as byte
 tables) and a buffer large enough for the rows asked for; :func:`write_lines` fills it with
 tab-separated, newline-terminated VCF records and returns the number of bytes written. The
-text rules are those documented in :mod:`varcall.io.vcf`.
+text rules are those documented in :mod:`varcall.io.vcf_write`.
 """
 
 from __future__ import annotations
@@ -69,6 +69,69 @@ def _put_bytes(buf: np.ndarray, p: int, src: np.ndarray, start: int, end: int) -
 
 
 @numba.njit(cache=True, nogil=True)
+def _put_alleles(buf: np.ndarray, p: int, v: int, allele_bytes: np.ndarray,
+                 allele_len: np.ndarray) -> tuple[int, int]:  # fmt: skip
+    """REF, a tab and the ALTs of record ``v`` joined by ``,`` (``.`` when none); returns
+    the new end and the number of ALTs."""
+    p = _put_bytes(buf, p, allele_bytes[v, 0], 0, allele_len[v, 0])
+    buf[p] = _TAB
+    p += 1
+    n_alt = 0
+    for a in range(1, allele_len.shape[1]):
+        if allele_len[v, a] == 0:
+            continue
+        if n_alt > 0:
+            buf[p] = _COMMA
+            p += 1
+        p = _put_bytes(buf, p, allele_bytes[v, a], 0, allele_len[v, a])
+        n_alt += 1
+    if n_alt == 0:
+        buf[p] = _DOT
+        p += 1
+    return p, n_alt
+
+
+@numba.njit(cache=True, nogil=True)
+def _put_info(buf: np.ndarray, p: int, v: int, info_dp: np.ndarray, genotype: np.ndarray,
+              n_alt: int) -> int:  # fmt: skip
+    """INFO of record ``v``: DP (when known), AC (per ALT, from GT), AN (from GT)."""
+    n_samples = genotype.shape[1]
+    if info_dp[v] >= 0:
+        buf[p] = 68  # D
+        buf[p + 1] = 80  # P
+        buf[p + 2] = _EQ
+        p = _put_int(buf, p + 3, info_dp[v])
+        buf[p] = _SEMI
+        p += 1
+    an = 0
+    for s in range(n_samples):
+        for k in range(2):
+            if genotype[v, s, k] >= 0:
+                an += 1
+    if n_alt > 0:
+        buf[p] = 65  # A
+        buf[p + 1] = 67  # C
+        buf[p + 2] = _EQ
+        p += 3
+        for a in range(1, n_alt + 1):
+            count = 0
+            for s in range(n_samples):
+                for k in range(2):
+                    if genotype[v, s, k] == a:
+                        count += 1
+            if a > 1:
+                buf[p] = _COMMA
+                p += 1
+            p = _put_int(buf, p, count)
+        buf[p] = _SEMI
+        p += 1
+    buf[p] = 65  # A
+    buf[p + 1] = 78  # N
+    buf[p + 2] = _EQ
+    return _put_int(buf, p + 3, an)
+
+
+@numba.njit(cache=True, nogil=True)
 def write_lines(
     buf: np.ndarray,
     lo: int,
@@ -99,7 +162,6 @@ def write_lines(
     arrays are int32 (genotype any int). format_keys: uint8 ``GT:GQ:DP:AD:PL``.
     """
     p = 0
-    n_slots = allele_len.shape[1]
     n_samples = genotype.shape[1]
     for v in range(lo, hi):
         p = _put_bytes(buf, p, contig, 0, contig.shape[0])
@@ -108,62 +170,14 @@ def write_lines(
         buf[p] = _TAB
         buf[p + 1] = _DOT
         buf[p + 2] = _TAB
-        p = _put_bytes(buf, p + 3, allele_bytes[v, 0], 0, allele_len[v, 0])
-        buf[p] = _TAB
-        p += 1
-        n_alt = 0
-        for a in range(1, n_slots):
-            if allele_len[v, a] == 0:
-                continue
-            if n_alt > 0:
-                buf[p] = _COMMA
-                p += 1
-            p = _put_bytes(buf, p, allele_bytes[v, a], 0, allele_len[v, a])
-            n_alt += 1
-        if n_alt == 0:
-            buf[p] = _DOT
-            p += 1
+        p, n_alt = _put_alleles(buf, p + 3, v, allele_bytes, allele_len)
         buf[p] = _TAB
         p = _put_bytes(buf, p + 1, qual_bytes, qual_off[v], qual_off[v + 1])
         buf[p] = _TAB
         f = filt_idx[v]
         p = _put_bytes(buf, p + 1, filt_bytes, filt_off[f], filt_off[f + 1])
         buf[p] = _TAB
-        p += 1
-        # INFO: DP (when known), AC (per ALT, from GT), AN (from GT)
-        if info_dp[v] >= 0:
-            buf[p] = 68  # D
-            buf[p + 1] = 80  # P
-            buf[p + 2] = _EQ
-            p = _put_int(buf, p + 3, info_dp[v])
-            buf[p] = _SEMI
-            p += 1
-        an = 0
-        for s in range(n_samples):
-            for k in range(2):
-                if genotype[v, s, k] >= 0:
-                    an += 1
-        if n_alt > 0:
-            buf[p] = 65  # A
-            buf[p + 1] = 67  # C
-            buf[p + 2] = _EQ
-            p += 3
-            for a in range(1, n_alt + 1):
-                count = 0
-                for s in range(n_samples):
-                    for k in range(2):
-                        if genotype[v, s, k] == a:
-                            count += 1
-                if a > 1:
-                    buf[p] = _COMMA
-                    p += 1
-                p = _put_int(buf, p, count)
-            buf[p] = _SEMI
-            p += 1
-        buf[p] = 65  # A
-        buf[p + 1] = 78  # N
-        buf[p + 2] = _EQ
-        p = _put_int(buf, p + 3, an)
+        p = _put_info(buf, p + 1, v, info_dp, genotype, n_alt)
         if n_samples > 0:
             buf[p] = _TAB
             p = _put_bytes(buf, p + 1, format_keys, 0, format_keys.shape[0])

@@ -11,11 +11,9 @@ import numpy as np
 
 from varcall.core.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
 from varcall.core.errors import InputError
-from varcall.io.vcf import (
-    VcfWriter,
-    parse_region,
-    vcf_header,
-)
+from varcall.io.vcf_header import vcf_header
+from varcall.io.vcf_read import parse_region
+from varcall.io.vcf_write import VcfWriter
 
 __all__ = [
     "read_vcz",
@@ -117,7 +115,7 @@ def _read_chunk(
 
 
 def _conform_vectors(fields: dict[str, np.ndarray], n_alleles: np.ndarray) -> None:
-    """Give AD and PL VCF Number semantics in place, as :func:`varcall.io.vcf.read_vcf` does:
+    """Give AD and PL VCF Number semantics in place, as :func:`varcall.io.vcf_read.read_vcf` does:
     entries below the record's Number (R: alleles; G: genotypes of the sample's ploidy) that
     are FILL (e.g. a ``.`` stored by bio2zarr as MISSING, FILL...) become MISSING; entries
     beyond it become FILL. Replaces the two arrays of ``fields``."""
@@ -140,7 +138,7 @@ def read_vcz(
 
     Yields one CallSet per contig, or with ``per_chunk`` one per (variant chunk, contig)
     piece (bounded memory). region: ``chr`` or ``chr:start-end`` (1-based, inclusive);
-    keeps the records whose REF overlaps it — as :func:`varcall.io.vcf.read_vcf`, bcftools
+    keeps the records whose REF overlaps it — as :func:`varcall.io.vcf_read.read_vcf`, bcftools
     ``-r`` and vcztools do. Allele width is the store's; missing fields read as MISSING;
     float sentinels read as NaN; AD/PL get VCF Number semantics (see
     :func:`_conform_vectors`).

@@ -20,10 +20,10 @@ from typing import Any
 import pysam
 
 from varcall.core.errors import InputError
+from varcall.core.files import find_index, read_fai
 from varcall.core.params import CallInputs
 
 __all__ = [
-    "read_fai",
     "bam_samples",
     "resolve_inputs",
     "sample_columns",
@@ -48,21 +48,6 @@ KEY_DEPENDENCIES = (
     "cyvcf2",
     "click",
 )
-
-
-def read_fai(reference: str | Path) -> tuple[tuple[str, int], ...]:
-    """(name, length) of every contig in the reference's .fai, in file order."""
-    fai = Path(f"{reference}.fai")
-    if not fai.is_file():
-        raise InputError(
-            f"{reference}: reference index {fai.name} not found; run 'samtools faidx {reference}'"
-        )
-    out = []
-    for line in fai.read_text().splitlines():
-        if line.strip():
-            fields = line.split("\t")
-            out.append((fields[0], int(fields[1])))
-    return tuple(out)
 
 
 def bam_samples(path: str | Path) -> list[str]:
@@ -154,15 +139,6 @@ def file_record(path: str | Path, *, checksum: bool = False) -> dict[str, Any]:
     return rec
 
 
-def _find_index(path: Path) -> Path | None:
-    exts = [".crai"] if path.suffix == ".cram" else [".bai", ".csi"]
-    for ext in exts:
-        for cand in (Path(f"{path}{ext}"), path.with_suffix(ext)):
-            if cand.is_file():
-                return cand
-    return None
-
-
 def input_checksums(inputs: CallInputs) -> dict[str, Any]:
     """Checksums identifying what a run read, for ``OUT/manifest.json``: the reference's
     .fai (SHA-256 and MD5; names, lengths and layout of every contig) and .gzi when
@@ -184,7 +160,7 @@ def input_checksums(inputs: CallInputs) -> dict[str, Any]:
         kw = {"reference_filename": str(ref)} if path.suffix == ".cram" else {}
         with pysam.AlignmentFile(str(path), "r", check_sq=False, **kw) as f:
             header_text = str(f.header)
-        index = _find_index(path)
+        index = find_index(path)
         alignments.append(
             {
                 "path": str(path.absolute()),

@@ -31,7 +31,6 @@ so any split point gives the same calls.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import os
@@ -43,7 +42,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from varcall.core.errors import InputError
+from varcall.core.files import find_index
 from varcall.core.regions import Region, merge_regions
+from varcall.io.index import BinningIndex, CraiSlice, load_binning_index, read_crai
 
 if TYPE_CHECKING:  # pragma: no cover - typing only (engines imports this module)
     from varcall.core.params import CallInputs
@@ -73,35 +74,7 @@ MIN_N_RUN = 20
 MAX_PROFILE_FILES = 64
 
 
-
-
-# ----------------------------------------------------------------------------- basics
-
-
-
-
-
-
-
-
-
-
-
-
 # ----------------------------------------------------------------------------- indexes
-def _index_path(aln: Path) -> Path | None:
-    """The index of an alignment file (.bai/.csi/.crai), or None."""
-    name = str(aln)
-    if aln.suffix == ".cram":
-        cands = [f"{name}.crai", f"{name[:-5]}.crai"]
-    else:
-        cands = [f"{name}.bai", f"{name[:-4]}.bai" if name.endswith(".bam") else "", f"{name}.csi"]
-    for c in cands:
-        if c and Path(c).is_file():
-            return Path(c)
-    return None
-
-
 def _bgzf_ratio(path: Path, max_blocks: int = 32) -> float:
     """Compressed / uncompressed size of the first BGZF blocks of ``path`` (block headers
     and footers only). Returns 0.3 when it cannot be measured."""
@@ -152,104 +125,83 @@ def _windows_from_linear(
     return np.diff(pos)
 
 
-def _read_bai(
-    data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float
+def _bai_windows(
+    index: BinningIndex, names: Sequence[str], lengths: dict[str, int], ratio: float
 ) -> dict[str, np.ndarray]:
     """Bytes per 16 kb window from a BAI's linear index (SAM spec 5.2); the end of the last
     window is the pseudo-bin's end offset (or the last chunk end)."""
     out: dict[str, np.ndarray] = {}
-    (n_ref,) = struct.unpack_from("<i", data, 4)
-    off = 8
-    for ref in range(n_ref):
-        (n_bin,) = struct.unpack_from("<i", data, off)
-        off += 4
-        end_voff = 0
-        for _ in range(n_bin):
-            bin_id, n_chunk = struct.unpack_from("<Ii", data, off)
-            off += 8
-            if bin_id == 37450 and n_chunk == 2:
-                end_voff = struct.unpack_from("<Q", data, off + 8)[0]
-            elif n_chunk:
-                end_voff = max(end_voff, struct.unpack_from("<Q", data, off + 16 * n_chunk - 8)[0])
-            off += 16 * n_chunk
-        (n_intv,) = struct.unpack_from("<i", data, off)
-        off += 4
-        loff = np.frombuffer(data, dtype="<u8", count=n_intv, offset=off)
-        off += 8 * n_intv
+    for ref, entry in enumerate(index.references):
         if ref < len(names) and names[ref] in lengths:
-            out[names[ref]] = _windows_from_linear(loff, end_voff, lengths[names[ref]], ratio, 14)
+            out[names[ref]] = _windows_from_linear(
+                entry.linear, entry.end_voff, lengths[names[ref]], ratio, 14
+            )
     return out
 
 
-def _read_csi(
-    data: bytes, names: Sequence[str], lengths: dict[str, int], ratio: float
+def _csi_windows(
+    index: BinningIndex, names: Sequence[str], lengths: dict[str, int], ratio: float
 ) -> dict[str, np.ndarray]:
     """CSI has no linear index, and htslib merges small leaf bins into their parents; so
     the bytes of every bin's chunks are spread evenly over the bin's span."""
     out: dict[str, np.ndarray] = {}
-    min_shift, depth, l_aux = struct.unpack_from("<iii", data, 4)
-    off = 16 + l_aux
-    (n_ref,) = struct.unpack_from("<i", data, off)
-    off += 4
-    meta_bin = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1
+    min_shift, depth = index.min_shift, index.depth
     level_first = [((1 << (3 * lvl)) - 1) // 7 for lvl in range(depth + 2)]
-    for ref in range(n_ref):
-        (n_bin,) = struct.unpack_from("<i", data, off)
-        off += 4
+    for ref, entry in enumerate(index.references):
         spans: list[tuple[int, int, float]] = []
-        for _ in range(n_bin):
-            bin_id, _loffset, n_chunk = struct.unpack_from("<IQi", data, off)
-            off += 16
-            if bin_id != meta_bin and n_chunk:
-                chunks = np.frombuffer(data, dtype="<u8", count=2 * n_chunk, offset=off)
-                size = float(
-                    np.sum(_approx_bytes(chunks[1::2], ratio) - _approx_bytes(chunks[0::2], ratio))
-                )
-                lvl = max(i for i in range(depth + 1) if level_first[i] <= bin_id)
-                width = 1 << (min_shift + 3 * (depth - lvl))
-                beg = (bin_id - level_first[lvl]) * width
-                spans.append((beg, beg + width, max(size, 0.0)))
-            off += 16 * n_chunk
+        for bin_id, (_, n_chunk) in entry.bins.items():
+            if not n_chunk:
+                continue
+            chunks = entry.chunks(bin_id).reshape(-1)
+            size = float(
+                np.sum(_approx_bytes(chunks[1::2], ratio) - _approx_bytes(chunks[0::2], ratio))
+            )
+            lvl = max(i for i in range(depth + 1) if level_first[i] <= bin_id)
+            width = 1 << (min_shift + 3 * (depth - lvl))
+            beg = (bin_id - level_first[lvl]) * width
+            spans.append((beg, beg + width, max(size, 0.0)))
         if ref < len(names) and names[ref] in lengths:
-            length = lengths[names[ref]]
-            n = (length + WINDOW - 1) // WINDOW
-            acc = np.zeros(n)
-            for beg, end, size in spans:
-                end = min(end, length)
-                if end <= beg:
-                    continue
-                w0, w1 = beg // WINDOW, (end - 1) // WINDOW
-                edges = np.clip(np.arange(w0, w1 + 2) * WINDOW, beg, end)
-                acc[w0 : w1 + 1] += size * np.diff(edges) / (end - beg)
-            out[names[ref]] = acc
+            out[names[ref]] = _spread_spans(spans, lengths[names[ref]])
     return out
 
 
-def _read_crai(path: Path, names: Sequence[str], lengths: dict[str, int]) -> dict[str, np.ndarray]:
+def _spread_spans(spans: Sequence[tuple[int, int, float]], length: int) -> np.ndarray:
+    """Bytes per :data:`WINDOW` window of a contig of ``length`` bp from (begin, end,
+    bytes) spans (0-based half-open), each spread evenly over its span."""
+    n = (length + WINDOW - 1) // WINDOW
+    acc = np.zeros(n)
+    for beg, end, size in spans:
+        end = min(end, length)
+        if end <= beg:
+            continue
+        w0, w1 = beg // WINDOW, (end - 1) // WINDOW
+        edges = np.clip(np.arange(w0, w1 + 2) * WINDOW, beg, end)
+        acc[w0 : w1 + 1] += size * np.diff(edges) / (end - beg)
+    return acc
+
+
+def _crai_windows(
+    slices: Sequence[CraiSlice], names: Sequence[str], lengths: dict[str, int]
+) -> dict[str, np.ndarray]:
     """Bytes per 16 kb window from a CRAI: each slice's size spread over its span."""
     acc: dict[str, np.ndarray] = {}
-    with gzip.open(path, "rt") as fh:
-        for line in fh:
-            f = line.split()
-            if len(f) < 6:
-                continue
-            ref, start, span, size = int(f[0]), int(f[1]), int(f[2]), int(f[5])
-            if ref < 0 or ref >= len(names) or names[ref] not in lengths:
-                continue
-            name = names[ref]
-            length = lengths[name]
-            if name not in acc:
-                acc[name] = np.zeros((length + WINDOW - 1) // WINDOW)
-            a = max(0, start - 1)
-            b = min(length, a + max(1, span))
-            if b <= a:
-                continue
-            w0, w1 = a // WINDOW, (b - 1) // WINDOW
-            if w0 == w1:
-                acc[name][w0] += size
-            else:
-                edges = np.clip(np.arange(w0, w1 + 2) * WINDOW, a, b)
-                acc[name][w0 : w1 + 1] += size * np.diff(edges) / (b - a)
+    for ref, start, span, size in slices:
+        if ref < 0 or ref >= len(names) or names[ref] not in lengths:
+            continue
+        name = names[ref]
+        length = lengths[name]
+        if name not in acc:
+            acc[name] = np.zeros((length + WINDOW - 1) // WINDOW)
+        a = max(0, start - 1)
+        b = min(length, a + max(1, span))
+        if b <= a:
+            continue
+        w0, w1 = a // WINDOW, (b - 1) // WINDOW
+        if w0 == w1:
+            acc[name][w0] += size
+        else:
+            edges = np.clip(np.arange(w0, w1 + 2) * WINDOW, a, b)
+            acc[name][w0 : w1 + 1] += size * np.diff(edges) / (b - a)
     return acc
 
 
@@ -260,7 +212,7 @@ def _alignment_profile(
     has no readable index."""
     import pysam
 
-    idx = _index_path(path)
+    idx = find_index(path)
     if idx is None:
         logger.warning("%s: no index found; its coverage counts as uniform in planning", path)
         return None
@@ -271,18 +223,17 @@ def _alignment_profile(
         with pysam.AlignmentFile(str(path), mode, check_sq=False, **kw) as f:
             names = list(f.references)
         if idx.suffix == ".crai":
-            prof = _read_crai(idx, names, lengths)
+            prof = _crai_windows(read_crai(idx), names, lengths)
         else:
-            raw = idx.read_bytes()
-            data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            index = load_binning_index(idx)
             ratio = _bgzf_ratio(path)
-            if data[:4] == b"BAI\x01":
-                prof = _read_bai(data, names, lengths, ratio)
-            elif data[:4] == b"CSI\x01":
-                prof = _read_csi(data, names, lengths, ratio)
-            else:
+            if index is None:
                 logger.warning("%s: unknown index format; coverage counts as uniform", idx)
                 return None
+            if index.kind == "BAI":
+                prof = _bai_windows(index, names, lengths, ratio)
+            else:
+                prof = _csi_windows(index, names, lengths, ratio)
     except (OSError, ValueError, struct.error) as e:
         logger.warning("%s: cannot read index %s (%s); coverage counts as uniform", path, idx, e)
         return None
@@ -412,6 +363,37 @@ def _adjust_cut(
     return x
 
 
+def _split_interval(
+    r: Region,
+    xs: np.ndarray,
+    cum: np.ndarray,
+    k: int,
+    weights: np.ndarray,
+    reference: str | None,
+) -> list[Region]:
+    """Cut interval ``r`` into ``k`` pieces of about equal cost (``xs``, ``cum``: its
+    piecewise linear cumulative cost, see :func:`_interval_cum`), each cut moved by
+    :func:`_adjust_cut` within the tolerance; pieces in genomic order, none empty."""
+    targets = cum[-1] * np.arange(1, k) / k
+    ideal = np.rint(np.interp(targets, cum, xs)).astype(np.int64)
+    tol = int(min(SHIFT_FRACTION * r.length / k, MAX_SHIFT))
+    cuts: list[int] = []
+    prev = r.start
+    for j, x in enumerate(ideal.tolist()):
+        # keep at least one bp for every piece still to come
+        lo_bound = prev + 1
+        hi_bound = r.end - (k - 1 - j)
+        x = min(max(x, lo_bound), hi_bound)
+        if tol > 0:
+            lo = max(lo_bound, x - tol)
+            hi = min(hi_bound, x + tol)
+            x = _adjust_cut(x, lo, hi, r.contig, weights, reference)
+        cuts.append(x)
+        prev = x
+    bounds = [r.start, *cuts, r.end]
+    return [Region(r.contig, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 def plan_regions(
     inputs: CallInputs,
     *,
@@ -475,23 +457,6 @@ def plan_regions(
         if k <= 1:
             out.append(r)
             continue
-        targets = cum[-1] * np.arange(1, k) / k
-        ideal = np.rint(np.interp(targets, cum, xs)).astype(np.int64)
-        tol = int(min(SHIFT_FRACTION * r.length / k, MAX_SHIFT))
-        cuts: list[int] = []
-        prev = r.start
-        for j, x in enumerate(ideal.tolist()):
-            # keep at least one bp for every piece still to come
-            lo_bound = prev + 1
-            hi_bound = r.end - (k - 1 - j)
-            x = min(max(x, lo_bound), hi_bound)
-            if tol > 0:
-                lo = max(lo_bound, x - tol)
-                hi = min(hi_bound, x + tol)
-                x = _adjust_cut(x, lo, hi, r.contig, profile[r.contig], reference)
-            cuts.append(x)
-            prev = x
-        bounds = [r.start, *cuts, r.end]
-        out.extend(Region(r.contig, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a)
+        out.extend(_split_interval(r, xs, cum, k, profile[r.contig], reference))
     logger.info("planned %d regions over %d bp", len(out), total_len)
     return out

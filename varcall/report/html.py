@@ -23,12 +23,9 @@ from typing import Any
 
 from varcall import __version__
 from varcall.core.errors import InputError
-from varcall.evaluate.concordance import (
-    compare_manifests,
-    manifest_contig_digests,
-    manifest_units,
-    write_json_atomic,
-)
+from varcall.core.files import write_json_atomic, write_text_atomic
+from varcall.core.manifest import Manifest, UnitRecord, read_manifest
+from varcall.evaluate.identity import compare_manifests
 
 __all__ = ["load_run", "build_page", "render_html", "write_report"]
 
@@ -52,85 +49,89 @@ def load_run(run_dir: str | os.PathLike, qc: bool = True) -> dict:
     """Summary of one run folder: provenance, timing and QC as plain JSON-ready values.
     Seconds are wall-clock seconds; throughput in bp/s and variants/s."""
     run_dir = Path(run_dir)
-    mpath = run_dir / "manifest.json"
-    if not mpath.is_file():
+    m = read_manifest(run_dir)
+    if m is None:
         raise InputError(
             f"{run_dir}: no manifest.json; give the --out folder of a finished 'varcall call'"
         )
-    try:
-        m = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{mpath}: not valid JSON ({e}); re-run 'varcall call'") from e
-    units = manifest_units(m)
-    engine = m.get("engine")
-    engine_name = engine.get("name") if isinstance(engine, dict) else engine
-    engine_version = engine.get("version") if isinstance(engine, dict) else None
-    known_differences = engine.get("known_differences") if isinstance(engine, dict) else None
-    inputs = m.get("inputs") or {}
-    ref = inputs.get("reference")
-    alignments = inputs.get("alignments") or inputs.get("bams") or []
-    wall = _get(m, "timing", "wall_seconds", default=m.get("wall_seconds"))
-    n_variants = m.get("n_variants")
-    attempts = [u.get("attempts") for u in units if isinstance(u.get("attempts"), int)]
-    workers = sorted({str(u["worker"]) for u in units if u.get("worker")})
-    contigs = inputs.get("contigs") or []
-    genome_bp = sum(int(u["end"]) - int(u["start"]) for u in units if _has_span(u)) or None
     run: dict[str, Any] = {
         "name": run_dir.name or str(run_dir),
         "path": str(run_dir),
-        "mode": m.get("mode"),
-        "engine": engine_name,
-        "engine_version": engine_version,
-        "known_differences": known_differences or None,
-        "varcall_version": m.get("varcall_version"),
-        "command_line": m.get("command_line"),
-        "started": m.get("started"),
-        "finished": m.get("finished"),
-        "reference": ref.get("path") if isinstance(ref, dict) else ref,
-        "alignments": [
-            {"path": a.get("path"), "size": a.get("size")} if isinstance(a, dict) else {"path": a}
-            for a in alignments
-        ],
-        "samples": list(inputs.get("samples") or m.get("samples") or []),
-        "n_contigs": len(contigs) or None,
-        "params": m.get("params") or {},
-        "versions": m.get("versions") or {},
-        "host": m.get("host") or {},
-        "cluster": _cluster_text(m.get("cluster")),
-        "n_units": len(units) if units else m.get("n_units"),
-        "retries": sum(max(a - 1, 0) for a in attempts) if attempts else None,
-        "resumed": sum(1 for u in units if u.get("resumed")) if units else None,
-        "n_workers": len(workers) or None,
-        "n_variants": n_variants,
-        "wall_seconds": wall,
-        "call_seconds": _get(m, "timing", "call_seconds"),
-        "merge_seconds": _get(m, "timing", "merge_seconds"),
-        "task_seconds_sum": _get(m, "timing", "task_seconds_sum"),
-        "bp_called": genome_bp,
-        "bp_per_second": _get(m, "throughput", "bp_per_second")
-        or (genome_bp / wall if genome_bp and wall else None),
-        "variants_per_second": _get(m, "throughput", "variants_per_second")
-        or (n_variants / wall if n_variants is not None and wall else None),
-        "units": [
-            {
-                "region": u.get("region")
-                or (f"{u.get('contig')}:{u['start'] + 1}-{u['end']}" if _has_span(u) else "n/a"),
-                "seconds": u.get("seconds"),
-                "n_variants": u.get("n_variants"),
-                "attempts": u.get("attempts"),
-                "worker": u.get("worker"),
-            }
-            for u in units
-        ],
-        "contig_digests": manifest_contig_digests(m),
+        **_provenance(m),
+        **_timing(m),
+        "units": [_unit_row(u) for u in m.units],
+        "contig_digests": dict(m.contig_digests),
         "_manifest": m,
     }
     run["qc"] = _run_qc(run_dir) if qc else None
     return run
 
 
-def _has_span(u: dict) -> bool:
-    return isinstance(u.get("start"), int) and isinstance(u.get("end"), int)
+def _provenance(m: Manifest) -> dict[str, Any]:
+    """What ran, on what and where: engine, versions, inputs, parameters, cluster."""
+    inputs = m.inputs
+    ref = inputs.get("reference")
+    alignments = inputs.get("alignments") or inputs.get("bams") or []
+    contigs = inputs.get("contigs") or []
+    return {
+        "mode": m.mode,
+        "engine": m.engine.name,
+        "engine_version": m.engine.version,
+        "known_differences": m.engine.known_differences or None,
+        "varcall_version": m.varcall_version,
+        "command_line": m.command_line,
+        "started": m.started,
+        "finished": m.finished,
+        "reference": ref.get("path") if isinstance(ref, dict) else ref,
+        "alignments": [
+            {"path": a.get("path"), "size": a.get("size")} if isinstance(a, dict) else {"path": a}
+            for a in alignments
+        ],
+        "samples": list(inputs.get("samples") or []),
+        "n_contigs": len(contigs) or None,
+        "params": m.params or {},
+        "versions": m.versions or {},
+        "host": m.host or {},
+        "cluster": _cluster_text(m.cluster),
+    }
+
+
+def _timing(m: Manifest) -> dict[str, Any]:
+    """Units, retries, workers, variants, seconds and throughput of a run."""
+    units = m.units
+    wall = m.timing.wall_seconds
+    n_variants = m.n_variants
+    attempts = [u.attempts for u in units if isinstance(u.attempts, int)]
+    workers = sorted({str(u.worker) for u in units if u.worker})
+    genome_bp = sum(u.end - u.start for u in units if u.has_span) or None
+    return {
+        "n_units": len(units) if units else m.n_units,
+        "retries": sum(max(a - 1, 0) for a in attempts) if attempts else None,
+        "resumed": sum(1 for u in units if u.resumed) if units else None,
+        "n_workers": len(workers) or None,
+        "n_variants": n_variants,
+        "wall_seconds": wall,
+        "call_seconds": m.timing.call_seconds,
+        "merge_seconds": m.timing.merge_seconds,
+        "task_seconds_sum": m.timing.task_seconds_sum,
+        "bp_called": genome_bp,
+        "bp_per_second": m.throughput.bp_per_second
+        or (genome_bp / wall if genome_bp and wall else None),
+        "variants_per_second": m.throughput.variants_per_second
+        or (n_variants / wall if n_variants is not None and wall else None),
+    }
+
+
+def _unit_row(u: UnitRecord) -> dict[str, Any]:
+    """One row of the per-region table; ``region`` as written, else contig:start-end
+    (1-based inclusive), "n/a" without a span."""
+    return {
+        "region": u.region or (f"{u.contig}:{u.start + 1}-{u.end}" if u.has_span else "n/a"),
+        "seconds": u.seconds,
+        "n_variants": u.n_variants,
+        "attempts": u.attempts,
+        "worker": u.worker,
+    }
 
 
 def _cluster_text(c: Any) -> str | None:
@@ -475,15 +476,6 @@ def render_html(page: dict, plots: dict[str, str]) -> str:
     return env.get_template("report.html.j2").render(page=page, plots=plots)
 
 
-def _write_text_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def write_report(
     run_dirs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -523,7 +515,7 @@ def write_report(
     plots = make_plots(page)
     page["plots"] = sorted(plots)
     html = render_html(page, plots)
-    _write_text_atomic(html, out)
-    write_json_atomic(page, out.with_name("metrics.json"))
+    write_text_atomic(out, html)
+    write_json_atomic(out.with_name("metrics.json"), page, indent=1, sort_keys=False)
     logger.info("wrote %s (%d bytes)", out, len(html))
     return out

@@ -1,5 +1,5 @@
 """Imported last by the fork server of a local process cluster (see
-:func:`varcall.run.scatter.start_fork_server`): runs the ``warm()`` hook of every varcall
+:func:`varcall.run.forkserver.start_fork_server`): runs the ``warm()`` hook of every varcall
 engine module the server imported before it, so that each worker forked from the server
 starts with the engine's numba kernels loaded. Never raises: a failed warm-up only makes
 the first region of each worker slower (multiprocessing's fork server would die on any

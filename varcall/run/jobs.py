@@ -141,9 +141,11 @@ class JobKeeper:
 
     @property
     def replaced(self) -> list[dict[str, Any]]:
+        """The replacements so far (``record["replaced_jobs"]``)."""
         return self.record["replaced_jobs"]
 
     def start(self) -> None:
+        """Check every ``interval`` seconds, on the cluster's event loop."""
         from tornado.ioloop import PeriodicCallback
 
         self._pc = PeriodicCallback(self._tick, self.interval * 1000)
@@ -151,10 +153,12 @@ class JobKeeper:
         self.cluster.loop.add_callback(self._pc.start)
 
     def stop(self) -> None:
+        """Stop checking (a round in progress finishes)."""
         if self._pc is not None:
             self.cluster.loop.add_callback(self._pc.stop)
 
     async def _tick(self) -> None:
+        """One round unless the previous one still runs; never raises."""
         if self._busy:
             return
         self._busy = True
@@ -166,6 +170,8 @@ class JobKeeper:
             self._busy = False
 
     async def _check(self) -> None:
+        """One round: find the lost jobs and submit a replacement for each (within the
+        bound), then record the new jobs' ids."""
         cluster = self.cluster
         if str(getattr(cluster, "status", "")).endswith(("closing", "closed")):
             return
@@ -174,24 +180,8 @@ class JobKeeper:
         self._names |= wanted
         jobs = {n: j for n, j in _job_ids(cluster).items() if n in wanted}
         self._job_of.update(jobs)
-        connected = _connected_names(cluster)
-        self._seen |= connected & set(jobs)
-        lost: dict[str, str] = {}
-        for name in jobs:
-            if name in connected:
-                self._gone_since.pop(name, None)
-            elif name in self._seen:
-                since = self._gone_since.setdefault(name, now)
-                if now - since >= self.grace:
-                    lost[name] = "worker lost"
-        never = [n for n in jobs if n not in self._seen]
-        if self.kind == "slurm" and never and now - self._last_squeue >= 3 * self.interval:
-            self._last_squeue = now
-            alive = await _squeue_alive([jobs[n] for n in never])
-            if alive is not None:
-                for name in never:
-                    if jobs[name] not in alive:
-                        lost[name] = "job left the queue before its worker started"
+        lost = self._workers_gone(jobs, now)
+        lost.update(await self._left_queue(jobs, now))
         # wanted jobs that dask dropped itself (after distributed's lost-worker-timeout)
         dropped = wanted - set(map(str, cluster.workers))
         for name in dropped & self._seen:
@@ -206,35 +196,75 @@ class JobKeeper:
             )
             return
         for name, reason in lost.items():
-            job_id = self._job_of.get(name, "?")
-            logger.warning(
-                "%s worker job %s (%s): %s; submitting a replacement",
-                self.kind,
-                job_id,
-                name,
-                reason,
-            )
-            entry = {"name": name, "job_id": job_id, "reason": reason, "time": time.time()}
-            self.replaced.append(entry)
-            self._seen.discard(name)
-            self._gone_since.pop(name, None)
-            job = cluster.workers.pop(name, None)
-            if job is not None:
-                try:
-                    await job.close()
-                except Exception as e:  # the job is gone already
-                    logger.debug("closing job %s: %s", job_id, e)
-            # the replacement gets a new name, so that distributed's own delayed cleanup of
-            # the lost worker (lost-worker-timeout) cannot close the new job
-            spec = cluster.worker_spec.pop(name, None)
-            if spec is not None:
-                new = self._fresh_name()
-                cluster.worker_spec[new] = spec
-                entry["replacement"] = str(new)
+            await self._replace(name, reason)
         await cluster._correct_state()
+        self._record_replacement_ids()
+
+    def _workers_gone(self, jobs: dict[str, str], now: float) -> dict[str, str]:
+        """Name -> reason for the ``jobs`` (name -> job id) whose worker was connected and
+        has been gone for ``grace`` seconds at ``now`` (monotonic seconds); notes which
+        workers are connected."""
+        connected = _connected_names(self.cluster)
+        self._seen |= connected & set(jobs)
+        lost: dict[str, str] = {}
+        for name in jobs:
+            if name in connected:
+                self._gone_since.pop(name, None)
+            elif name in self._seen:
+                since = self._gone_since.setdefault(name, now)
+                if now - since >= self.grace:
+                    lost[name] = "worker lost"
+        return lost
+
+    async def _left_queue(self, jobs: dict[str, str], now: float) -> dict[str, str]:
+        """Name -> reason for the SLURM ``jobs`` whose worker never connected and whose job
+        left the queue (asks squeue at most every ``3 * interval`` seconds)."""
+        never = [n for n in jobs if n not in self._seen]
+        lost: dict[str, str] = {}
+        if self.kind == "slurm" and never and now - self._last_squeue >= 3 * self.interval:
+            self._last_squeue = now
+            alive = await _squeue_alive([jobs[n] for n in never])
+            if alive is not None:
+                for name in never:
+                    if jobs[name] not in alive:
+                        lost[name] = "job left the queue before its worker started"
+        return lost
+
+    async def _replace(self, name: str, reason: str) -> None:
+        """Close the lost job ``name`` and put its spec back under a fresh name (the
+        cluster submits it at its next correction); records the replacement."""
+        cluster = self.cluster
+        job_id = self._job_of.get(name, "?")
+        logger.warning(
+            "%s worker job %s (%s): %s; submitting a replacement",
+            self.kind,
+            job_id,
+            name,
+            reason,
+        )
+        entry = {"name": name, "job_id": job_id, "reason": reason, "time": time.time()}
+        self.replaced.append(entry)
+        self._seen.discard(name)
+        self._gone_since.pop(name, None)
+        job = cluster.workers.pop(name, None)
+        if job is not None:
+            try:
+                await job.close()
+            except Exception as e:  # the job is gone already
+                logger.debug("closing job %s: %s", job_id, e)
+        # the replacement gets a new name, so that distributed's own delayed cleanup of
+        # the lost worker (lost-worker-timeout) cannot close the new job
+        spec = cluster.worker_spec.pop(name, None)
+        if spec is not None:
+            new = self._fresh_name()
+            cluster.worker_spec[new] = spec
+            entry["replacement"] = str(new)
+
+    def _record_replacement_ids(self) -> None:
+        """Add the batch job id of every replacement job submitted since."""
         for entry in self.replaced:
             if "replacement" in entry and "replacement_job_id" not in entry:
-                job = cluster.workers.get(entry["replacement"])
+                job = self.cluster.workers.get(entry["replacement"])
                 if getattr(job, "job_id", None):
                     entry["replacement_job_id"] = str(job.job_id)
                     logger.info(
@@ -245,6 +275,7 @@ class JobKeeper:
                     )
 
     def _fresh_name(self) -> str:
+        """A worker name the cluster has never used (advances the cluster's counter)."""
         cluster = self.cluster
         i = getattr(cluster, "_i", 0)
         while True:

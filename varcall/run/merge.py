@@ -1,9 +1,16 @@
-"""The streaming merge of region results into the VCF and the VCF Zarr store."""
+"""The streaming merge of region results into the VCF and the VCF Zarr store.
+
+:func:`write_outputs` takes the units' CallSets in genomic order, one at a time, writes
+``calls.vcf.gz`` (+ ``.tbi``) and ``calls.vcz`` under temporary names and renames both into
+place at the end; it returns the records' digests per contig and per CallSet, which the
+run compares with the checkpoints' sidecars.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -12,16 +19,16 @@ from typing import Any
 from varcall import __version__
 from varcall.core.callset import CallSet
 from varcall.core.files import remove_stale_temporaries
-from varcall.io.vcf import (
-    VcfWriter,
-    vcf_header,
-)
+from varcall.io.vcf_header import vcf_header
+from varcall.io.vcf_write import VcfWriter
 from varcall.io.vcz import VczWriter
 
 __all__ = [
     "MergeResult",
     "write_outputs",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -54,6 +61,74 @@ class _Tee:
             h.update(data)
 
 
+class _Digests:
+    """The SHA-256 of the records (:meth:`CallSet.update_digest`) and the record counts,
+    per contig and per CallSet, as the CallSets stream past."""
+
+    def __init__(self, contigs: Sequence[tuple[str, int]]) -> None:
+        self.contig_hash = {c: hashlib.sha256() for c, _ in contigs}
+        self.contig_counts = {c: 0 for c, _ in contigs}
+        self.digests: list[str] = []
+        self.counts: list[int] = []
+
+    def add(self, cs: CallSet) -> None:
+        h = hashlib.sha256()
+        cs.update_digest(_Tee(h, self.contig_hash[cs.contig]))
+        self.digests.append(h.hexdigest())
+        self.counts.append(cs.n_variants)
+        self.contig_counts[cs.contig] += cs.n_variants
+
+
+def _open_writers(
+    out: Path,
+    vcf_name: str,
+    vcz_name: str,
+    header: str,
+    *,
+    contigs: Sequence[tuple[str, int]],
+    samples: tuple[str, ...],
+    filter_ids: list[str],
+    max_alleles: int,
+    chunk_size: int,
+    compress_level: int | None,
+) -> tuple[VcfWriter, VczWriter]:
+    """The VCF and VCF Zarr writers (both under temporary names until committed)."""
+    vcf = VcfWriter(out / vcf_name, header, compress_level=compress_level)
+    try:
+        vcz = VczWriter(
+            out / vcz_name,
+            contigs=contigs,
+            samples=samples,
+            filter_ids=filter_ids,
+            max_alleles=max_alleles,
+            chunk_size=chunk_size,
+            meta={"vcf_header": header},
+        )
+    except BaseException:
+        vcf.abort()
+        raise
+    return vcf, vcz
+
+
+def _write_all(
+    callsets: Iterable[CallSet], vcf: VcfWriter, vcz: VczWriter, digests: _Digests
+) -> None:
+    """Stream ``callsets`` into both writers and commit them; on error abort both."""
+    try:
+        for cs in callsets:
+            vcz.append(cs)
+            vcf.write(cs.with_filter_ids(vcz.filter_ids))
+            digests.add(cs)
+        vcz.finish()
+        vcf.finish()
+        vcz.commit()
+        vcf.commit()
+    except BaseException:
+        vcz.abort()
+        vcf.abort()
+        raise
+
+
 def write_outputs(
     out_dir: str | os.PathLike,
     callsets: Iterable[CallSet],
@@ -74,15 +149,15 @@ def write_outputs(
     generator loading ``OUT/work/*.npz`` one at a time; only the current CallSet and one
     chunk of the store are in memory. max_alleles: an upper bound of the alleles of any
     record (e.g. the widest padding of the inputs); the store's allele axes end up as wide as
-    the widest record, whatever the bound — passing the largest :func:`used_max_alleles`
-    also makes the chunk shapes independent of it. filter_ids: every id the inputs carry;
-    the outputs list them as PASS, then the others sorted.
-    header_kwargs: keyword arguments of :func:`varcall.io.vcf.vcf_header` (source — default
-    "varcall VERSION" —, command_line, reference, extra_lines; ``##FILTER`` lines among
-    extra_lines also describe the filters in the store). Both outputs are built under
+    the widest record, whatever the bound — passing the largest
+    :func:`varcall.io.vcz.used_max_alleles` also makes the chunk shapes independent of it.
+    filter_ids: every id the inputs carry; the outputs list them as PASS, then the others
+    sorted. header_kwargs: keyword arguments of :func:`varcall.io.vcf_header.vcf_header`
+    (source — default "varcall VERSION" —, command_line, reference, extra_lines;
+    ``##FILTER`` lines among extra_lines also describe the filters in the store). Both outputs are built under
     temporary names and renamed into place only when everything has been written; on error
     neither is touched. compress_level: the VCF's BGZF level (see
-    :class:`varcall.io.vcf.VcfWriter`).
+    :class:`varcall.io.vcf_write.VcfWriter`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,47 +169,26 @@ def write_outputs(
     kwargs = dict(header_kwargs or {})
     kwargs.setdefault("source", f"varcall {__version__}")
     header = vcf_header(contigs, samples, fids, **kwargs)
-    contig_hash = {c: hashlib.sha256() for c, _ in contigs}
-    contig_counts = {c: 0 for c, _ in contigs}
-    digests: list[str] = []
-    counts: list[int] = []
-    vcf = VcfWriter(out / vcf_name, header, compress_level=compress_level)
-    try:
-        vcz = VczWriter(
-            out / vcz_name,
-            contigs=contigs,
-            samples=samples,
-            filter_ids=fids,
-            max_alleles=max_alleles,
-            chunk_size=chunk_size,
-            meta={"vcf_header": header},
-        )
-    except BaseException:
-        vcf.abort()
-        raise
-    try:
-        for cs in callsets:
-            vcz.append(cs)
-            vcf.write(cs.with_filter_ids(vcz.filter_ids))
-            h = hashlib.sha256()
-            cs.update_digest(_Tee(h, contig_hash[cs.contig]))
-            digests.append(h.hexdigest())
-            counts.append(cs.n_variants)
-            contig_counts[cs.contig] += cs.n_variants
-        vcz.finish()
-        vcf.finish()
-        vcz.commit()
-        vcf.commit()
-    except BaseException:
-        vcz.abort()
-        vcf.abort()
-        raise
+    digests = _Digests(contigs)
+    vcf, vcz = _open_writers(
+        out,
+        vcf_name,
+        vcz_name,
+        header,
+        contigs=contigs,
+        samples=samples,
+        filter_ids=fids,
+        max_alleles=max_alleles,
+        chunk_size=chunk_size,
+        compress_level=compress_level,
+    )
+    _write_all(callsets, vcf, vcz, digests)
     return MergeResult(
         n_variants=vcz.n_variants,
-        contig_digests={c: h.hexdigest() for c, h in contig_hash.items()},
-        contig_counts=contig_counts,
-        callset_digests=digests,
-        callset_counts=counts,
+        contig_digests={c: h.hexdigest() for c, h in digests.contig_hash.items()},
+        contig_counts=digests.contig_counts,
+        callset_digests=digests.digests,
+        callset_counts=digests.counts,
         vcf_path=vcf.path,
         index_path=vcf.index_path,
         vcz_path=vcz.path,

@@ -3,10 +3,12 @@
 ``call_region`` fetches the reads overlapping the region from every BAM/CRAM, in windows
 of at most :data:`WINDOW` bp, shorter for large cohorts (:func:`window_size`; memory stays
 flat whatever the region length), each padded by ``pileup.SHADOW_PAD`` bp of reads on both
-sides for the neighbouring indel sites the pileup consults, and for each window
-runs :mod:`varcall.engines.native.pileup` (read decoding, mate-overlap masking, evidence counting,
-candidate alleles, per-read allele penalties) and :mod:`varcall.engines.native.model` (genotype
-likelihoods, EM allele frequencies, QUAL, GT/GQ/PL). Every quantity at a position comes
+sides for the neighbouring indel sites the pileup consults, and for each window runs the
+pileup stages described in :mod:`varcall.engines.native.pileup` (read decoding and
+mate-overlap masking in :mod:`.reads`, evidence counting in :mod:`.evidence`, candidate
+alleles in :mod:`.sites`, per-read allele penalties in :mod:`.observations`) and
+:mod:`varcall.engines.native.model` (genotype likelihoods, EM allele frequencies, QUAL,
+GT/GQ/PL). Every quantity at a position comes
 from the reads overlapping it, so windows and regions never change a call.
 
 Records
@@ -41,8 +43,18 @@ from varcall.core.callset import FILL, FILTER_IDS, CallSet, n_genotypes
 from varcall.core.errors import InputError, RegionError
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
-from varcall.engines.native import pileup
-from varcall.engines.native.model import joint_call
+from varcall.engines.native.evidence import count_evidence
+from varcall.engines.native.model import JointCalls, joint_call
+from varcall.engines.native.observations import Observations, site_observations
+from varcall.engines.native.pileup import (
+    MAX_ALLELES,
+    REF_LEFT,
+    REF_MARGIN,
+    SHADOW_PAD,
+    encode_bases,
+)
+from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
+from varcall.engines.native.sites import Sites, find_sites
 from varcall.plan.inputs import sample_columns
 
 __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
@@ -74,7 +86,7 @@ def warm() -> None:
     numba loads the engine's kernels from its cache (another 0.15-0.4 s per process).
     Idempotent and thread-safe; run by the fork server of a local process cluster (every
     worker forked from it starts warm), by thread workers' process, and by each Dask
-    worker when it starts (:class:`varcall.run.scatter.ClusterStarter`). Changes no result:
+    worker when it starts (:class:`varcall.run.clusters.ClusterStarter`). Changes no result:
     the warm-up writes only to a temporary folder and its calls are dropped."""
     global _warmed
     from numba.core.compiler_lock import global_compiler_lock
@@ -94,11 +106,11 @@ def warm() -> None:
 
 
 def _warm_call() -> None:
-    """Call a synthetic 2 kb contig (a SNV and a 2 bp deletion in 40 overlapping read pairs of one sample)
-    through the whole engine: BAM decoding, pileup, genotyping and VCF text."""
+    """Call a synthetic 2 kb contig (a SNV and a 2 bp deletion in 40 overlapping read pairs
+    of one sample) through the whole engine: BAM decoding, pileup, genotyping and VCF text."""
     import tempfile
 
-    from varcall.io.vcf import format_bytes
+    from varcall.io.vcf_write import format_bytes
 
     rng = np.random.default_rng(0)
     length = 2000
@@ -226,12 +238,14 @@ class NativeEngine:
         ploidy: int,
         sample_index: tuple[dict[str, int], ...],
     ) -> dict | None:
+        """The records of the sites with 0-based POS in ``[ws, we)`` (a dict of columns
+        for :func:`_to_callset`), None when there are none."""
         # reads from SHADOW_PAD bp around the window: indel sites there shadow SNV sites of
-        # the window or end its indel comparisons (see varcall.engines.native.pileup); only sites in
-        # [ws, we) are called
-        ews = max(0, ws - pileup.SHADOW_PAD)
-        ewe = min(length, we + pileup.SHADOW_PAD)
-        batch = pileup.fetch_reads(
+        # the window or end its indel comparisons (see varcall.engines.native.pileup); only
+        # sites in [ws, we) are called
+        ews = max(0, ws - SHADOW_PAD)
+        ewe = min(length, we + SHADOW_PAD)
+        batch = fetch_reads(
             inputs.bams,
             inputs.reference,
             sample_index,
@@ -243,47 +257,19 @@ class NativeEngine:
         )
         if batch.n_reads == 0:
             return None
-        if int(batch.end.max()) > length:
-            # invalid alignments (Picard: "alignment extends past end of reference");
-            # varcall.run.scatter names the file when the task fails
-            raise RegionError(
-                f"region {contig}:{ews + 1}-{ewe}: a read extends past the end of {contig} "
-                f"({length} bp); the alignments do not match the reference"
-            )
-        ref_lo = max(0, min(ews - pileup.REF_LEFT, int(batch.start.min())))
-        ref_hi = min(length, max(ewe, int(batch.end.max())) + pileup.REF_MARGIN)
-        ref_text = fasta.fetch(contig, ref_lo, ref_hi).upper()
-        ref = pileup.encode_bases(ref_text)
-        pileup.mask_mate_overlaps(batch)
-        ev = pileup.count_evidence(
-            batch, ref, ref_lo, ews, ewe, len(inputs.samples), params.min_baseq
-        )
-        sites = pileup.find_sites(ev, batch, ref, ref_lo, ref_text)
+        ref_lo, ref_text = _window_reference(fasta, contig, length, batch, ews, ewe)
+        ref = encode_bases(ref_text)
+        mask_mate_overlaps(batch)
+        n_s = len(inputs.samples)
+        ev = count_evidence(batch, ref, ref_lo, ews, ewe, n_s, params.min_baseq)
+        sites = find_sites(ev, batch, ref, ref_lo, ref_text)
         if sites.n_sites == 0:
             return None
         emit = (sites.pos >= ws) & (sites.pos < we)
         if not emit.any():
             return None
-        obs = pileup.site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
-        n_s = len(inputs.samples)
-        keep = np.arange(pileup.MAX_ALLELES)[None, :] < sites.n_alleles[:, None]
-        calls = joint_call(obs.site, obs.sample, obs.pen, keep, n_s, ploidy)
-        # drop ALT alleles no genotype carries, then genotype once more on the rest
-        carried = np.zeros_like(keep)
-        gt = calls.genotype.astype(np.int64)
-        for slot in range(2):
-            g = gt[:, :, slot]
-            kk, ss = np.nonzero(g >= 0)
-            carried[kk, g[kk, ss]] = True
-        # map carried (indexes in kept order == original order on the first round)
-        carried[:, 0] = True
-        variant = carried[:, 1:].any(axis=1) & emit
-        new_keep = keep & carried
-        redo = variant & (new_keep != keep).any(axis=1)
-        if redo.any():
-            keep2 = np.where(redo[:, None], new_keep, keep)
-            calls = joint_call(obs.site, obs.sample, obs.pen, keep2, n_s, ploidy)
-            keep = keep2
+        obs = site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
+        calls, keep, variant = _genotype(obs, sites, emit, n_s, ploidy)
         emit_min = params.min_qual / 2.0
         rows = []
         for k in np.nonzero(variant)[0].tolist():
@@ -316,6 +302,50 @@ class NativeEngine:
             "PL": calls.PL[idx],
             "min_qual": params.min_qual,
         }
+
+
+def _window_reference(
+    fasta: pysam.FastaFile, contig: str, length: int, batch: ReadBatch, ews: int, ewe: int
+) -> tuple[int, str]:
+    """(0-based start, upper-case text) of the reference the pileup of the reads of
+    ``[ews, ewe)`` needs: every read plus margins (pileup.REF_LEFT, pileup.REF_MARGIN).
+    RegionError when a read extends past the contig."""
+    if int(batch.end.max()) > length:
+        # invalid alignments (Picard: "alignment extends past end of reference");
+        # varcall.run.scatter names the file when the task fails
+        raise RegionError(
+            f"region {contig}:{ews + 1}-{ewe}: a read extends past the end of {contig} "
+            f"({length} bp); the alignments do not match the reference"
+        )
+    ref_lo = max(0, min(ews - REF_LEFT, int(batch.start.min())))
+    ref_hi = min(length, max(ewe, int(batch.end.max())) + REF_MARGIN)
+    return ref_lo, fasta.fetch(contig, ref_lo, ref_hi).upper()
+
+
+def _genotype(
+    obs: Observations, sites: Sites, emit: np.ndarray, n_s: int, ploidy: int
+) -> tuple[JointCalls, np.ndarray, np.ndarray]:
+    """(joint calls, kept alleles (N, A) bool, variant sites (N,) bool) of the sites:
+    every candidate allele genotyped, then ALT alleles no genotype carries dropped and the
+    emitted variant sites that lost some genotyped once more on the rest."""
+    keep = np.arange(MAX_ALLELES)[None, :] < sites.n_alleles[:, None]
+    calls = joint_call(obs.site, obs.sample, obs.pen, keep, n_s, ploidy)
+    carried = np.zeros_like(keep)
+    gt = calls.genotype.astype(np.int64)
+    for slot in range(2):
+        g = gt[:, :, slot]
+        kk, ss = np.nonzero(g >= 0)
+        carried[kk, g[kk, ss]] = True
+    # map carried (indexes in kept order == original order on the first round)
+    carried[:, 0] = True
+    variant = carried[:, 1:].any(axis=1) & emit
+    new_keep = keep & carried
+    redo = variant & (new_keep != keep).any(axis=1)
+    if redo.any():
+        keep2 = np.where(redo[:, None], new_keep, keep)
+        calls = joint_call(obs.site, obs.sample, obs.pen, keep2, n_s, ploidy)
+        keep = keep2
+    return calls, keep, variant
 
 
 def _to_callset(contig: str, samples: tuple[str, ...], parts: list[dict]) -> CallSet:

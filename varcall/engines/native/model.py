@@ -2,8 +2,8 @@
 
 Input: per (site, read) a vector of allele penalties ``pen[a] = -10 log10 P(r | a) + c_r``
 (phred, relative to the read's best allele; ``c_r`` is a per-read constant that cancels
-everywhere below) computed by :mod:`varcall.engines.native.pileup` from base qualities, MAPQ and the
-read's local mismatches.
+everywhere below) computed by :mod:`varcall.engines.native.observations` from base
+qualities, MAPQ and the read's local mismatches. Kernels: :mod:`.model_numba_fns`.
 
 Model
 -----
@@ -42,14 +42,20 @@ PL, DP 0; a sample whose reads do not tell the genotypes apart (every PL 0) gets
 GT and GQ 0.
 """
 
+
 from __future__ import annotations
 
 import dataclasses
 
-import numba
 import numpy as np
 
 from varcall.core.callset import FILL, MISSING, n_genotypes
+from varcall.engines.native.model_numba_fns import (
+    call_kernel,
+    em_frequencies,
+    gl_kernel,
+    site_quality_kernel,
+)
 
 __all__ = [
     "THETA",
@@ -86,42 +92,10 @@ def genotype_alleles(n_alleles: int, ploidy: int) -> np.ndarray:
     return np.array(out, np.int64).reshape(-1, 2)
 
 
-@numba.njit(cache=True, nogil=True)
-def _gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad):
-    na_max = pen.shape[1]
-    lik = np.zeros(na_max)
-    for o in range(site.shape[0]):
-        k = site[o]
-        s = sample[o]
-        # kept alleles, re-indexed; penalties relative to the best kept one
-        m = 0
-        best = 1e300
-        for a in range(na_max):
-            if keep[k, a]:
-                if pen[o, a] < best:
-                    best = pen[o, a]
-        n_best = 0
-        i_best = -1
-        for a in range(na_max):
-            if keep[k, a]:
-                d = pen[o, a] - best
-                lik[m] = 10.0 ** (-d / 10.0)
-                if d <= 0.0:
-                    n_best += 1
-                    i_best = m
-                m += 1
-        dp[k, s] += 1
-        if n_best == 1:
-            ad[k, s, i_best] += 1
-        if ploidy == 1:
-            for j in range(m):
-                gl[k, s, j] += np.log10(lik[j])
-        else:
-            g = 0
-            for kk in range(m):
-                for j in range(kk + 1):
-                    gl[k, s, g] += np.log10(0.5 * (lik[j] + lik[kk]))
-                    g += 1
+def _genotype_slots(n_alleles, ploidy: int):
+    """Genotypes of ``n_alleles`` alleles (an int or an array of them): the alleles
+    themselves when haploid, else the unordered diploid pairs."""
+    return n_alleles if ploidy == 1 else n_genotypes(n_alleles)
 
 
 def genotype_likelihoods(
@@ -140,85 +114,18 @@ def genotype_likelihoods(
     allele count stay 0), DP (N, S) int32, AD (N, S, A) int32 on the kept alleles.
     """
     n_sites, a = keep.shape
-    g = a if ploidy == 1 else n_genotypes(a)
-    gl = np.zeros((n_sites, n_samples, g))
+    gl = np.zeros((n_sites, n_samples, _genotype_slots(a, ploidy)))
     dp = np.zeros((n_sites, n_samples), np.int32)
     ad = np.zeros((n_sites, n_samples, a), np.int32)
-    _gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad)
+    gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad)
     return gl, dp, ad
-
-
-@numba.njit(cache=True, nogil=True)
-def _prior(f, na, ploidy, out):
-    if ploidy == 1:
-        for j in range(na):
-            out[j] = f[j]
-        return na
-    g = 0
-    for k in range(na):
-        for j in range(k + 1):
-            out[g] = f[j] * f[j] if j == k else 2.0 * f[j] * f[k]
-            g += 1
-    return g
-
-
-@numba.njit(cache=True, nogil=True)
-def _em(gl, has_data, na, ploidy, alpha, iterations, tol):
-    """EM allele frequencies of one site: gl (S, G) log10, has_data (S,)."""
-    n_s = gl.shape[0]
-    f = np.full(na, 1.0 / na)
-    prior = np.zeros(gl.shape[1])
-    post = np.zeros(gl.shape[1])
-    n_obs = 0
-    for s in range(n_s):
-        if has_data[s]:
-            n_obs += 1
-    if n_obs == 0:
-        return f
-    for _ in range(iterations):
-        ng = _prior(f, na, ploidy, prior)
-        cnt = np.full(na, alpha)
-        for s in range(n_s):
-            if not has_data[s]:
-                continue
-            mx = -1e300
-            for g in range(ng):
-                if prior[g] > 0.0:
-                    v = gl[s, g] + np.log10(prior[g])
-                    if v > mx:
-                        mx = v
-            tot = 0.0
-            for g in range(ng):
-                post[g] = prior[g] * 10.0 ** (gl[s, g] - mx) if prior[g] > 0.0 else 0.0
-                tot += post[g]
-            if ploidy == 1:
-                for j in range(na):
-                    cnt[j] += post[j] / tot
-            else:
-                g = 0
-                for k in range(na):
-                    for j in range(k + 1):
-                        cnt[j] += post[g] / tot
-                        cnt[k] += post[g] / tot
-                        g += 1
-        total = 0.0
-        for j in range(na):
-            total += cnt[j]
-        delta = 0.0
-        for j in range(na):
-            v = cnt[j] / total
-            delta = max(delta, abs(v - f[j]))
-            f[j] = v
-        if delta < tol:
-            break
-    return f
 
 
 def estimate_frequencies(
     gl: np.ndarray, has_data: np.ndarray, n_alleles: int, ploidy: int
 ) -> np.ndarray:
     """EM allele frequencies (n_alleles,) of one site from GL (S, G) log10 likelihoods."""
-    return _em(
+    return em_frequencies(
         np.ascontiguousarray(gl, dtype=np.float64),
         np.asarray(has_data, bool),
         n_alleles,
@@ -229,49 +136,10 @@ def estimate_frequencies(
     )
 
 
-@numba.njit(cache=True, nogil=True)
-def _log10sumexp(x, n):
-    mx = -1e300
-    for i in range(n):
-        if x[i] > mx:
-            mx = x[i]
-    if mx == -1e300:
-        return mx
-    t = 0.0
-    for i in range(n):
-        t += 10.0 ** (x[i] - mx)
-    return mx + np.log10(t)
-
-
-@numba.njit(cache=True, nogil=True)
-def _site_quality(gl, has_data, f, na, ploidy, theta):
-    prior = np.zeros(gl.shape[1])
-    ng = _prior(f, na, ploidy, prior)
-    terms = np.zeros(gl.shape[1])
-    l0 = 0.0
-    l1 = 0.0
-    for s in range(gl.shape[0]):
-        if not has_data[s]:
-            continue
-        l0 += gl[s, 0]
-        m = 0
-        for g in range(ng):
-            if prior[g] > 0.0:
-                terms[m] = gl[s, g] + np.log10(prior[g])
-                m += 1
-        l1 += _log10sumexp(terms, m)
-    lp0 = np.log10(1.0 - theta) + l0
-    lp1 = np.log10(theta) + l1
-    both = np.array([lp0, lp1])
-    lpost0 = lp0 - _log10sumexp(both, 2)
-    q = -10.0 * lpost0
-    return q if q > 0.0 else 0.0
-
-
 def site_quality(gl: np.ndarray, has_data: np.ndarray, f: np.ndarray, ploidy: int) -> float:
     """QUAL = -10 log10 P(all samples hom-REF | data) (module docstring)."""
     return float(
-        _site_quality(
+        site_quality_kernel(
             np.ascontiguousarray(gl, dtype=np.float64),
             np.asarray(has_data, bool),
             np.asarray(f, np.float64),
@@ -280,62 +148,6 @@ def site_quality(gl: np.ndarray, has_data: np.ndarray, f: np.ndarray, ploidy: in
             THETA,
         )
     )
-
-
-@numba.njit(cache=True, nogil=True)
-def _call_kernel(gl, dp, n_alleles, ploidy, theta, alpha, iterations, tol, qual, gt, gq, pl):
-    n_sites, n_s, _ = gl.shape
-    for k in range(n_sites):
-        na = n_alleles[k]
-        ng = na if ploidy == 1 else na * (na + 1) // 2
-        has = dp[k] > 0
-        f = _em(gl[k], has, na, ploidy, alpha, iterations, tol)
-        qual[k] = _site_quality(gl[k], has, f, na, ploidy, theta)
-        prior = np.zeros(ng)
-        _prior(f, na, ploidy, prior)
-        lpost = np.zeros(ng)
-        for s in range(n_s):
-            if not has[s]:
-                continue
-            mx = -1e300
-            for g in range(ng):
-                if gl[k, s, g] > mx:
-                    mx = gl[k, s, g]
-            flat = True
-            for g in range(ng):
-                pl[k, s, g] = int(np.round(-10.0 * (gl[k, s, g] - mx)))
-                if pl[k, s, g] != 0:
-                    flat = False
-            if flat:
-                # reads, but none tells the genotypes apart: no call, GQ 0
-                gq[k, s] = 0
-                continue
-            # posterior
-            for g in range(ng):
-                lpost[g] = gl[k, s, g] + np.log10(prior[g]) if prior[g] > 0.0 else -1e300
-            norm = _log10sumexp(lpost, ng)
-            ib = 0
-            for g in range(1, ng):
-                if lpost[g] > lpost[ib]:
-                    ib = g
-            other = 0.0
-            for g in range(ng):
-                if g != ib and lpost[g] > -1e299:
-                    other += 10.0 ** (lpost[g] - norm)
-            if other <= 0.0:
-                gq[k, s] = 99
-            else:
-                v = int(np.round(-10.0 * np.log10(other)))
-                gq[k, s] = min(99, max(0, v))
-            if ploidy == 1:
-                gt[k, s, 0] = ib
-            else:
-                # index -> (j, kk)
-                kk = 0
-                while (kk + 1) * (kk + 2) // 2 <= ib:
-                    kk += 1
-                gt[k, s, 0] = ib - kk * (kk + 1) // 2
-                gt[k, s, 1] = kk
 
 
 @dataclasses.dataclass
@@ -382,8 +194,8 @@ def joint_call(
         gt[:, :, 1] = FILL
     gq = np.full((n_sites, n_samples), MISSING, np.int32)
     pl = np.full((n_sites, n_samples, g), MISSING, np.int32)
-    _call_kernel(gl, dp, n_alleles, ploidy, THETA, ALPHA, EM_ITERATIONS, EM_TOL, qual, gt, gq, pl)
-    ng = n_alleles if ploidy == 1 else n_alleles * (n_alleles + 1) // 2
+    call_kernel(gl, dp, n_alleles, ploidy, THETA, ALPHA, EM_ITERATIONS, EM_TOL, qual, gt, gq, pl)
+    ng = _genotype_slots(n_alleles, ploidy)
     pl[np.broadcast_to(np.arange(g)[None, None, :] >= ng[:, None, None], pl.shape)] = FILL
     ad[np.broadcast_to(np.arange(a)[None, None, :] >= n_alleles[:, None, None], ad.shape)] = FILL
     return JointCalls(quality=qual, genotype=gt, GQ=gq, PL=pl, DP=dp, AD=ad, n_alleles=n_alleles)

@@ -1,0 +1,254 @@
+"""``varcall call``: its options come from :class:`~varcall.core.params.CallParams` (how to
+call), :class:`ClusterSpec` (where Dask tasks run) and the keywords of
+:func:`varcall.run.pipeline.run_call`, with their defaults; the command only builds them
+and calls :func:`~varcall.run.pipeline.run_call`."""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from varcall.cli.dataclass_options import FieldOption, OptionGroup, stacked
+from varcall.cli.options import (
+    FILE,
+    bams_argument,
+    collect_bams,
+    command_body,
+    out_option,
+    progress_option,
+    reference_option,
+    region_plan_options,
+)
+from varcall.core.errors import InputError
+from varcall.core.params import CallParams
+from varcall.engines import ENGINE_NAMES
+from varcall.run import pipeline
+from varcall.run.clusters import JOBQUEUE_KINDS, ClusterSpec
+
+__all__ = ["PARAM_OPTIONS", "CLUSTER_OPTIONS", "call", "parse_ploidy_contig"]
+
+
+def parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """``--ploidy-contig`` values (``CONTIG=1`` or ``CONTIG=2``) as (contig, ploidy) pairs."""
+    out = []
+    for v in values:
+        name, sep, num = v.rpartition("=")
+        if not sep or not name or num not in ("1", "2"):
+            raise InputError(f"--ploidy-contig {v!r}: expected CONTIG=1 or CONTIG=2 (e.g. chrY=1)")
+        out.append((name, int(num)))
+    return tuple(out)
+
+
+#: How to call: the fields of CallParams.
+PARAM_OPTIONS = OptionGroup(
+    CallParams,
+    [
+        FieldOption(
+            "engine", ("--engine",), type=click.Choice(ENGINE_NAMES), show_default=True,
+            help="Calling engine: varcall's own, or bcftools / freebayes run per region.",
+        ),
+        FieldOption(
+            "engine_args", ("--engine-args",),
+            help="Extra arguments for an external engine, shell-quoted. bcftools: words go to "
+            "mpileup; after a bare 'call:' they go to bcftools call (e.g. \"-d 500 call: -P "
+            "0.01\"). freebayes: passed to freebayes. Options varcall sets itself are refused.",
+        ),
+        FieldOption(
+            "min_mapq", ("--min-mapq",), type=click.IntRange(min=0), show_default=True,
+            help="Ignore reads with a lower mapping quality.",
+        ),
+        FieldOption(
+            "min_baseq", ("--min-baseq",), type=click.IntRange(min=0), show_default=True,
+            help="Ignore bases with a lower base quality.",
+        ),
+        FieldOption(
+            "include_supplementary", ("--include-supplementary",),
+            help="Use supplementary alignments.",
+        ),
+        FieldOption(
+            "ploidy", ("--ploidy",), type=click.IntRange(1, 2), show_default=True,
+            help="Default ploidy of every contig.",
+        ),
+        FieldOption(
+            "ploidy_by_contig", ("--ploidy-contig",), multiple=True, parse=parse_ploidy_contig,
+            help="Per-contig ploidy, CONTIG=1 or CONTIG=2 (e.g. chrY=1); repeatable.",
+        ),
+        FieldOption(
+            "min_qual", ("--min-qual",), type=float, show_default=True,
+            help="Records below this QUAL get the LowQual filter.",
+        ),
+    ],
+)  # fmt: skip
+
+_cluster_config_option = click.option(
+    "--cluster-config",
+    type=FILE,
+    default=None,
+    help="YAML file with cluster settings (keys as the options: queue, account, ...).",
+)
+
+#: Where tasks run: fields of ClusterSpec. Their default None means "not given": the
+#: cluster config file's value, else the spec's own default, applies.
+CLUSTER_OPTIONS = OptionGroup(
+    ClusterSpec,
+    [
+        FieldOption(
+            "workers", ("--workers",), type=click.IntRange(min=1),
+            help="LocalCluster workers (default: one per core).",
+        ),
+        FieldOption(
+            "threads_per_worker", ("--threads-per-worker",), type=click.IntRange(min=1),
+            help="Threads of each LocalCluster worker (regions run in parallel inside it) "
+            "[default: {default}].",
+        ),
+        FieldOption(
+            "processes", ("--worker-type",), type=click.Choice(["auto", "process", "thread"]),
+            default="auto", show_default=True,
+            parse=lambda v: None if v == "auto" else v == "process",
+            help="LocalCluster workers as processes or as threads of this process; auto: a "
+            "single worker runs as a thread (no process start-up), several as processes.",
+        ),
+        FieldOption(
+            "scheduler_address", ("--scheduler",), help="Address of an existing Dask scheduler."
+        ),
+        FieldOption(
+            "kind", ("--cluster",), type=click.Choice(list(JOBQUEUE_KINDS)),
+            help="Start workers as batch jobs (dask-jobqueue).",
+        ),
+        FieldOption("queue", ("--queue",), help="Batch queue / partition."),
+        FieldOption("account", ("--account",), help="Batch account / project."),
+        FieldOption(
+            "cores", ("--cores",), type=click.IntRange(min=1), help="Cores per batch job."
+        ),
+        FieldOption("memory", ("--memory",), help="Memory per batch job, e.g. 16GB."),
+        FieldOption("walltime", ("--walltime",), help="Wall time per batch job, e.g. 02:00:00."),
+        FieldOption(
+            "jobs", ("--jobs",), type=click.IntRange(min=1), help="Number of batch jobs."
+        ),
+        FieldOption(
+            "adapt_max", ("--adapt-max",), type=click.IntRange(min=1),
+            help="Scale batch jobs adaptively up to this many.",
+        ),
+        FieldOption(
+            "job_extra_directives", ("--job-extra-directives",), multiple=True, parse=tuple,
+            help="Extra batch directive (e.g. '--qos=long'); repeatable.",
+        ),
+        FieldOption(
+            "cluster_timeout", ("--cluster-timeout",), type=click.FloatRange(min=0),
+            help="Seconds to wait for the first batch-job worker; then stop (default: wait).",
+        ),
+        FieldOption(
+            "fallback_local", ("--fallback-local",), parse=lambda v: v or None,
+            help="With --cluster-timeout: when no batch worker started in time, run on a "
+            "local cluster instead (said in the log, manifest and report).",
+        ),
+        FieldOption(
+            "tls_ca", ("--tls-ca",), type=click.Path(dir_okay=False),
+            help="CA file for a TLS scheduler.",
+        ),
+        FieldOption(
+            "tls_cert", ("--tls-cert",), type=click.Path(dir_okay=False),
+            help="Client certificate for a TLS scheduler.",
+        ),
+        FieldOption(
+            "tls_key", ("--tls-key",), type=click.Path(dir_okay=False),
+            help="Client key for a TLS scheduler.",
+        ),
+    ],
+    extra={"kind": _cluster_config_option},
+    default=None,
+)  # fmt: skip
+
+
+def _run_default(name: str) -> Any:
+    """The default of keyword ``name`` of :func:`~varcall.run.pipeline.run_call`."""
+    return inspect.signature(pipeline.run_call).parameters[name].default
+
+
+#: The options of ``run_call``'s own keywords (retries, resume, ... chunk size).
+run_options = stacked(
+    click.option(
+        "--retries", default=_run_default("retries"), show_default=True,
+        type=click.IntRange(min=0), help="Retries per failing region.",
+    ),
+    click.option("--resume", is_flag=True, help="Reuse finished regions in OUT/work."),
+    click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing OUT."),
+    click.option(
+        "--index", "build_index", is_flag=True,
+        help="Build missing or stale BAM/CRAM indexes (beside the files).",
+    ),
+    click.option(
+        "--rename-duplicate-samples", is_flag=True,
+        help="Rename a sample name repeated across files S -> S.2, S.3, ... (native engine).",
+    ),
+    click.option(
+        "--chunk-size", default=_run_default("chunk_size"), show_default=True,
+        type=click.IntRange(min=1), help="VCF Zarr chunk length along variants.",
+    ),
+)  # fmt: skip
+
+
+def cluster_spec(kwargs: dict[str, Any], single_process: bool) -> ClusterSpec:
+    """The :class:`ClusterSpec` of ``call``'s options (removed from click's ``kwargs``):
+    ``--cluster-config`` updated with the cluster options given."""
+    config = kwargs.pop("cluster_config")
+    values = CLUSTER_OPTIONS.values(kwargs)
+    scheduler, cluster = values["scheduler_address"], values["kind"]
+    if scheduler and cluster:
+        raise InputError("--scheduler and --cluster both given; use one of them")
+    if single_process and (scheduler or cluster):
+        raise InputError("--single-process runs without Dask; drop --scheduler/--cluster")
+    values["kind"] = cluster or ("scheduler" if scheduler else None)
+    return ClusterSpec.from_config(config, **values)
+
+
+@click.command()
+@reference_option
+@bams_argument
+@out_option(
+    "Output folder (calls.vcf.gz, calls.vcz, manifest.json, regions.bed, work/).", folder=True
+)
+@click.option(
+    "--single-process",
+    is_flag=True,
+    help="No Dask: the engine's own whole-genome run in this process.",
+)
+@PARAM_OPTIONS
+@region_plan_options
+@CLUSTER_OPTIONS
+@run_options
+@progress_option
+@command_body
+def call(
+    reference: Path,
+    bams: tuple[Path, ...],
+    out: Path,
+    single_process: bool,
+    bam_list: Path | None,
+    **kwargs: Any,
+) -> None:
+    """Call germline SNVs and indels: one Dask task per region (default) or --single-process."""
+    paths = collect_bams(bams, bam_list)
+    spec = cluster_spec(kwargs, single_process)
+    params = PARAM_OPTIONS.from_click_kwargs(kwargs)
+    result = pipeline.run_call(
+        reference,
+        paths,
+        out,
+        params=params,
+        mode="single" if single_process else "distributed",
+        cluster=spec,
+        command_line=shlex.join(["varcall", *sys.argv[1:]]),
+        **kwargs,  # region planning and run_call's own options, by their keyword names
+    )
+    click.echo(
+        f"wrote {result.n_variants:,} variants from {result.n_units} "
+        f"{'regions' if result.mode == 'distributed' else 'units'} to {out} "
+        f"in {result.wall_seconds:.1f} s",
+        err=True,
+    )

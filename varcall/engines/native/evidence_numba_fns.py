@@ -1,0 +1,102 @@
+"""numba kernels of :mod:`varcall.engines.native.evidence`: one walk over every CIGAR of a
+window's reads counting bases per position and collecting left-normalised indel events.
+Pure computation; positions 0-based, ``ref`` holds base codes from ``ref_lo`` on."""
+
+from __future__ import annotations
+
+import numba
+
+__all__ = ["count_pass", "count_block", "left_normalise"]
+
+
+@numba.njit(cache=True, nogil=True)
+def count_block(rpos, ln, qb, s, ws, we, bases, quals, min_baseq, counts, cover):
+    """Count the bases of an aligned block (``ln`` bases from reference ``rpos``, query
+    offset ``qb`` in bases/quals) that fall in ``[ws, we)`` into sample ``s``'s columns of
+    ``cover`` (unmasked bases) and ``counts`` (quality >= min_baseq, not N)."""
+    j0 = max(0, ws - rpos)
+    j1 = min(ln, we - rpos)
+    for j in range(j0, j1):
+        q = quals[qb + j]
+        if q >= 1:
+            w = rpos + j - ws
+            cover[s, w] += 1
+            b = bases[qb + j]
+            if q >= min_baseq and b < 4:
+                counts[s, w, b] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln):
+    """An indel of ``ln`` bp after anchor ``anchor`` (read base at query offset ``qa``)
+    could sit one base further left: the read's anchor base equals the reference and the
+    shifted sequence is the same (inserted read bases; deleted reference bases)."""
+    if insertion:
+        return bases[qo + qa] == ref[anchor - ref_lo] and bases[qo + qa] == bases[qo + qa + ln]
+    return bases[qo + qa] == ref[anchor - ref_lo] and ref[anchor - ref_lo] == ref[anchor + ln - ref_lo]
+
+
+@numba.njit(cache=True, nogil=True)
+def left_normalise(insertion, bases, ref, ref_lo, qo, rpos, qpos, ln, block):
+    """Shift the indel met at reference ``rpos`` / query offset ``qpos`` left while
+    equivalent, not before ``block`` (the start of the aligned block before it). Returns
+    (anchor, query offset of the anchor base, ambiguous): ambiguous when only the block
+    start stopped the shift."""
+    anchor = rpos - 1
+    qa = qpos - 1
+    while anchor > block and _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln):
+        anchor -= 1
+        qa -= 1
+    # stopped by the block start although the shift could go on: the leftmost placement
+    # lies before the read's aligned bases (ambiguous)
+    return anchor, qa, _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln)
+
+
+@numba.njit(cache=True, nogil=True)
+def count_pass(
+    start, qoff, coff, cn, cig_op, cig_len, bases, quals, sample,
+    ref, ref_lo, ws, we, min_baseq, max_indel, counts, cover,
+    ev_pos, ev_len, ev_read, ev_qoff,
+):  # fmt: skip
+    """Walk every read's CIGAR: base counts into ``counts``/``cover`` (see count_block) and
+    indel events (anchor in ``[ws, we)``, anchor base unmasked, not ambiguous, at most
+    ``max_indel`` bp) into the ev_* arrays. Returns the number of events."""
+    ne = 0
+    for i in range(start.shape[0]):
+        s = sample[i]
+        qo = qoff[i]
+        rpos = start[i]
+        qpos = 0
+        block = -1  # reference start of the aligned block just walked, -1 when none
+        for c in range(coff[i], coff[i] + cn[i]):
+            op = cig_op[c]
+            ln = cig_len[c]
+            if op == 0 or op == 7 or op == 8:
+                if block < 0:
+                    block = rpos
+                count_block(rpos, ln, qo + qpos, s, ws, we, bases, quals, min_baseq, counts, cover)
+                rpos += ln
+                qpos += ln
+            elif op == 1 or op == 2:
+                insertion = op == 1
+                if block >= 0 and ln <= max_indel:
+                    anchor, qa, ambiguous = left_normalise(
+                        insertion, bases, ref, ref_lo, qo, rpos, qpos, ln, block
+                    )
+                    if ws <= anchor < we and quals[qo + qa] >= 1 and not ambiguous:
+                        ev_pos[ne] = anchor
+                        ev_len[ne] = ln if insertion else -ln
+                        ev_read[ne] = i
+                        ev_qoff[ne] = qa + 1 if insertion else -1
+                        ne += 1
+                if insertion:
+                    qpos += ln
+                else:
+                    rpos += ln
+                block = -1
+            elif op == 3:
+                rpos += ln
+                block = -1
+            elif op == 4:
+                qpos += ln
+    return ne

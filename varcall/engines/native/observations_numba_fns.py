@@ -1,0 +1,273 @@
+"""numba kernels of :mod:`varcall.engines.native.observations`: per (site, read) allele
+penalties, haplotype scoring of reads at indel sites, and the check for reads misaligned
+near an indel. Pure computation; positions 0-based.
+
+:func:`obs_pass` takes the columns of the sites, of the reads and of its output rows as
+tuples (order in its docstring); the helpers it calls take the arrays themselves.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "mismatch_penalty",
+    "query_offset",
+    "hap_scores",
+    "aligned_at",
+    "misaligned",
+    "indel_row",
+    "obs_pass",
+]
+
+
+@numba.njit(cache=True, nogil=True)
+def mismatch_penalty(q: float, mq: float) -> float:
+    """Phred cost of a base of quality ``q`` (MAPQ ``mq``, 255: none) not matching."""
+    eb = 10.0 ** (-q / 10.0)
+    em = 10.0 ** (-mq / 10.0) if mq < 255 else 0.0
+    eps = eb + em - eb * em
+    if eps > 0.75:
+        eps = 0.75
+    return -10.0 * np.log10(eps / 3.0) + 10.0 * np.log10(1.0 - eps)
+
+
+@numba.njit(cache=True, nogil=True)
+def query_offset(p, rstart, c0, c1, cig_op, cig_len):
+    """Query offset of the read base aligned at reference position p, -1 if none."""
+    rpos = rstart
+    qpos = 0
+    for c in range(c0, c1):
+        op = cig_op[c]
+        ln = cig_len[c]
+        if op == 0 or op == 7 or op == 8:
+            if rpos <= p < rpos + ln:
+                return qpos + (p - rpos)
+            rpos += ln
+            qpos += ln
+        elif op == 1 or op == 4:
+            qpos += ln
+        elif op == 2 or op == 3:
+            if rpos > p:
+                return -1
+            rpos += ln
+        if rpos > p:
+            return -1
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def hap_scores(k, qp, qo, rlen, cmp_len, shift, flank, hap, na, bases, rquals, min_baseq, scores):
+    """Score the read against each haplotype of indel site k: read bases from
+    ``qp - flank`` to ``qp + cmp_len`` (query offsets; qp = the base aligned at POS) are
+    compared ungapped, for every placement shift in [-shift, shift], with the haplotype;
+    a mismatching base costs its base-quality penalty; the best shift counts. Returns
+    (best allele, unique best, high-quality mismatches against the best)."""
+    sh = shift[k]
+    v = qp - flank - sh  # query offset facing haplotype index 0 at shift 0
+    j0 = max(0, qp - flank)
+    j1 = min(rlen, qp + cmp_len[k])
+    best_shift = 0
+    ib = -1
+    for a in range(na):
+        best = 1e300
+        bs = 0
+        for s in range(-sh, sh + 1):
+            sc = 0.0
+            for j in range(j0, j1):
+                b = bases[qo + j]
+                if b < 4 and b != hap[k, a, j - v + s]:
+                    q = rquals[qo + j]
+                    if q > 0:
+                        sc += mismatch_penalty(float(q), 255.0)
+                        if sc >= best:
+                            break
+            if sc < best:
+                best = sc
+                bs = s
+        scores[a] = best
+        if ib < 0 or best < scores[ib]:
+            ib = a
+            best_shift = bs
+    unique = True
+    for a in range(na):
+        if a != ib and scores[a] <= scores[ib]:
+            unique = False
+    nmm = 0
+    for j in range(j0, j1):
+        b = bases[qo + j]
+        if b < 4 and b != hap[k, ib, j - v + best_shift] and rquals[qo + j] >= min_baseq:
+            nmm += 1
+    return ib, unique, nmm
+
+
+@numba.njit(cache=True, nogil=True)
+def aligned_at(
+    i, p, snv, snv_context, ref, ref_lo, min_baseq, start, qoff, coff, cn, cig_op, cig_len,
+    bases, rquals,
+):  # fmt: skip
+    """(query offset of read i's base aligned at p or -1, and at an SNV site (``snv``)
+    the high-quality mismatches with the reference within ``snv_context`` bp of p, p
+    itself excepted)."""
+    qp = -1
+    nmm = 0
+    rpos = start[i]
+    qpos = 0
+    qo = qoff[i]
+    for c in range(coff[i], coff[i] + cn[i]):
+        op = cig_op[c]
+        ln = cig_len[c]
+        if op == 0 or op == 7 or op == 8:
+            if rpos <= p < rpos + ln:
+                qp = qpos + (p - rpos)
+            if snv:
+                j0 = max(0, p - snv_context - rpos)
+                j1 = min(ln, p + snv_context + 1 - rpos)
+                for j in range(j0, j1):
+                    if rpos + j == p:
+                        continue
+                    b = bases[qo + qpos + j]
+                    if b < 4 and rquals[qo + qpos + j] >= min_baseq and b != ref[rpos + j - ref_lo]:
+                        nmm += 1
+            rpos += ln
+            qpos += ln
+        elif op == 1 or op == 4:
+            qpos += ln
+        elif op == 2 or op == 3:
+            rpos += ln
+        if rpos > p + snv_context and qp >= 0:
+            break
+    return qp, nmm
+
+
+@numba.njit(cache=True, nogil=True)
+def misaligned(
+    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, cmp_len, indel,
+    allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
+):  # fmt: skip
+    """A read aligned without gaps across an indel site j in ``[k0, k)`` whose compared
+    stretch covers p, and whose bases match one of that site's indel haplotypes best, is
+    misaligned there: its base at p is no evidence (the aligner put mismatches where the
+    indel is). So is a read without a base at such a site's POS."""
+    for j in range(k0, k):
+        if not indel[j] or pos[j] + cmp_len[j] <= p:
+            continue
+        q_j = query_offset(pos[j], start[i], coff[i], coff[i] + cn[i], cig_op, cig_len)
+        if q_j < 0:
+            # the read starts after the indel site (or lacks a base there):
+            # its alignment near the indel cannot be checked
+            return True
+        if qp - q_j != p - pos[j]:
+            continue
+        ib, uniq, _ = hap_scores(
+            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, n_alleles[j], bases, rquals,
+            min_baseq, scores,
+        )  # fmt: skip
+        if uniq and allele_indel[j, ib]:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def indel_row(
+    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, cmp_len, cap, shift, mapq,
+    sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
+):  # fmt: skip
+    """Write row ``no``: read i (base aligned at POS: query offset qp) scored against the
+    haplotypes of indel site k, its penalties capped (see varcall.engines.native.pileup)."""
+    na = n_alleles[k]
+    ib, unique, nmm = hap_scores(
+        k, qp, qoff[i], qlen[i], cmp_len, shift, flank, hap, na, bases, rquals, min_baseq,
+        scores,
+    )  # fmt: skip
+    c_read = min(float(mapq[i]), cap[k]) / (1.0 + max(0, nmm - 1) ** 2)
+    for a in range(hap.shape[1]):
+        if a < na:
+            o_pen[no, a] = min(scores[a] - scores[ib], c_read)
+        else:
+            o_pen[no, a] = 0.0
+    o_site[no] = k
+    o_sample[no] = sample[i]
+    o_best[no] = ib if unique else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def obs_pass(
+    sites, reads, emit, order, sorted_start, max_span, ref, ref_lo, min_baseq,
+    flank, snv_context, max_compare, count_only, out,
+):  # fmt: skip
+    """Rows (site, read) of the emitted sites ``emit`` into ``out`` (or only count them
+    when ``count_only``); returns the number of rows. Reads are visited in start order
+    (``order``, ``sorted_start``; ``max_span`` the longest read span).
+
+    ``sites``: the Sites columns (pos, n_alleles, hap, cmp_len, indel, cap, allele_indel,
+    shift); ``reads``: the ReadBatch columns (start, end, mapq, sample, qoff, qlen, coff,
+    cn, cig_op, cig_len, bases, quals, rquals = raw_quals); ``out``: the Observations
+    columns (site, sample, pen, best), as in those classes."""
+    # unpacked once into local arrays: helpers taking the tuples and reading them inside
+    # their loops measured 2x slower (reference counting)
+    pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift = sites
+    start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = reads
+    o_site, o_sample, o_pen, o_best = out
+    no = 0
+    na_max = hap.shape[1]
+    scores = np.zeros(na_max)
+    shadow_scores = np.zeros(na_max)
+    for k in range(pos.shape[0]):
+        if not emit[k]:
+            continue
+        p = pos[k]
+        na = n_alleles[k]
+        snv = not indel[k]
+        # indel sites before p whose compared stretch covers p ("shadowing" sites)
+        k0 = k
+        if snv:
+            while k0 > 0 and pos[k0 - 1] >= p - max_compare:
+                k0 -= 1
+        lo = np.searchsorted(sorted_start, p - max_span, side="left")
+        hi = np.searchsorted(sorted_start, p, side="right")
+        for t in range(lo, hi):
+            i = order[t]
+            if end[i] <= p:
+                continue
+            qp, nmm = aligned_at(
+                i, p, snv, snv_context, ref, ref_lo, min_baseq, start, qoff, coff, cn, cig_op,
+                cig_len, bases, rquals,
+            )  # fmt: skip
+            if qp < 0:
+                continue
+            qo = qoff[i]
+            q0 = quals[qo + qp]
+            if q0 == 0:
+                continue
+            if snv:
+                b = bases[qo + qp]
+                if q0 < min_baseq or b >= 4:
+                    continue
+                if k0 < k and misaligned(
+                    k0, k, p, i, qp, flank, min_baseq, shadow_scores, pos, n_alleles, hap,
+                    cmp_len, indel, allele_indel, shift, start, qoff, qlen, coff, cn, cig_op,
+                    cig_len, bases, rquals,
+                ):  # fmt: skip
+                    continue
+                if not count_only:
+                    w = mismatch_penalty(float(q0), float(mapq[i])) / (1.0 + max(0, nmm - 1))
+                    best = -1
+                    for a in range(na_max):
+                        if a < na and hap[k, a, 0] != b:
+                            o_pen[no, a] = w
+                        else:
+                            o_pen[no, a] = 0.0
+                        if a < na and hap[k, a, 0] == b:
+                            best = a
+                    o_site[no] = k
+                    o_sample[no] = sample[i]
+                    o_best[no] = best
+            elif not count_only:
+                indel_row(
+                    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, cmp_len, cap, shift,
+                    mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
+                )  # fmt: skip
+            no += 1
+    return no

@@ -1,0 +1,290 @@
+"""Candidate sites of a window: alleles from the evidence of pass 1, and the haplotypes
+pass 2 compares reads with (see :mod:`varcall.engines.native.pileup`, step 3). Positions
+0-based; ``ref`` holds base codes of the reference from ``ref_lo`` on."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+
+import numpy as np
+
+from varcall.engines.native.evidence import Evidence
+from varcall.engines.native.pileup import (
+    BASES,
+    INDEL_CAP,
+    INDEL_CAP_MIN,
+    INDEL_FLANK,
+    INDEL_LEFT_FLANK,
+    MAX_ALLELES,
+    MAX_ALT_ALLELES,
+    MAX_COMPARE,
+    MAX_SHIFT,
+    MIN_ALT_FRACTION,
+    MIN_ALT_READS,
+    encode_bases,
+)
+from varcall.engines.native.reads import ReadBatch
+
+__all__ = ["Sites", "find_sites"]
+
+#: Candidate alleles per 0-based POS: (kind, sequence, supporting reads).
+_PerSite = dict[int, list[tuple[str, str, int]]]
+
+
+@dataclasses.dataclass
+class Sites:
+    """Candidate sites of a window, sorted by position. N sites, A = MAX_ALLELES.
+
+    pos: (N,) int64 0-based POS. n_alleles: (N,) int32 (REF included).
+    alleles: per site a list of allele descriptors, REF first: ``("R", "")``,
+    ``("X", base)`` SNV, ``("I", inserted sequence)``, ``("D", deleted reference
+    sequence)``; all anchored at POS. support: (N, A) int64 total candidate read counts.
+    hap: (N, A, H) uint8 haplotype codes from POS on; cmp_len: (N,) int32 bases compared
+    (1 at SNV-only sites); indel: (N,) bool; cap: (N,) float64 per-read indel cap (phred);
+    allele_indel: (N, A) bool, the allele is an insertion or deletion; shift: (N,) int32
+    largest read shift tried at an indel site (0 at SNV-only sites). At indel sites
+    ``hap[k, a, h]`` holds reference position ``POS - INDEL_LEFT_FLANK - shift + h`` of
+    the allele's haplotype (left flank, allele, reference after it); at SNV-only sites
+    ``hap[k, a, 0]`` is the allele's base.
+    """
+
+    pos: np.ndarray
+    n_alleles: np.ndarray
+    alleles: list[list[tuple[str, str]]]
+    support: np.ndarray
+    hap: np.ndarray
+    cmp_len: np.ndarray
+    indel: np.ndarray
+    cap: np.ndarray
+    allele_indel: np.ndarray
+    shift: np.ndarray
+
+    @property
+    def n_sites(self) -> int:
+        return int(self.pos.shape[0])
+
+
+def _allele_order_key(a: tuple[str, str, int]) -> tuple:
+    kind, seq, support = a
+    return (-support, kind, len(seq), seq)
+
+
+def find_sites(
+    ev: Evidence,
+    batch: ReadBatch,
+    ref: np.ndarray,
+    ref_lo: int,
+    ref_text: str,
+) -> Sites:
+    """Candidate alleles of the window (see :mod:`varcall.engines.native.pileup`) and
+    their haplotypes.
+
+    ``ref_text`` is the reference sequence (upper case) from 0-based ``ref_lo``; ``ref``
+    its base codes."""
+    per_site: _PerSite = {}
+    _snv_candidates(ev, ref, ref_lo, per_site)
+    if ev.ev_pos.shape[0]:
+        _indel_candidates(ev, batch, ref, ref_lo, ref_text, per_site)
+    return _site_table(per_site, ref, ref_lo)
+
+
+def _snv_candidates(ev: Evidence, ref: np.ndarray, ref_lo: int, per_site: _PerSite) -> None:
+    """Add the SNV candidates of the window to ``per_site``: per-sample count >=
+    MIN_ALT_READS and fraction >= MIN_ALT_FRACTION, at a known reference base."""
+    ws = ev.ws
+    w = ev.we - ev.ws
+    win_ref = ref[ws - ref_lo : ws - ref_lo + w]
+    if w:
+        ok = (ev.counts >= MIN_ALT_READS) & (ev.counts >= MIN_ALT_FRACTION * ev.depth[:, :, None])
+        is_ref = np.zeros((w, 4), bool)
+        known = np.nonzero(win_ref < 4)[0]
+        is_ref[known, win_ref[known]] = True
+        ok &= ~is_ref[None, :, :]
+        ok &= (win_ref < 4)[None, :, None]
+        cand = ok.any(axis=0)
+        wi, bi = np.nonzero(cand)
+        total = ev.counts.sum(axis=0)
+        for i, b in zip(wi.tolist(), bi.tolist()):
+            per_site.setdefault(ws + i, []).append(("X", BASES[b], int(total[i, b])))
+
+
+def _indel_groups(ev: Evidence, batch: ReadBatch) -> dict[tuple[int, int, bytes], np.ndarray]:
+    """Per-sample event counts (S,) int64 of each (anchor, length, inserted base codes)."""
+    n_samples = ev.counts.shape[0]
+    groups: dict[tuple[int, int, bytes], np.ndarray] = {}
+    bases = batch.bases
+    for p, ln, ri, qo in zip(
+        ev.ev_pos.tolist(), ev.ev_len.tolist(), ev.ev_read.tolist(), ev.ev_qoff.tolist()
+    ):
+        if ln > 0:
+            o = int(batch.qoff[ri]) + qo
+            key = (p, ln, bases[o : o + ln].tobytes())
+        else:
+            key = (p, ln, b"")
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = np.zeros(n_samples, np.int64)
+        g[batch.sample[ri]] += 1
+    return groups
+
+
+def _indel_candidates(
+    ev: Evidence,
+    batch: ReadBatch,
+    ref: np.ndarray,
+    ref_lo: int,
+    ref_text: str,
+    per_site: _PerSite,
+) -> None:
+    """Add the indel candidates to ``per_site``: the events grouped by (anchor, length,
+    sequence) that qualify against the cover at the anchor."""
+    # insertions of one length at one anchor whose sequences differ (sequencing errors
+    # in the inserted bases) are counted together: when no sequence qualifies on its
+    # own but the group does, its most frequent sequence stands for it
+    by_len: dict[tuple[int, int], list[tuple[bytes, np.ndarray]]] = {}
+    for (p, ln, seq), cnt in _indel_groups(ev, batch).items():
+        by_len.setdefault((p, ln), []).append((seq, cnt))
+    for (p, ln), members in by_len.items():
+        if ref[p - ref_lo] == 4:
+            continue
+        cov = ev.cover[:, p - ev.ws]
+
+        def qualifies(cnt: np.ndarray, cov: np.ndarray = cov) -> bool:
+            return bool(np.any((cnt >= MIN_ALT_READS) & (cnt >= MIN_ALT_FRACTION * cov)))
+
+        chosen = [(seq, cnt) for seq, cnt in members if qualifies(cnt) and 4 not in seq]
+        if not chosen and ln > 0:
+            total = np.sum([cnt for _, cnt in members], axis=0)
+            clean = [(seq, cnt) for seq, cnt in members if 4 not in seq]
+            if clean and qualifies(total):
+                seq, _ = min(clean, key=lambda m: (-int(m[1].sum()), m[0]))
+                chosen = [(seq, total)]
+        for seq, cnt in chosen:
+            if ln > 0:
+                allele = ("I", "".join(BASES[c] for c in seq))
+            else:
+                allele = ("D", ref_text[p + 1 - ref_lo : p + 1 - ln - ref_lo])
+            per_site.setdefault(p, []).append((*allele, int(cnt.sum())))
+
+
+def _site_table(per_site: _PerSite, ref: np.ndarray, ref_lo: int) -> Sites:
+    """The Sites of the candidates: ALTs chosen and ordered, haplotypes built."""
+    positions = sorted(per_site)
+    n = len(positions)
+    pos = np.array(positions, np.int64)
+    n_alleles = np.zeros(n, np.int32)
+    support = np.zeros((n, MAX_ALLELES), np.int64)
+    cmp_len = np.ones(n, np.int32)
+    indel = np.zeros(n, bool)
+    cap = np.full(n, INDEL_CAP)
+    shift = np.zeros(n, np.int32)
+    alleles_out: list[list[tuple[str, str]]] = []
+    haps: list[list[np.ndarray]] = []
+    site_alts = []
+    for p in positions:
+        alts = sorted(per_site[p], key=_allele_order_key)[:MAX_ALT_ALLELES]
+        # ALT order in the record: SNVs, then deletions, then insertions; by sequence
+        alts.sort(key=lambda a: ("XDI".index(a[0]), len(a[1]), a[1]))
+        site_alts.append(alts)
+    indel_pos = [p for p, alts in zip(positions, site_alts) if any(a[0] != "X" for a in alts)]
+    for k, p in enumerate(positions):
+        alts = site_alts[k]
+        al = [("R", "")] + [(a[0], a[1]) for a in alts]
+        alleles_out.append(al)
+        n_alleles[k] = len(al)
+        support[k, 1 : len(al)] = [a[2] for a in alts]
+        has_indel = any(a[0] != "X" for a in alts)
+        indel[k] = has_indel
+        if has_indel:
+            hs, cmp_len[k], cap[k], shift[k] = _indel_site(al, p, indel_pos, ref, ref_lo)
+        else:
+            hs = [np.array([ref[p - ref_lo]], np.uint8)] + [
+                np.array([BASES.index(a[1])], np.uint8) for a in al[1:]
+            ]
+        haps.append(hs)
+    return Sites(
+        allele_indel=_allele_indel(alleles_out),
+        shift=shift,
+        pos=pos,
+        n_alleles=n_alleles,
+        alleles=alleles_out,
+        support=support,
+        hap=_pack_haplotypes(haps),
+        cmp_len=cmp_len,
+        indel=indel,
+        cap=cap,
+    )
+
+
+def _indel_site(
+    al: list[tuple[str, str]], p: int, indel_pos: list[int], ref: np.ndarray, ref_lo: int
+) -> tuple[list[np.ndarray], int, float, int]:
+    """(haplotypes, bases compared, per-read cap, largest shift) of the indel site at POS
+    ``p`` with alleles ``al`` (REF first); ``indel_pos`` the sorted POS of all indel sites."""
+    sh = min(MAX_SHIFT, max(len(seq) for kind, seq in al[1:] if kind != "X"))
+    hs, d_max = _haplotypes(al, ref, ref_lo, p)
+    # stop at the next indel site's POS (its reads would blur this comparison),
+    # but always compare past the first base where the haplotypes differ
+    nxt = bisect.bisect_right(indel_pos, p)
+    limit = MAX_COMPARE
+    if nxt < len(indel_pos):
+        limit = max(d_max + 2, indel_pos[nxt] - p + 1)
+    cmp_len = min(MAX_COMPARE, d_max + INDEL_FLANK + 1, limit)
+    cap = max(INDEL_CAP_MIN, INDEL_CAP - 0.5 * d_max)
+    left = _ref_codes(ref, ref_lo, p - INDEL_LEFT_FLANK - sh, p)
+    width = INDEL_LEFT_FLANK + 2 * sh + int(cmp_len)
+    return [np.concatenate([left, h])[:width] for h in hs], cmp_len, cap, sh
+
+
+def _pack_haplotypes(haps: list[list[np.ndarray]]) -> np.ndarray:
+    """(N, MAX_ALLELES, H) uint8 of the haplotypes of each site, N (4) padded."""
+    n = len(haps)
+    hmax = max([h.shape[0] for hs in haps for h in hs], default=1)
+    hap = np.full((n, MAX_ALLELES, hmax), 4, np.uint8)
+    for k in range(n):
+        for a, h in enumerate(haps[k]):
+            m = min(hmax, h.shape[0])
+            hap[k, a, :m] = h[:m]
+    return hap
+
+
+def _allele_indel(alleles: list[list[tuple[str, str]]]) -> np.ndarray:
+    """(N, MAX_ALLELES) bool: the allele is an insertion or a deletion."""
+    allele_indel = np.zeros((len(alleles), MAX_ALLELES), bool)
+    for k, al in enumerate(alleles):
+        for a, (kind, _) in enumerate(al):
+            allele_indel[k, a] = kind in "ID"
+    return allele_indel
+
+
+def _ref_codes(ref: np.ndarray, ref_lo: int, start: int, end: int) -> np.ndarray:
+    """Reference codes of ``[start, end)``, N (4) before the contig start."""
+    pad = max(0, -start)
+    return np.concatenate([np.full(pad, 4, np.uint8), ref[start + pad - ref_lo : end - ref_lo]])
+
+
+def _haplotypes(
+    alleles: list[tuple[str, str]], ref: np.ndarray, ref_lo: int, p: int
+) -> tuple[list[np.ndarray], int]:
+    """Haplotype codes from POS ``p`` on (MAX_COMPARE + MAX_SHIFT bases) for each allele,
+    and the largest offset at which an ALT haplotype first differs from the REF one."""
+    o = p - ref_lo
+    ln = MAX_COMPARE + MAX_SHIFT
+    ref_h = ref[o : o + ln]
+    out = [ref_h]
+    d_max = 0
+    for kind, seq in alleles[1:]:
+        if kind == "X":
+            h = np.concatenate([encode_bases(seq), ref[o + 1 : o + ln]])
+        elif kind == "D":
+            h = np.concatenate([ref[o : o + 1], ref[o + 1 + len(seq) : o + 1 + len(seq) + ln]])
+        else:
+            h = np.concatenate([ref[o : o + 1], encode_bases(seq), ref[o + 1 : o + ln]])
+        h = h[:ln]
+        m = min(h.shape[0], ref_h.shape[0])
+        diff = np.nonzero(h[:m] != ref_h[:m])[0]
+        d = int(diff[0]) if diff.shape[0] else m
+        d_max = max(d_max, d)
+        out.append(h)
+    return out, d_max

@@ -1,0 +1,230 @@
+"""Alignment indexes: one parser per format (BAI, CSI, CRAI), results cached per file version.
+
+- BAI (SAM spec 5.2) and CSI (the CSIv1 spec) are binning indexes: per reference, the
+  byte ranges ("chunks", pairs of BGZF virtual offsets ``[begin, end)``) of the reads of
+  every bin; BAI adds a linear index (for every 16 kb window, the virtual offset of the
+  first read overlapping it). A virtual offset is ``(compressed block offset << 16) |
+  offset inside the block``. CSI files are BGZF-compressed (inflated here); a BAI may be.
+- CRAI is a gzip-compressed text table, one line per CRAM slice: reference id, alignment
+  start (1-based), alignment span, container offset, slice header offset, slice size.
+
+The BAM decoder (:mod:`varcall.io.bam`) looks up where a region's reads start
+(:func:`start_offset`); region planning (:mod:`varcall.plan.regions`) turns the byte
+ranges into a coverage profile. :func:`read_binning_index` (and :func:`read_bai`) keep the
+parsed index of the last files read, keyed by path, modification time and size, for the
+decoder's many look-ups per file; :func:`load_binning_index` and :func:`read_crai` parse
+without keeping anything (planning reads each index once, and up to 64 of them).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "BAI_PSEUDO_BIN",
+    "BinnedReference",
+    "BinningIndex",
+    "CraiSlice",
+    "load_binning_index",
+    "read_binning_index",
+    "read_bai",
+    "read_crai",
+    "start_offset",
+]
+
+#: Bin id of the BAI metadata pseudo-bin (SAM spec 5.2.1); CSI's is computed from its depth.
+BAI_PSEUDO_BIN = 37450
+#: Parsed indexes kept per process.
+_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True, eq=False)
+class BinnedReference:
+    """One reference of a BAI/CSI index.
+
+    bins: bin id -> (byte offset of its chunks in ``data``, number of chunks), in file
+        order, the metadata pseudo-bin left out.
+    linear: the BAI linear index (uint64 virtual offset of the first read of every 16 kb
+        window); empty for CSI.
+    end_voff: virtual offset where the reference's reads end: the pseudo-bin's end offset
+        when it has its two chunks, else the largest last-chunk end of the bins before it
+        (bins after the pseudo-bin can raise it further).
+    """
+
+    data: bytes = field(repr=False)
+    bins: dict[int, tuple[int, int]] = field(repr=False)
+    linear: np.ndarray = field(repr=False)
+    end_voff: int
+
+    def chunks(self, bin_id: int) -> np.ndarray | None:
+        """The ``(n, 2)`` uint64 chunk ``[begin, end)`` virtual offsets of a bin, None when
+        the index has no such bin."""
+        where = self.bins.get(bin_id)
+        if where is None:
+            return None
+        off, n_chunk = where
+        return np.frombuffer(self.data, dtype="<u8", count=2 * n_chunk, offset=off).reshape(-1, 2)
+
+
+@dataclass(frozen=True, eq=False)
+class BinningIndex:
+    """A parsed BAI or CSI: ``kind`` ("BAI"/"CSI"), the binning scheme (``min_shift``: bits
+    of the smallest bin, 14 for BAI; ``depth``: levels below the root, 5 for BAI) and one
+    :class:`BinnedReference` per reference, in header order (reference id = position)."""
+
+    kind: str
+    min_shift: int
+    depth: int
+    references: tuple[BinnedReference, ...]
+
+    @property
+    def meta_bin(self) -> int:
+        """Bin id of the metadata pseudo-bin."""
+        return ((1 << ((self.depth + 1) * 3)) - 1) // 7 + 1
+
+
+class CraiSlice(NamedTuple):
+    """One CRAI line: reference id, alignment start (1-based), span (bp), slice size (bytes)."""
+
+    ref_id: int
+    start: int
+    span: int
+    size: int
+
+
+def _parse_bins(
+    data: bytes, off: int, meta_bin: int, with_loffset: bool
+) -> tuple[dict[int, tuple[int, int]], int, int]:
+    """The bins of one reference starting at byte ``off``; returns (bins, end_voff, offset
+    after them)."""
+    (n_bin,) = struct.unpack_from("<i", data, off)
+    off += 4
+    bins: dict[int, tuple[int, int]] = {}
+    end_voff = 0
+    for _ in range(n_bin):
+        if with_loffset:
+            bin_id, _loffset, n_chunk = struct.unpack_from("<IQi", data, off)
+            off += 16
+        else:
+            bin_id, n_chunk = struct.unpack_from("<Ii", data, off)
+            off += 8
+        if bin_id == meta_bin and n_chunk == 2:
+            end_voff = struct.unpack_from("<Q", data, off + 8)[0]
+        elif n_chunk:
+            end_voff = max(end_voff, struct.unpack_from("<Q", data, off + 16 * n_chunk - 8)[0])
+        if bin_id != meta_bin:
+            bins[bin_id] = (off, n_chunk)
+        off += 16 * n_chunk
+    return bins, end_voff, off
+
+
+def _parse_bai(data: bytes) -> BinningIndex:
+    """A BAI's bytes (SAM spec 5.2)."""
+    (n_ref,) = struct.unpack_from("<i", data, 4)
+    off = 8
+    refs = []
+    for _ in range(n_ref):
+        bins, end_voff, off = _parse_bins(data, off, BAI_PSEUDO_BIN, with_loffset=False)
+        (n_intv,) = struct.unpack_from("<i", data, off)
+        off += 4
+        linear = np.frombuffer(data, dtype="<u8", count=n_intv, offset=off)
+        off += 8 * n_intv
+        refs.append(BinnedReference(data, bins, linear, end_voff))
+    return BinningIndex("BAI", 14, 5, tuple(refs))
+
+
+def _parse_csi(data: bytes) -> BinningIndex:
+    """An inflated CSI's bytes (CSIv1 spec)."""
+    min_shift, depth, l_aux = struct.unpack_from("<iii", data, 4)
+    off = 16 + l_aux
+    (n_ref,) = struct.unpack_from("<i", data, off)
+    off += 4
+    meta_bin = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1
+    empty = np.zeros(0, np.uint64)
+    refs = []
+    for _ in range(n_ref):
+        bins, end_voff, off = _parse_bins(data, off, meta_bin, with_loffset=True)
+        refs.append(BinnedReference(data, bins, empty, end_voff))
+    return BinningIndex("CSI", min_shift, depth, tuple(refs))
+
+
+def load_binning_index(path: str | os.PathLike) -> BinningIndex | None:
+    """Parse a BAI or CSI file (gzip/BGZF-compressed or not); None when it is neither.
+    Raises OSError when it cannot be read, ValueError or struct.error when it is damaged."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    if data[:4] == b"BAI\x01":
+        return _parse_bai(data)
+    if data[:4] == b"CSI\x01":
+        return _parse_csi(data)
+    return None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _binning_index_cached(path: str, mtime_ns: int, size: int) -> BinningIndex | None:
+    return load_binning_index(path)
+
+
+def read_binning_index(path: str | os.PathLike) -> BinningIndex | None:
+    """:func:`load_binning_index`, parsed once per version (mtime, size) of the file."""
+    st = os.stat(path)
+    return _binning_index_cached(os.fspath(path), st.st_mtime_ns, st.st_size)
+
+
+def read_bai(path: str | os.PathLike) -> BinningIndex:
+    """The parsed BAI at ``path`` (cached); ValueError when the file is not a BAI."""
+    index = read_binning_index(path)
+    if index is None or index.kind != "BAI":
+        raise ValueError(f"{path}: not a BAI index")
+    return index
+
+
+def read_crai(path: str | os.PathLike) -> tuple[CraiSlice, ...]:
+    """The slices of a CRAI (lines with fewer than six fields skipped), in file order.
+    Raises OSError when it cannot be read, ValueError when a field is not a number."""
+    out = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            f = line.split()
+            if len(f) < 6:
+                continue
+            out.append(CraiSlice(int(f[0]), int(f[1]), int(f[2]), int(f[5])))
+    return tuple(out)
+
+
+def _reg2bins(beg: int, end: int) -> list[int]:
+    """BAI bins that may hold reads overlapping 0-based ``[beg, end)`` (SAM spec 5.3)."""
+    end -= 1
+    bins = [0]
+    for shift, first in ((26, 1), (23, 9), (20, 73), (17, 585), (14, 4681)):
+        bins.extend(range(first + (beg >> shift), first + (end >> shift) + 1))
+    return bins
+
+
+def start_offset(index: BinningIndex, tid: int, beg: int, end: int) -> int | None:
+    """Smallest virtual offset of a chunk of a BAI that may hold reads overlapping
+    ``[beg, end)`` (0-based) on reference ``tid``; None when no read can overlap."""
+    if tid >= len(index.references) or end <= beg:
+        return None
+    ref = index.references[tid]
+    linear = ref.linear
+    min_off = 0
+    if linear.shape[0]:
+        min_off = int(linear[min(beg >> 14, linear.shape[0] - 1)])
+    best = None
+    for b in _reg2bins(beg, end):
+        chunks = ref.chunks(b)
+        if chunks is None:
+            continue
+        for cb, ce in chunks.tolist():
+            if ce > min_off and (best is None or cb < best):
+                best = cb
+    return best

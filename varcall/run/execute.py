@@ -1,0 +1,139 @@
+"""Stage 2 of a ``varcall call`` run: call every unit into a checkpoint under ``OUT/work``.
+
+This is the stage that creates OUT. Three ways, with identical checkpoints' contents:
+the engine's whole-genome run in this process (:mod:`varcall.run.single`, single mode
+without a region restriction), the layout's regions one after the other in this process
+(:func:`run_sequential`, single mode with a restriction), or one Dask task per region
+(:func:`scatter_regions`, distributed mode) on the given client, the local cluster started
+while planning, or a cluster opened here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from varcall.core.manifest import MANIFEST_NAME
+from varcall.core.regions import Region
+from varcall.run.checkpoints import checkpoint_key, engine_version, inputs_identity
+from varcall.run.clusters import open_client
+from varcall.run.prepare import PreparedRun
+from varcall.run.single import run_whole_genome
+from varcall.run.tasks import run_sequential, scatter_regions
+
+__all__ = ["ExecutedRun", "execute"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ExecutedRun:
+    """The called units. identity: the inputs as checkpoint keys see them
+    (:func:`inputs_identity`); engine_ver: the engine's version; sidecars: one per unit
+    (checkpoint key, region, digest, ...), in genomic order; keys: their checkpoint keys;
+    bed_regions: what ``OUT/regions.bed`` lists (0-based half-open); cluster_doc: the
+    cluster as the manifest records it (None without Dask)."""
+
+    run_id: str
+    work: Path
+    identity: dict[str, Any]
+    engine_ver: str
+    keys: list[str] = dataclasses.field(default_factory=list)
+    sidecars: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    bed_regions: list[Region] = dataclasses.field(default_factory=list)
+    cluster_doc: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def _session(prep: PreparedRun, doc: dict[str, Any]) -> Iterator[Any]:
+    """The Dask client of a distributed run: the given one, the local cluster started
+    while planning, or a cluster opened now (closed on exit). What it is goes into
+    ``doc``."""
+    if prep.client is not None:
+        doc["kind"] = "client"
+        doc["scheduler"] = getattr(prep.client, "scheduler", None) and prep.client.scheduler.address
+        yield prep.client
+        return
+    doc.update(prep.spec.describe())
+    session = (
+        prep.starter.attach(record=doc)
+        if prep.starter is not None
+        else open_client(prep.spec, record=doc)
+    )
+    with session as client:
+        doc["dashboard"] = client.dashboard_link
+        yield client
+
+
+def _scatter(
+    prep: PreparedRun, run: ExecutedRun, layout: list[Region], retries: int, progress: bool
+) -> None:
+    """One Dask task per region of ``layout``; sets ``run.sidecars`` and ``run.cluster_doc``."""
+    run.cluster_doc = {}
+    with _session(prep, run.cluster_doc) as client:
+        run.sidecars = scatter_regions(
+            layout,
+            run.keys,
+            prep.inputs,
+            prep.params,
+            run.work,
+            client=client,
+            run_id=run.run_id,
+            engine=prep.engine,
+            retries=retries,
+            resume=prep.flags.resume,
+            progress=progress,
+        )
+
+
+def _start(prep: PreparedRun) -> ExecutedRun:
+    """Create ``OUT/work`` and drop an earlier run's manifest; a new run id."""
+    work = prep.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    # the manifest marks a finished run: drop an earlier run's (--overwrite / --resume) so
+    # that a crash of this run never leaves new outputs beside an old, complete-looking one
+    (prep.out / MANIFEST_NAME).unlink(missing_ok=True)
+    run_id = uuid.uuid4().hex
+    identity = inputs_identity(prep.inputs)
+    return ExecutedRun(run_id, work, identity, engine_version(prep.engine))
+
+
+def execute(prep: PreparedRun, *, retries: int = 2, progress: bool = False) -> ExecutedRun:
+    """Call every unit of the prepared run into ``OUT/work`` (valid checkpoints reused with
+    ``--resume``). retries: Dask retries per region. Raises :class:`RegionError` when
+    units failed (finished checkpoints are kept)."""
+    run = _start(prep)
+    inputs, params, layout, identity = prep.inputs, prep.params, prep.layout, run.identity
+    if prep.mode == "single" and layout is None:
+        run.sidecars = run_whole_genome(
+            inputs, params, prep.engine, identity, run.engine_ver, run.work, run.run_id,
+            prep.flags.resume, progress,
+        )  # fmt: skip
+        run.keys = [s["key"] for s in run.sidecars]
+        run.bed_regions = [Region(c, 0, n) for c, n in inputs.contigs]
+        return run
+    assert layout is not None
+    run.keys = [
+        checkpoint_key(r, identity, params, params.engine, run.engine_ver) for r in layout
+    ]
+    run.bed_regions = list(layout)
+    if prep.mode == "single":
+        run.sidecars = run_sequential(
+            layout,
+            run.keys,
+            inputs,
+            params,
+            run.work,
+            run_id=run.run_id,
+            engine=prep.engine,
+            resume=prep.flags.resume,
+            progress=progress,
+        )
+    else:
+        _scatter(prep, run, layout, retries, progress)
+    return run

@@ -1,0 +1,252 @@
+"""Stage 1 of a ``varcall call`` run: validate the inputs and plan the regions.
+
+Nothing is created at OUT here: an :class:`InputError` leaves the file system as it was.
+A local Dask cluster starts in the background (:class:`ClusterStarter`) once the inputs
+are valid, while the run is planned. Regions are 0-based half-open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from varcall.core.errors import InputError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region, merge_regions, sort_regions
+from varcall.engines import Engine, get_engine
+from varcall.plan.regions import DEFAULT_REGION_SIZE, plan_regions
+from varcall.run.clusters import ClusterSpec, ClusterStarter
+
+__all__ = [
+    "MODES",
+    "TASKS_PER_SLOT",
+    "PlanOptions",
+    "RunFlags",
+    "PreparedRun",
+    "prepare",
+    "default_region_count",
+]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("distributed", "single")
+#: Without a size or count, plan at least this many regions per worker slot.
+TASKS_PER_SLOT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanOptions:
+    """How the user asked the regions to be planned (see :func:`run_call`): a target size
+    (bp) or count, region strings (1-based inclusive), a BED file (0-based), or an explicit
+    layout (0-based half-open, no overlaps) instead of planning."""
+
+    region_size: int | None = None
+    region_count: int | None = None
+    region_strings: tuple[str, ...] = ()
+    regions_bed: str | os.PathLike | None = None
+    regions: Sequence[Region] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFlags:
+    """The switches of a run: resume (reuse valid checkpoints in ``OUT/work``), overwrite
+    (``OUT`` may exist), build_index (build missing or stale alignment indexes),
+    rename_duplicate_samples (rename a repeated sample name S to S.2, S.3, ...)."""
+
+    resume: bool = False
+    overwrite: bool = False
+    build_index: bool = False
+    rename_duplicate_samples: bool = False
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """A validated, planned run. layout: the regions to call (None: a single-process run
+    of the whole genome, one unit per contig). cluster / client: as given to
+    :func:`run_call`; starter: the local cluster starting in the background, or None."""
+
+    out: Path
+    mode: str
+    params: CallParams
+    inputs: CallInputs
+    engine: Engine
+    plan: PlanOptions
+    flags: RunFlags
+    layout: list[Region] | None
+    cluster: ClusterSpec | None
+    client: Any
+    starter: ClusterStarter | None
+
+    @property
+    def spec(self) -> ClusterSpec:
+        """The cluster to start when no client is given."""
+        return self.cluster or ClusterSpec()
+
+
+def _worker_slots(spec: ClusterSpec, client: Any) -> int:
+    """Tasks that can run at once: the client's worker threads, a local cluster's
+    workers x threads, a batch cluster's jobs x cores (adaptive: the maximum); 1 if unknown."""
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # a client without workers yet
+            return 1
+    if spec.kind == "local":
+        return (spec.workers or os.cpu_count() or 1) * spec.threads_per_worker
+    if spec.kind in ("slurm", "pbs", "lsf", "sge"):
+        return (spec.adapt_max or spec.jobs or 1) * (spec.cores or 1)
+    return 1
+
+
+def default_region_count(inputs: CallInputs, restrict: Sequence[Region] | None, slots: int) -> int:
+    """Regions of a run given no ``--region-size``/``--region-count``: one per
+    :data:`~varcall.plan.regions.DEFAULT_REGION_SIZE` bp, and at least
+    :data:`TASKS_PER_SLOT` per worker slot so that every worker has work and a slow region
+    does not leave the others idle at the end. Rounded up so that every contig (or
+    interval) is cut into pieces no longer than that mean: 6 regions over four equal
+    contigs would leave two whole contigs as regions twice the size of the others, the
+    run's stragglers; this gives 8 equal ones."""
+    if restrict:
+        lengths = [r.length for r in merge_regions(restrict, [c for c, _ in inputs.contigs])]
+    else:
+        lengths = [n for _, n in inputs.contigs if n > 0]
+    total = sum(lengths)
+    if total == 0:
+        return 1
+    n = max(1, math.ceil(total / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
+    mean = total / n
+    return sum(max(1, math.ceil(length / mean - 1e-9)) for length in lengths)
+
+
+def _check_engine(engine: Engine | None, inputs: CallInputs, params: CallParams) -> Engine:
+    """The run's engine (``get_engine(params.engine)`` when None), checked for these
+    inputs and parameters; the ``--ploidy-contig`` names checked against the reference."""
+    if engine is None:
+        try:
+            engine = get_engine(params.engine)
+        except ValueError as e:
+            raise InputError(f"--engine {params.engine}: {e}") from e
+    engine.check()
+    engine.check_params(inputs, params)
+    known = {c for c, _ in inputs.contigs}
+    for contig, _ in params.ploidy_by_contig:
+        if contig not in known:
+            raise InputError(
+                f"--ploidy-contig {contig}: the reference {inputs.reference} has no such "
+                "contig; use a name from its .fai"
+            )
+    return engine
+
+
+def _explicit_layout(regions: Sequence[Region], inputs: CallInputs) -> list[Region]:
+    """``regions`` in genomic order after checking they lie on the reference, are not
+    empty and do not overlap."""
+    contig_order = [c for c, _ in inputs.contigs]
+    lengths = dict(inputs.contigs)
+    for r in regions:
+        if r.contig not in lengths or r.end > lengths[r.contig] or r.length == 0:
+            raise InputError(f"region {r}: empty or outside the reference; fix the layout")
+    layout = sort_regions(regions, contig_order)
+    if len(merge_regions(layout, contig_order)) != len([r for r in layout if r.length > 0]):
+        raise InputError("explicit regions overlap; give a layout where no base is in two")
+    return layout
+
+
+def _plan_layout(prep: PreparedRun) -> list[Region] | None:
+    """The regions of the run: the explicit layout, the distributed plan (by default
+    :func:`default_region_count` regions) or, in single mode, the merged restriction
+    (None: the whole genome)."""
+    from varcall.plan.validate import validate_regions
+
+    plan, inputs = prep.plan, prep.inputs
+    contig_order = [c for c, _ in inputs.contigs]
+    restrict = validate_regions(plan.region_strings, plan.regions_bed, inputs.contigs) or None
+    if plan.regions is not None:
+        return _explicit_layout(plan.regions, inputs)
+    if prep.mode == "distributed":
+        planned_count = plan.region_count
+        if plan.region_size is None and plan.region_count is None:
+            planned_count = default_region_count(
+                inputs, restrict, _worker_slots(prep.spec, prep.client)
+            )
+        return plan_regions(
+            inputs, region_size=plan.region_size, region_count=planned_count, restrict=restrict
+        )
+    return merge_regions(restrict, contig_order) if restrict else None
+
+
+def _validate(
+    reference: str | os.PathLike,
+    bams: Sequence[str | os.PathLike],
+    out: Path,
+    params: CallParams,
+    plan: PlanOptions,
+    flags: RunFlags,
+) -> CallInputs:
+    """:func:`varcall.plan.validate.validate_call` of the run's files and regions."""
+    from varcall.plan.validate import validate_call
+
+    return validate_call(
+        Path(reference),
+        [Path(b) for b in bams],
+        out,
+        overwrite=flags.overwrite,
+        resume=flags.resume,
+        build_index=flags.build_index,
+        rename_duplicate_samples=flags.rename_duplicate_samples,
+        region_strings=tuple(plan.region_strings),
+        regions_bed=None if plan.regions_bed is None else Path(plan.regions_bed),
+        engine_name=params.engine,
+    )
+
+
+def prepare(
+    reference: str | os.PathLike,
+    bams: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    params: CallParams,
+    mode: str,
+    plan: PlanOptions,
+    flags: RunFlags,
+    cluster: ClusterSpec | None = None,
+    client: Any = None,
+    engine: Engine | None = None,
+) -> PreparedRun:
+    """Validate the inputs, the engine and the cluster and plan the regions. A local
+    cluster starts in the background once the inputs are valid (closed again if a later
+    check fails). Raises :class:`InputError` (nothing created at ``out``)."""
+    if mode not in MODES:
+        raise InputError(f"mode {mode!r}: unknown; use one of {', '.join(MODES)}")
+    out = Path(out)
+    starter = None
+    try:
+        inputs = _validate(reference, bams, out, params, plan, flags)
+        # valid inputs: a local cluster starts in the background while the run is planned
+        if mode == "distributed" and client is None and (cluster or ClusterSpec()).kind == "local":
+            starter = ClusterStarter(
+                cluster or ClusterSpec(),
+                warm=(f"varcall.engines.{params.engine}",),
+                client_warm=("varcall.io.vcz", "varcall.io.vcf_write"),
+            )
+        engine = _check_engine(engine, inputs, params)
+        if mode == "distributed" and client is None:
+            (cluster or ClusterSpec()).check()
+        prep = PreparedRun(
+            out, mode, params, inputs, engine, plan, flags, None, cluster, client, starter
+        )
+        prep.layout = _plan_layout(prep)
+        if mode == "distributed" and client is None:
+            from varcall.plan.validate_cluster import check_cluster
+
+            check_cluster(prep.spec)  # before out/ exists: nothing left behind
+    except BaseException:
+        if starter is not None:
+            starter.close()
+        raise
+    return prep

@@ -1,0 +1,429 @@
+"""Run an engine region by region: as Dask tasks (local, remote or batch-system cluster,
+see :mod:`varcall.run.clusters`) or sequentially in this process, with on-disk checkpoints
+(:mod:`varcall.run.checkpoints`).
+
+Every region is one task, :func:`run_region_task`, a pure function of (region, inputs,
+parameters, engine). It writes the region's :class:`~varcall.core.callset.CallSet` and its
+sidecar (:func:`~varcall.run.checkpoints.write_checkpoint`) and returns only the sidecar to
+the client (client memory stays small whatever the number of calls). Every attempt is
+audited (:func:`~varcall.run.checkpoints.audit_event`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from varcall import __version__
+from varcall.core.callset import CallSet
+from varcall.core.errors import InputError, RegionError, VarcallError
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines import Engine, get_engine
+from varcall.run.checkpoints import audit_event, code_digest, read_checkpoint, write_checkpoint
+from varcall.run.progress import ProgressReporter
+
+__all__ = [
+    "peak_rss_mb",
+    "run_region_task",
+    "run_sequential",
+    "scatter_regions",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (0.0 where unknown)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+        return f"{w.name}@{w.address}"
+    except (ImportError, ValueError):
+        return f"local@{socket.gethostname()}:{os.getpid()}"
+
+
+# ----------------------------------------------------------------------------- the task
+def _diagnose(inputs: CallInputs, region: Region) -> str | None:
+    """The input file that makes ``region`` fail, as a one-line message (see
+    :func:`varcall.plan.diagnose.diagnose_region`), or None; never raises."""
+    from varcall.plan.diagnose import diagnose_region
+
+    try:
+        return diagnose_region(inputs, region)
+    except Exception:  # the diagnosis must never hide the original error
+        logger.debug("diagnosis of %s failed", region, exc_info=True)
+        return None
+
+
+def run_region_task(
+    region: Region,
+    inputs: CallInputs,
+    params: CallParams,
+    work_dir: str,
+    key: str,
+    run_id: str,
+    engine: Engine | None = None,
+    code: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """Call one region and checkpoint it; returns the sidecar (see :func:`write_checkpoint`)
+    with ``region``, ``seconds``, ``worker``, ``run_id`` and ``attempt``.
+
+    ``code``: the client's (varcall version, :func:`code_digest`); a worker running
+    another version raises a :class:`RegionError` (mixed versions would break identity);
+    the worker's own digest goes into the sidecar (``code``) and the audit.
+
+    A pure function of (region, inputs, params, engine): the checkpoint name ``key`` is
+    derived from them by the client. Exceptions propagate (Dask retries them); a
+    :class:`VarcallError` keeps its message, any other exception is wrapped in a
+    :class:`RegionError` naming the region.
+    """
+    work = Path(work_dir)
+    worker = _worker_name()
+    attempt = uuid.uuid4().hex
+    base = {
+        "key": key,
+        "run_id": run_id,
+        "attempt": attempt,
+        "region": str(region),
+        "worker": worker,
+        "bams": list(inputs.bams),
+    }
+    t0 = time.time()
+    audit_event(work, key, {**base, "event": "start", "time": t0})
+    try:
+        _check_code(region, worker, code)
+        callset = _call_checked(region, inputs, params, engine)
+        seconds = time.time() - t0
+        sidecar = write_checkpoint(
+            work,
+            key,
+            callset,
+            {
+                "region": [region.contig, region.start, region.end],
+                "seconds": round(seconds, 6),
+                "worker": worker,
+                "run_id": run_id,
+                "attempt": attempt,
+                "code": code_digest(),
+                "peak_rss_mb": peak_rss_mb(),
+            },
+        )
+    except BaseException as e:
+        error = _audit_failure(e, region, inputs, work, key, base)
+        if error is None:
+            raise
+        raise error from e
+    audit_event(
+        work,
+        key,
+        {
+            **base,
+            "event": "done",
+            "time": time.time(),
+            "n_variants": sidecar["n_variants"],
+            "seconds": sidecar["seconds"],
+        },
+    )
+    return sidecar
+
+
+def _check_code(region: Region, worker: str, code: tuple[str, str] | None) -> None:
+    """Raise a :class:`RegionError` when this worker runs another varcall version than the
+    client's ``code`` (version, digest); warn when only the source digest differs."""
+    if code is not None and code[0] != __version__:
+        raise RegionError(
+            f"region {region}: worker {worker} runs varcall {__version__}, the client "
+            f"{code[0]}; install the same varcall on every worker"
+        )
+    if code is not None and code[1] != code_digest():
+        logger.warning(
+            "worker %s: varcall source differs from the client's (%s vs %s)",
+            worker,
+            code_digest()[:12],
+            code[1][:12],
+        )
+
+
+def _call_checked(
+    region: Region, inputs: CallInputs, params: CallParams, engine: Engine | None
+) -> CallSet:
+    """The engine's calls of ``region``; a :class:`RegionError` when the engine returned
+    calls of another contig or outside ``[region.start, region.end)`` (0-based)."""
+    eng = engine if engine is not None else get_engine(params.engine)
+    callset = eng.call_region(inputs, region, params)
+    if callset.contig != region.contig:
+        raise RegionError(f"region {region}: engine returned calls of {callset.contig}")
+    if callset.n_variants and (
+        int(callset.position[0]) < region.start or int(callset.position[-1]) >= region.end
+    ):
+        raise RegionError(
+            f"region {region}: engine returned calls outside the region; "
+            "this is an engine bug, report it"
+        )
+    return callset
+
+
+def _audit_failure(
+    e: BaseException,
+    region: Region,
+    inputs: CallInputs,
+    work: Path,
+    key: str,
+    base: dict[str, Any],
+) -> RegionError | None:
+    """Audit the failed attempt (called while ``e`` is being handled); return the error to
+    raise from ``e`` instead, or None to raise ``e`` itself (not an :class:`Exception`, or
+    a :class:`VarcallError` whose message already says what to do)."""
+    # name the damaged input file, if any (reads the region once more, only on failure)
+    culprit = None
+    if isinstance(e, Exception) and not isinstance(e, InputError):
+        culprit = _diagnose(inputs, region)
+    audit_event(
+        work,
+        key,
+        {
+            **base,
+            "event": "error",
+            "time": time.time(),
+            "error": f"{type(e).__name__}: {e}" + (f" [{culprit}]" if culprit else ""),
+            "trace": traceback.format_exc(limit=5),
+        },
+    )
+    if not isinstance(e, Exception):
+        return None
+    if culprit is not None:
+        return RegionError(f"region {region}: {culprit}")
+    if isinstance(e, VarcallError):
+        return None
+    return RegionError(f"region {region}: {type(e).__name__}: {e}")
+
+
+# ----------------------------------------------------------------------------- drivers
+def _split_resumed(
+    regions: Sequence[Region], keys: Sequence[str], work: Path, resume: bool
+) -> tuple[dict[str, dict], list[int]]:
+    done: dict[str, dict] = {}
+    todo: list[int] = []
+    for i, key in enumerate(keys):
+        side = read_checkpoint(work, key) if resume else None
+        if side is not None:
+            done[key] = {**side, "resumed": True}
+        else:
+            todo.append(i)
+    if resume:
+        logger.info("resume: %d of %d regions already done", len(done), len(regions))
+    return done, todo
+
+
+def _failure_error(failed: list[tuple[Region, str]], work: Path) -> RegionError:
+    first_region, first_msg = failed[0]
+    more = f" (and {len(failed) - 1} more regions)" if len(failed) > 1 else ""
+    return RegionError(
+        f"{first_msg if str(first_region) in first_msg else f'region {first_region}: {first_msg}'}"
+        f"{more}; finished regions are kept in {work}, fix the cause and rerun with --resume"
+    )
+
+
+def run_sequential(
+    regions: Sequence[Region],
+    keys: Sequence[str],
+    inputs: CallInputs,
+    params: CallParams,
+    work_dir: str | os.PathLike,
+    *,
+    run_id: str,
+    engine: Engine | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run the regions one after the other in this process (no Dask); same checkpoints and
+    sidecars as :func:`scatter_regions`. Stops at the first failing region."""
+    work = Path(work_dir)
+    done, todo = _split_resumed(regions, keys, work, resume)
+    with ProgressReporter(len(regions), enabled=progress) as bar:
+        bar.advance(sum(d["n_variants"] for d in done.values()), len(done))
+        for i in todo:
+            try:
+                side = run_region_task(
+                    regions[i], inputs, params, str(work), keys[i], run_id, engine
+                )
+            except VarcallError as e:
+                raise _failure_error([(regions[i], str(e))], work) from e
+            done[keys[i]] = {**side, "resumed": False}
+            bar.advance(side["n_variants"])
+    return [done[k] for k in keys]
+
+
+def scatter_regions(
+    regions: Sequence[Region],
+    keys: Sequence[str],
+    inputs: CallInputs,
+    params: CallParams,
+    work_dir: str | os.PathLike,
+    *,
+    client: Any,
+    run_id: str,
+    engine: Engine | None = None,
+    retries: int = 2,
+    resume: bool = False,
+    progress: bool = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run one Dask task per region on ``client``; return the sidecars in ``regions`` order.
+
+    Regions with a valid checkpoint are skipped when ``resume``. A task is retried up to
+    ``retries`` times; regions that still fail are named in the :class:`RegionError`
+    raised after every other region finished (their checkpoints are kept). On any
+    exception in the client (e.g. KeyboardInterrupt) the pending tasks are cancelled.
+    """
+    work = Path(work_dir)
+    done, todo = _split_resumed(regions, keys, work, resume)
+    failed: list[tuple[Region, str]] = []
+    with ProgressReporter(len(regions), enabled=progress) as bar:
+        _announce_cluster(client, bar)
+        bar.advance(sum(d["n_variants"] for d in done.values()), len(done))
+        if not todo:
+            return [done[k] for k in keys]
+        shared, futures = _submit(
+            client,
+            [regions[i] for i in todo],
+            [keys[i] for i in todo],
+            (inputs, params, engine),
+            work,
+            run_id,
+            retries,
+        )
+        region_of = {f.key: regions[i] for f, i in zip(futures, todo)}
+        try:
+            for fut, region in _completed(futures, region_of):
+                if fut.status == "finished":
+                    side = fut.result()
+                    done[side["key"]] = {**side, "resumed": False}
+                    bar.advance(side["n_variants"])
+                    if on_result is not None:
+                        on_result(side)
+                else:
+                    failed.append((region, _failure_message(fut, region)))
+                    bar.advance(0)
+                fut.release()
+        except BaseException:
+            client.cancel(futures)
+            raise
+        finally:
+            shared.release()
+    if failed:
+        order = {r: i for i, r in enumerate(regions)}
+        failed.sort(key=lambda x: order[x[0]])
+        raise _failure_error(failed, work)
+    return [done[k] for k in keys]
+
+
+def _announce_cluster(client: Any, bar: ProgressReporter) -> None:
+    """Log (and show) the Dask dashboard's address, and warn when no worker is there yet."""
+    link = getattr(client, "dashboard_link", None)
+    if link:
+        logger.info("Dask dashboard: %s", link)
+        bar.print(f"Dask dashboard: {link}")
+    try:
+        n_threads = sum(client.nthreads().values())
+    except Exception:  # not every client-like object answers this
+        n_threads = None
+    if n_threads == 0:
+        logger.warning("the Dask scheduler has no workers yet; regions wait for workers")
+        bar.print("waiting for Dask workers ...")
+
+
+def _submit(
+    client: Any,
+    regions: Sequence[Region],
+    keys: Sequence[str],
+    shared_args: tuple[CallInputs, CallParams, Engine | None],
+    work: Path,
+    run_id: str,
+    retries: int,
+) -> tuple[Any, list[Any]]:
+    """Submit the shared task (inputs, params, engine, client's code) and one task per
+    region; returns (the shared future, the regions' futures in ``regions`` order)."""
+    # inputs/params/engine travel once, as a task the scheduler can recompute if the
+    # worker holding it dies (unlike scattered data)
+    token = uuid.uuid4().hex[:12]  # Dask keys unique per call, even on a shared scheduler
+    shared = client.submit(
+        _bundle,
+        *shared_args,
+        (__version__, code_digest()),
+        key=f"varcall-shared-{token}",
+        pure=False,
+    )
+    futures = client.map(
+        _run_bundled,
+        list(regions),
+        list(keys),
+        shared=shared,
+        work_dir=str(work),
+        run_id=run_id,
+        key=[f"varcall-region-{token}-{k}" for k in keys],
+        retries=retries,
+        pure=False,
+    )
+    return shared, futures
+
+
+def _completed(futures: list[Any], region_of: dict[Any, Region]) -> Iterator[tuple[Any, Region]]:
+    """(future, its region) as each future finishes or fails; a future whose result was
+    lost with its worker is waited for again (the scheduler recomputes it)."""
+    from distributed import as_completed
+
+    completed = as_completed(futures)
+    for fut in completed:
+        if fut.status in ("lost", "pending"):
+            # its result died with its worker (e.g. a cancelled batch job) after
+            # it finished; the scheduler computes it again
+            logger.warning(
+                "region %s: result lost with its worker; recomputing", region_of[fut.key]
+            )
+            completed.add(fut)
+            continue
+        yield fut, region_of[fut.key]
+
+
+def _failure_message(fut: Any, region: Region) -> str:
+    """The error of a failed (or cancelled) future, logged with its region."""
+    try:
+        exc = fut.exception()
+        msg = str(exc) or type(exc).__name__
+    except Exception as e:  # cancelled futures raise here
+        msg = f"{type(e).__name__}: {e}"
+    logger.error("region %s failed: %s", region, msg)
+    return msg
+
+
+def _bundle(
+    inputs: CallInputs, params: CallParams, engine: Engine | None, code: tuple[str, str]
+) -> tuple:
+    return inputs, params, engine, code
+
+
+def _run_bundled(
+    region: Region, key: str, *, shared: tuple, work_dir: str, run_id: str
+) -> dict[str, Any]:
+    inputs, params, engine, code = shared
+    return run_region_task(region, inputs, params, work_dir, key, run_id, engine, code)
