@@ -11,10 +11,11 @@ DEMO := demo
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# the exact tested versions (constraints.txt) within pyproject.toml's compatible ranges
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 lint: install

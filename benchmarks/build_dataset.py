@@ -39,7 +39,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import hard_cases
 import numpy as np
+import stutter as stutter_mod
+from hard_cases import HardSpec
 
 __all__ = [
     "DatasetSpec",
@@ -53,6 +56,8 @@ __all__ = [
 logger = logging.getLogger("benchmarks.build_dataset")
 
 BUILDER_VERSION = 1
+#: bump when the hard-case builder (hard_cases.py) changes what it writes
+HARD_VERSION = 1
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
 GENOME_XZ = Path("/usr/share/doc/kleborate/examples/data/Klebs_HS11286.fna.xz")
@@ -91,10 +96,18 @@ class DatasetSpec:
     repeat_pad: int = 50
     seed: int = 1
     genome: str = str(GENOME_XZ)
+    #: human-like hard cases (``hard_cases.py``); None: the plain dataset
+    hard: HardSpec | None = None
 
     def key(self) -> str:
-        """Short hash of everything that changes the built files."""
-        blob = json.dumps([BUILDER_VERSION, dataclasses.asdict(self)], sort_keys=True)
+        """Short hash of everything that changes the built files (a spec without ``hard``
+        hashes as before that field existed, so cached plain datasets stay valid)."""
+        d = dataclasses.asdict(self)
+        if d["hard"] is None:
+            del d["hard"]
+        else:
+            d["hard_version"] = HARD_VERSION
+        blob = json.dumps([BUILDER_VERSION, d], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     @property
@@ -125,6 +138,30 @@ SPECS: dict[str, DatasetSpec] = {
             ("kp_chr_d", 3_900_000, 5_200_000),
         ),
         n_samples=32,
+    ),
+    # Human-like hard cases (hard_cases.py): tandem repeats with true expansions and PCR
+    # stutter, segmental duplications, SNV/MNP clusters, SNVs in het deletions, long indels;
+    # 2 x 300 kb at 20x and a 20 kb contig at 300x, 6 samples.
+    "hard": DatasetSpec(
+        name="hard",
+        cuts=(
+            ("kp_hard_a", 2_400_000, 2_700_000),
+            ("kp_hard_b", 4_300_000, 4_600_000),
+            ("kp_deep", 5_000_000, 5_020_000),
+        ),
+        n_samples=6,
+        coverage=20.0,
+        seed=14,
+        hard=HardSpec(deep_contigs=("kp_deep",), deep_coverage=300.0),
+    ),
+    # Low coverage: the same hard cases at 10x, 6 samples, 2 x 400 kb.
+    "lowcov": DatasetSpec(
+        name="lowcov",
+        cuts=(("kp_low_a", 200_000, 600_000), ("kp_low_b", 4_700_000, 5_100_000)),
+        n_samples=6,
+        coverage=10.0,
+        seed=15,
+        hard=HardSpec(),
     ),
 }
 
@@ -432,6 +469,15 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
             raise ValueError(f"cut {name}:{s}-{e} outside the {len(chrom)} bp chromosome")
         contigs.append((name, chrom[s:e]))
     del chrom
+    planted: dict[str, hard_cases.Planted] = {}
+    if spec.hard is not None:  # the reference changes: plant before writing it
+        sites = {}
+        for i, (name, seq) in enumerate(contigs):
+            seq, sites[name], planted[name] = hard_cases.plant_contig(
+                name, seq, spec.hard, rng, spec.n_samples, spec.edge,
+                lambda x, name=name: plant_sites(name, x, spec, rng),
+            )  # fmt: skip
+            contigs[i] = (name, seq)
     ref = wip / "reference.fa"
     write_fasta(ref, contigs)
     _run(["samtools", "faidx", str(ref)])
@@ -442,9 +488,8 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
     logger.info("reference: %d contigs, %d bp", len(contigs), spec.total_length)
 
     # truth
-    sites: dict[str, list[Site]] = {
-        name: plant_sites(name, seq, spec, rng) for name, seq in contigs
-    }
+    if spec.hard is None:
+        sites = {name: plant_sites(name, seq, spec, rng) for name, seq in contigs}
     raw = wip / "truth.raw.vcf"
     write_truth_vcf(
         raw,
@@ -458,19 +503,24 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
     raw.unlink()
 
     masks = repeated_kmer_mask([s for _, s in contigs], spec.kmer)
-    n_conf = 0
+    n_conf, confident = 0, {}
     with open(wip / "confident.bed", "w") as fh:
         for (name, seq), mask in zip(contigs, masks):
-            for s, e in confident_intervals(seq, mask, spec):
+            for s, e in planted[name].unmask() if planted else ():
+                mask[s:e] = False  # planted repeats: the truth is known there
+            confident[name] = confident_intervals(seq, mask, spec)
+            for s, e in confident[name]:
                 fh.write(f"{name}\t{s}\t{e}\n")
                 n_conf += e - s
     logger.info("confident BED covers %d of %d bp", n_conf, spec.total_length)
+    strata = hard_cases.write_strata(wip, contigs, confident, planted) if planted else {}
+    stutters: list[stutter_mod.Stutter] = []
 
     # reads per sample: ART from both haplotypes, bwa mem, sort, index
     bams = []
     for si, sample in enumerate(spec.samples):
         fqs = []
-        for h in range(2):
+        for h in range(2 if spec.hard is None else 0):
             hap_fa = wip / f"{sample}.h{h + 1}.fa"
             write_fasta(
                 hap_fa,
@@ -506,6 +556,8 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
             )
             fqs.append((Path(f"{prefix}1.fq"), Path(f"{prefix}2.fq")))
             hap_fa.unlink()
+        if spec.hard is not None:
+            fqs = _hard_reads(wip, spec, contigs, sites, planted, si, stutters)
         bam = wip / f"{sample}.bam"
         rg = f"@RG\\tID:{sample}\\tSM:{sample}\\tPL:ILLUMINA\\tLB:{sample}"
         r1 = " ".join(str(a) for a, _ in fqs)
@@ -538,6 +590,13 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
         "contigs": [[n, len(s)] for n, s in contigs],
         "sites": {"SNP": n_snp, "INDEL": len(all_sites) - n_snp},
         "confident_bp": n_conf,
+        "strata_bp": strata,
+        "stutter": stutter_mod.stutter_summary(stutters) if stutters else None,
+        "planted": {
+            name: {"repeat_arrays": len(p.repeats), "segdups": len(p.segdups),
+                   "clusters_and_hetdels": len(p.clusters)}
+            for name, p in planted.items()
+        },  # fmt: skip
         "tools": {
             "art_illumina": "art-nextgen-simulation-tools "
             + _dpkg_version("art-nextgen-simulation-tools"),
@@ -555,6 +614,44 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
     return out
 
 
+def _hard_reads(
+    wip: Path,
+    spec: DatasetSpec,
+    contigs: list[tuple[str, str]],
+    sites: dict[str, list],
+    planted: dict[str, hard_cases.Planted],
+    si: int,
+    stutters: list,
+) -> list[tuple[Path, Path]]:
+    """FASTQ pairs of sample ``si`` of a hard dataset: per haplotype, ART reads with PCR
+    stutter (``stutter.simulate_reads``), the deep contigs apart at their coverage."""
+    assert spec.hard is not None
+    sample, fqs = spec.samples[si], []
+    deep = set(spec.hard.deep_contigs)
+    for h in range(2):
+        hap = 2 * si + h
+        suffix = f".{sample}.h{h + 1}"
+        seqs = {name + suffix: haplotype(seq, sites[name], hap) for name, seq in contigs}
+        arrays = hard_cases.hap_arrays(planted, sites, hap, suffix)
+        for part, cov in (("", spec.coverage), ("deep.", spec.hard.deep_coverage)):
+            names = [n for n, _ in contigs if (n in deep) == bool(part)]
+            if not names:
+                continue
+            hap_fa = wip / f"{sample}.h{h + 1}.{part}fa"
+            write_fasta(hap_fa, [(n + suffix, seqs[n + suffix]) for n in names])
+            seed = spec.seed * 1000 + 2 * si + h + (500 if part else 0)
+            stutter = stutter_mod.Stutter(arrays, spec.hard, seed)
+            fqs.append(
+                stutter_mod.simulate_reads(
+                    hap_fa, wip / f"{sample}.h{h + 1}.{part}", cov / 2, spec.read_length,
+                    (spec.fragment_mean, spec.fragment_sd), seed, stutter, seqs,
+                )
+            )  # fmt: skip
+            stutters.append(stutter)
+            hap_fa.unlink()
+    return fqs
+
+
 def checksums(folder: Path) -> dict[str, str]:
     """SHA-256 of the content of a dataset (not of the files' bytes, which carry paths and
     compression details): the reference FASTA, the truth records, the confident BED, and
@@ -563,6 +660,8 @@ def checksums(folder: Path) -> dict[str, str]:
     out = {}
     for name in ("reference.fa", "confident.bed"):
         out[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    for bed in sorted(folder.glob("strata/*.bed")):
+        out[f"strata/{bed.name}"] = hashlib.sha256(bed.read_bytes()).hexdigest()
     r = subprocess.run(
         ["bcftools", "view", "-H", str(folder / "truth.vcf.gz")], capture_output=True, check=True
     )

@@ -66,21 +66,28 @@ def _become_subreaper() -> bool:
         return False
 
 
-def _reap_orphans(deadline: float) -> int:
+def _reap_orphans(deadline: float, keep: set[int]) -> int:
     """Wait for adopted descendants to exit (killing what is left at ``deadline``, a
-    time.perf_counter() value); returns how many were reaped."""
+    time.perf_counter() value); returns how many were reaped. Children in ``keep`` (this
+    process's own children from before the measurement, e.g. a fork server) are neither
+    waited for nor killed."""
     n = 0
     while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+        adopted = [c for c in psutil.Process().children() if c.pid not in keep]
+        if not adopted:
             return n
-        if pid:
-            n += 1
-            continue
+        for child in adopted:
+            try:
+                pid, _ = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid = child.pid  # reaped meanwhile
+            n += 1 if pid else 0
         if time.perf_counter() > deadline:
-            for child in psutil.Process().children():
-                child.kill()
+            for child in adopted:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
             deadline = float("inf")
         time.sleep(0.05)
 
@@ -98,6 +105,7 @@ def measure(
         cmd = ["bash", "-o", "pipefail", "-c", cmd[0]]
     json_out.parent.mkdir(parents=True, exist_ok=True)
     subreaper = _become_subreaper()
+    keep = {c.pid for c in psutil.Process().children()}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     peak_tree = peak_root = peak_child = 0
@@ -125,7 +133,7 @@ def measure(
                         rc = proc.wait()
                     break
     wall = time.perf_counter() - t0
-    orphans = _reap_orphans(time.perf_counter() + 60) if subreaper else 0
+    orphans = _reap_orphans(time.perf_counter() + 60, keep | {proc.pid}) if subreaper else 0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     user = after.ru_utime - before.ru_utime
     sys_ = after.ru_stime - before.ru_stime

@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import strata_accuracy  # noqa: E402
 from build_dataset import CACHE, SPECS, build_dataset, ensure_peers  # noqa: E402
 
 logger = logging.getLogger("benchmarks.run")
@@ -591,6 +592,8 @@ def markdown(result: dict) -> str:
         lines += cohort_markdown(result["cohort"], result.get("small_scaling", []))
     if result.get("simulated"):
         lines += simulated_markdown(result["simulated"])
+    if result.get("accuracy_section"):
+        lines += strata_accuracy.section_markdown(result["accuracy_section"])
     notes = [f"- {r['name']}: {r['note']}" for r in result["rows"] if r.get("note")]
     notes += [
         f"- {r['name']}: accuracy not measured ({r['accuracy'].get('reason')})"
@@ -732,6 +735,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     if not args.scale and not args.only:
         result["cohort"] = cohort_scaling(vc, args, by_name)
         result["simulated"] = simulated_cohort(vc, args)
+        result["accuracy_section"] = accuracy_section(vc, args, ACCURACY_DATASETS)
     if args.scale:
         result["targets"] += scaling_targets(by_name, "cohort")
         result["speedup"] = speedup(by_name)
@@ -739,6 +743,60 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             by_name, spec.total_length, args.results / "latest.json"
         )
     return result
+
+
+#: Datasets of the per-stratum accuracy section of `make bench` (build_dataset.SPECS).
+ACCURACY_DATASETS = ("hard", "lowcov")
+
+
+def accuracy_section(vc: Varcall, args: argparse.Namespace, names: list[str] | tuple) -> dict:
+    """bcftools, freebayes (QUAL >= 0 or >= 20, the better per type) and varcall native
+    (single-process) on each dataset of ``names`` (built once, cached): SNP/INDEL F1 over
+    the confident BED and per stratum, genotype concordance (``strata_accuracy.py``)."""
+    out = []
+    for name in names:
+        spec = SPECS[name]
+        ds = build_dataset(spec, CACHE, threads=os.cpu_count())
+        info = json.loads((ds / "dataset.json").read_text())
+        work = CACHE / "runs" / ds.name
+        work.mkdir(parents=True, exist_ok=True)
+        rows = peer_rows(ds, work, 2, args.window)[:2]
+        rows += varcall_rows(vc, ds, work, None, [], ["native"])
+        done = []
+        for row in rows:
+            quals = (0.0, 20.0) if row.tool == "freebayes" else (20.0,)
+            res = {"name": row.name, "tool": row.tool, "mode": row.mode, "quals": list(quals)}
+            reason = skip_reason(row, vc)
+            if reason:
+                done.append({**res, "status": "skipped", "reason": reason})
+                continue
+            res.update(run_row(row, args.timeout, ds), vcf=str(row.vcf))
+            if res["status"] == "ok" and vc.concordance_help is not None:
+                res["accuracy"] = strata_accuracy.measure(VARCALL, ds, row.vcf, quals)
+            logger.info("%s on %s: %s", row.name, name, res["status"])
+            done.append(res)
+        deep = spec.hard.deep_contigs if spec.hard else ()
+        note = ", ".join(f"{c} at {spec.hard.deep_coverage:g}x" for c in deep) if deep else ""
+        keys = ("contigs", "samples", "sites", "confident_bp", "strata_bp", "stutter", "build_seconds")
+        dataset = {"name": name, "path": str(ds), "length_bp": spec.total_length,
+                   "coverage": spec.coverage, "note": note, "deep_contigs": list(deep),
+                   **{k: info.get(k) for k in keys}}  # fmt: skip
+        out.append({"dataset": dataset, "rows": done})
+    return {"datasets": out}
+
+
+def merge_accuracy(results: Path, section: dict) -> dict | None:
+    """``section``'s datasets put into ``results/latest.json`` (replacing the same names);
+    the updated result, or None when there is no latest.json."""
+    latest = results / "latest.json"
+    if not latest.is_file():
+        return None
+    prev = json.loads(latest.read_text())
+    new = {e["dataset"]["name"]: e for e in section["datasets"]}
+    old = (prev.get("accuracy_section") or {}).get("datasets", [])
+    kept = [e for e in old if e["dataset"]["name"] not in new]
+    prev["accuracy_section"] = {"datasets": kept + list(new.values())}
+    return prev
 
 
 #: The native engine's accuracy targets on the project's simulated 30x cohort (issue: native engine).
@@ -1050,6 +1108,31 @@ def plot_speedup(result: dict, png: Path) -> None:
     plt.close(fig)
 
 
+def accuracy_only(args: argparse.Namespace) -> int:
+    """``--accuracy-only``: the accuracy section for the chosen datasets, merged into the
+    last full results when there are some."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
+    if not args.no_install:
+        ensure_peers()
+    section = accuracy_section(Varcall(), args, args.accuracy_only)
+    args.results.mkdir(parents=True, exist_ok=True)
+    merged = merge_accuracy(args.results, section)
+    if merged is None:
+        md = "\n".join(strata_accuracy.section_markdown(section))
+        (args.results / "accuracy.json").write_text(json.dumps(section, indent=2) + "\n")
+        (args.results / "accuracy.md").write_text(md)
+    else:
+        md = markdown(merged)
+        (args.results / "latest.json").write_text(json.dumps(merged, indent=2) + "\n")
+        (args.results / "latest.md").write_text(md)
+        print("README.md table updated" if update_readme(md) else "README.md has no markers")
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -1088,7 +1171,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Only rewrite latest.md and the README table from latest.json (no runs).",
     )
+    p.add_argument(
+        "--accuracy-only",
+        action="append",
+        choices=sorted(SPECS),
+        metavar="DATASET",
+        help="Run only the per-stratum accuracy section on this dataset (repeatable; "
+        f"`make bench` runs it on {', '.join(ACCURACY_DATASETS)}) and merge it into "
+        "latest.json/md (accuracy.json/md when there is no latest.json).",
+    )
     args = p.parse_args(argv)
+    if args.accuracy_only:
+        return accuracy_only(args)
     if args.render:
         md = markdown(json.loads((args.results / "latest.json").read_text()))
         (args.results / "latest.md").write_text(md)

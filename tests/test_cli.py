@@ -24,6 +24,7 @@ from varcall.cli.commands import SIMULATION_OPTIONS
 from varcall.cli.main import main
 from varcall.core.errors import InputError, RegionError
 from varcall.core.params import CallParams
+from varcall.core.privacy import OutputOptions
 from varcall.core.regions import Region
 from varcall.run.clusters import ClusterSpec
 from varcall.simulate.config import SimulationConfig
@@ -83,6 +84,7 @@ def test_call_defaults(run_call, tmp_path):
     kw = run_call.kwargs
     assert kw.pop("params") == CallParams()
     assert kw.pop("cluster") == ClusterSpec()
+    assert kw.pop("output") == OutputOptions()
     assert kw == {
         "mode": "distributed",
         "command_line": "varcall call -f ref.fa",

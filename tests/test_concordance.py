@@ -76,14 +76,15 @@ def test_self_is_identical(ref, planted, tmp_path):
     assert m["sites"]["concordance"] == 1.0
     assert m["genotypes"]["all"]["concordance"] == 1.0
     assert m["genotypes"]["all"]["non_ref_concordance"] == 1.0
-    # truth = itself: every non-ref sample genotype is a TP
+    # truth = itself: every non-ref sample genotype is a TP, once per record (also 1/2)
     non_ref = 0
     for r in planted["a_recs"]:
         for gt in r.gts:
-            alleles = {int(x) for x in gt.split("/")} - {0}
-            non_ref += len(alleles)  # 1/2 counts once per split record
+            non_ref += bool({int(x) for x in gt.split("/")} - {0})
     t = m["truth"]["A"]
+    assert m["match"] == "haplotype"
     assert t["SNP"]["TP"] + t["INDEL"]["TP"] == non_ref
+    assert t["SNP"]["TP_call"] + t["INDEL"]["TP_call"] == non_ref
     assert t["SNP"]["FP"] == t["SNP"]["FN"] == t["INDEL"]["FP"] == t["INDEL"]["FN"] == 0
     assert t["SNP"]["F1"] == 1.0
     on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -167,8 +168,9 @@ def test_truth_counts_agree_with_bcftools_isec(ref, tmp_path):
     q = write_vcf(tmp_path / "query.vcf.gz", query, seq)
     bed = tmp_path / "conf.bed"
     bed.write_text("chr1\t0\t2200\nchr2\t300\t3000\n")
-    m = run_concordance(q, q, refp, tmp_path / "out", truth=t, bed=bed, qc=False)
+    m = run_concordance(q, q, refp, tmp_path / "out", truth=t, bed=bed, qc=False, match="exact")
     got = m["truth"]["A"]
+    assert m["match"] == "exact" and got["matching"] == {"method": "exact"}
 
     tn = _prep(t, refp, tmp_path / "t.norm.vcf.gz")
     qn = _prep(q, refp, tmp_path / "q.norm.vcf.gz")
@@ -207,13 +209,14 @@ def test_truth_counts_agree_with_bcftools_isec(ref, tmp_path):
     for field in ("TP", "FP", "FN"):
         assert sum(v[field] for v in strata["indel_length"].values()) == got["INDEL"][field]
     # without the BED more truth variants are counted
-    m2 = run_concordance(q, q, refp, tmp_path / "out2", truth=t, qc=False)
+    m2 = run_concordance(q, q, refp, tmp_path / "out2", truth=t, qc=False, match="exact")
     all_t = m2["truth"]["A"]["SNP"]["TP"] + m2["truth"]["A"]["SNP"]["FN"]
     assert all_t > got["SNP"]["TP"] + got["SNP"]["FN"]
     # LowQual query records count only with include_filtered (truth counts stay the same)
     m3 = run_concordance(
-        q, q, refp, tmp_path / "out3", truth=t, bed=bed, qc=False, include_filtered=True
-    )
+        q, q, refp, tmp_path / "out3", truth=t, bed=bed, qc=False, include_filtered=True,
+        match="exact",
+    )  # fmt: skip
     g3 = m3["truth"]["A"]
     n_lowqual = sum(1 for r in query if r.filt == "LowQual")
     assert n_lowqual > 0
@@ -442,3 +445,25 @@ def test_vcf_zarr_input(ref, planted, tmp_path):
     )
     assert m["identity"]["differing"] == 1
     assert m["identity"]["differing_fields"] == {"GT": 1}
+
+
+def test_qc_ti_tv_counts_normalised_pass_records(ref, tmp_path):
+    """A LowQual SNV and an SNV written padded (REF CA, ALT TA): the QC leaves out the first
+    and, after normalisation, counts the second as the SNV it is."""
+    refp, seq = ref
+    s = seq["chr1"]
+    alt = {"A": "G", "G": "A", "C": "T", "T": "C"}  # transitions
+    recs = [
+        Rec("chr1", 100, s[100], (alt[s[100]],), ("0/1", "0/1", "0/0")),
+        Rec("chr1", 300, s[300], (alt[s[300]],), ("0/1", "0/0", "0/0"), filt="LowQual"),
+        Rec("chr1", 500, s[500:502], (alt[s[500]] + s[501],), ("0/1", "1/1", "0/0")),
+    ]
+    vcf = write_vcf(tmp_path / "q.vcf.gz", recs, seq)
+    m = run_concordance(vcf, vcf, refp, tmp_path / "out")
+    qc = m["qc"]["A"]
+    assert qc["records"] == "normalised PASS"
+    assert (qc["ti_tv"]["ti"], qc["ti_tv"]["tv"]) == (2, 0)
+    assert qc["n_variants"] == 2 and qc["samples"]["S1"]["n_het"] == 2
+    assert (qc["samples"]["S1"]["ti"], qc["samples"]["S2"]["ti"], qc["samples"]["S3"]["ti"]) == (
+        2, 2, 0,
+    )  # fmt: skip

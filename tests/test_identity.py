@@ -230,7 +230,7 @@ def test_one_process_worker_cli(small_cohort, single, tmp_path):
     assert_same_output(single, out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["cluster"]["workers"] == 1 and manifest["cluster"]["processes"]
-    assert manifest["cluster"]["dashboard"].startswith("http://127.0.0.1:")
+    assert manifest["cluster"]["dashboard"] == ""  # no dashboard without --dashboard
     assert len({u["worker"] for u in manifest["units"]}) == 1
 
 
@@ -445,13 +445,11 @@ def test_bad_input_creates_nothing(small_cohort, tmp_path):
             *map(str, bams_of(small_cohort)),
             "-o",
             str(out),
-            "--cluster",
-            "slurm",
-            "--queue",
-            "q",
+            "--scheduler",
+            "tls://127.0.0.1:1",
         ],
     )
-    assert res.exit_code == 2 and "needs --cores and --memory" in res.output, res.output
+    assert res.exit_code == 2 and "tls://127.0.0.1:1" in res.output, res.output
     assert not out.exists()
     # planning fails after the background cluster started: it is shut down, nothing created
     res = CliRunner().invoke(

@@ -228,6 +228,36 @@ def test_deterministic_and_window_independent(small_inputs, small_whole, monkeyp
     assert windowed.equals(small_whole[0])
 
 
+def test_fetch_pad_covers_call_reach(small_inputs, small_whole, monkeypatch):
+    """How far a call looks (pileup.CALL_REACH) is covered by the reads fetched around a
+    window (pileup.SHADOW_PAD): the pad is at least the reach, windows are fetched with
+    that pad, pass 2 looks back exactly CALL_REACH bp, and a wider pad changes nothing."""
+    from varcall.engines.native import observations, pileup
+
+    assert native_mod.SHADOW_PAD == pileup.SHADOW_PAD
+    assert pileup.SHADOW_PAD >= pileup.CALL_REACH >= pileup.MAX_COMPARE
+    fetched, reach = [], []
+    real_fetch, real_obs = native_mod.fetch_reads, observations.obs_pass
+
+    def spy_fetch(bams, reference, index, contig, start, end, **kw):
+        fetched.append((start, end))
+        return real_fetch(bams, reference, index, contig, start, end, **kw)
+
+    def spy_obs(*args):
+        reach.append(args[11])  # obs_pass(..., flank, snv_context, max_compare, ...)
+        return real_obs(*args)
+
+    monkeypatch.setattr(native_mod, "fetch_reads", spy_fetch)
+    monkeypatch.setattr(observations, "obs_pass", spy_obs)
+    region = Region("chr1", 5_000, 15_000)
+    base = NativeEngine().call_region(small_inputs, region, CallParams())
+    assert fetched == [(5_000 - pileup.SHADOW_PAD, 15_000 + pileup.SHADOW_PAD)]
+    assert reach and set(reach) == {pileup.CALL_REACH}
+    monkeypatch.setattr(native_mod, "SHADOW_PAD", 3 * pileup.CALL_REACH)
+    wide = NativeEngine().call_region(small_inputs, region, CallParams())
+    assert wide.equals(base)
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -318,3 +348,41 @@ def test_single_process_cli_accuracy(cohort, tmp_path):
     f1 = f1_by_type(truth, query)
     assert f1["snp"] >= 0.99, f1
     assert f1["indel"] >= 0.95, f1
+
+
+def _numba_cpu() -> tuple[str | None, str | None, str | None]:
+    """(NUMBA_CPU_NAME in the environment, numba's CPU name, its CPU features) of the
+    process this runs in, after importing the native engine as a task does."""
+    import os
+
+    import numba.core.config
+
+    import varcall.engines.native.engine  # noqa: F401
+
+    c = numba.core.config
+    return os.environ.get("NUMBA_CPU_NAME"), c.CPU_NAME, c.CPU_FEATURES
+
+
+def test_numba_compiles_for_a_generic_cpu_in_every_process():
+    """varcall sets NUMBA_CPU_NAME=generic before numba is imported (varcall/__init__.py):
+    in this process, in a fresh interpreter, and in Dask process workers forked from the
+    fork server, so a heterogeneous cluster cannot change a QUAL."""
+    import os
+    import subprocess
+    import sys
+
+    from varcall.run.clusters import ClusterSpec, open_client
+
+    if os.environ.get("NUMBA_CPU_NAME", "generic") != "generic":
+        pytest.skip("NUMBA_CPU_NAME set by the user")
+    assert _numba_cpu() == ("generic", "generic", "")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_NAME"}
+    code = (
+        "import varcall.engines.native.engine, numba.core.config as c, os;"
+        "print(os.environ['NUMBA_CPU_NAME'], c.CPU_NAME, repr(c.CPU_FEATURES))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["generic", "generic", "''"], out.stderr
+    with open_client(ClusterSpec(workers=1, processes=True)) as client:
+        seen = set(client.run(_numba_cpu).values())
+    assert seen == {("generic", "generic", "")}

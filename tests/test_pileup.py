@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from varcall.core.errors import InputError
 from varcall.engines.native.evidence import count_evidence
@@ -449,3 +451,73 @@ def test_insertions_differing_by_an_error_count_together(tmp_path):
     assert sites.support[0, 1] == 2
     # both insertion reads prefer the insertion haplotype (one mismatch vs many)
     assert (obs.best[obs.site == 0] == 1).sum() == 2
+
+
+def _cohort_bam(folder: Path, alt_reads: dict[str, int], depth: dict[str, int], *, indel=False):
+    """One read group per sample; sample s has ``depth[s]`` reads over [10, 50), of which
+    ``alt_reads[s]`` carry an SNV at 30 (or, with ``indel``, a 2-bp deletion after 29)."""
+    bam = Bam(folder, rgs={s: s for s in depth})
+    alt = "T" if REF[30] != "T" else "A"
+    for s, n in depth.items():
+        for i in range(n):
+            if i < alt_reads.get(s, 0) and indel:
+                cig = [("M", 20), ("D", 2), ("M", 20)]
+                bam.add(f"{s}_{i}", 10, cig, rg=s)
+            elif i < alt_reads.get(s, 0):
+                seq = list(seq_from_ref(10, [("M", 40)]))
+                seq[20] = alt
+                bam.add(f"{s}_{i}", 10, [("M", 40)], "".join(seq), rg=s)
+            else:
+                bam.add(f"{s}_{i}", 10, [("M", 40)], rg=s)
+    return bam
+
+
+@pytest.mark.parametrize("indel", [False, True])
+@pytest.mark.parametrize(
+    "alt_reads, depth, candidate",
+    [
+        # one read in each of two low-coverage carriers: pooled 2 reads -> candidate
+        ({"S1": 1, "S2": 1}, {"S1": 8, "S2": 9, "S3": 8}, True),
+        # one read in one sample: single-read noise, never a candidate
+        ({"S1": 1}, {"S1": 8, "S2": 9, "S3": 8}, False),
+        # one read in each of two deep samples, below the 10 % per-sample floor: noise
+        ({"S1": 1, "S2": 1}, {"S1": 20, "S2": 20, "S3": 8}, False),
+        # two reads in one sample (the single-sample rule, unchanged)
+        ({"S1": 2}, {"S1": 20, "S2": 9, "S3": 8}, True),
+    ],
+)
+def test_cohort_pooled_candidate_discovery(tmp_path, alt_reads, depth, candidate, indel):
+    bam = _cohort_bam(tmp_path, alt_reads, depth, indel=indel)
+    _, _, sites, _ = run(*bam.write(), samples=tuple(depth))
+    pos = 29 if indel else 30
+    assert (pos in sites.pos.tolist()) == candidate
+    if candidate:
+        kind = "D" if indel else "X"
+        assert [a[0] for a in alleles_at(sites, pos)] == ["R", kind]
+        assert sites.support[sites.pos.tolist().index(pos), 1] == sum(alt_reads.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 40)).map(lambda t: (min(t), max(t))),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_pooled_support_formula(samples):
+    """pooled = sum of c_s over samples with c_s >= 1 and c_s >= MIN_ALT_FRACTION * d_s;
+    every allele the single-sample rule accepted stays a candidate; adding a sample never
+    removes one."""
+    from varcall.engines.native.pileup import MIN_ALT_FRACTION, MIN_ALT_READS
+    from varcall.engines.native.sites import pooled_support
+
+    c = np.array([s[0] for s in samples], np.int64)
+    d = np.array([s[1] for s in samples], np.int64)
+    pooled = int(pooled_support(c, d))
+    assert pooled == sum(ci for ci, di in zip(c, d) if ci >= 1 and ci >= MIN_ALT_FRACTION * di)
+    single = any(ci >= MIN_ALT_READS and ci >= MIN_ALT_FRACTION * di for ci, di in zip(c, d))
+    if single:
+        assert pooled >= MIN_ALT_READS
+    more = int(pooled_support(np.append(c, 1), np.append(d, 5)))
+    assert more >= pooled

@@ -53,6 +53,21 @@ def thread_client():
         yield client
 
 
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """A stand-in ``sbatch`` on PATH, for tests about the job script's text (they never
+    submit a job): they run on machines without SLURM."""
+    import os
+
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text("#!/bin/sh\necho 'fake sbatch: no job submitted' >&2\nexit 1\n")
+    sbatch.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return sbatch
+
+
 def _keys(data, params, engine):
     ident = inputs_identity(data["inputs"])
     return [
@@ -298,7 +313,7 @@ def test_process_workers(data, tmp_path):
     engine = FakeEngine()
     keys = _keys(data, params, engine)
     with open_client(ClusterSpec(workers=2, processes=True)) as client:
-        assert client.dashboard_link.startswith("http://127.0.0.1:")
+        assert client.dashboard_link == ""  # no dashboard without --dashboard
         assert client.scheduler.address.startswith("tcp://127.0.0.1:")
         sides = scatter_regions(
             data["regions"],
@@ -355,7 +370,7 @@ def test_process_workers_environment_and_warm_up():
     assert states == [{"trim": None, "omp": "1", "warm": True, "forked": True}] * 2, states
 
 
-def test_worker_environ_keeps_a_user_setting(monkeypatch):
+def test_worker_environ_keeps_a_user_setting(monkeypatch, fake_sbatch):
     import dask
 
     from varcall.run.clusters import _jobqueue_kwargs
@@ -376,7 +391,7 @@ def test_worker_environ_keeps_a_user_setting(monkeypatch):
     assert "job_script_prologue" not in _jobqueue_kwargs(spec)
 
 
-def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch):
+def test_batch_job_prologue_unsets_the_trim_threshold(tmp_path, monkeypatch, fake_sbatch):
     """The prologue's variable, read by Dask in the job, drops the variable from what the
     nanny sets and keeps Dask's other defaults."""
     import os
@@ -470,13 +485,16 @@ def test_cluster_config_file(tmp_path):
         ClusterSpec(kind="scheduler")
 
 
-def test_jobqueue_needs_cores_and_memory():
-    with pytest.raises(InputError, match="needs --cores and --memory"):
-        with open_client(ClusterSpec(kind="slurm", queue="q")):
-            pass
+def test_jobqueue_defaults_cores_and_memory(fake_sbatch):
+    """Without --cores/--memory a batch job asks for 1 core and 2 GB plus a per-sample
+    allowance (see tests/test_first_hour.py for the run)."""
+    from varcall.run.clusters import _jobqueue_kwargs
+
+    kwargs = _jobqueue_kwargs(ClusterSpec(kind="slurm", queue="q"))
+    assert kwargs["cores"] == 1 and kwargs["memory"] == "2048MB"
 
 
-def test_slurm_job_script(tmp_path, monkeypatch):
+def test_slurm_job_script(tmp_path, monkeypatch, fake_sbatch):
     from varcall.run.clusters import _jobqueue_kwargs
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # a nanny of another test

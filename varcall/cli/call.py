@@ -26,11 +26,13 @@ from varcall.cli.options import (
 )
 from varcall.core.errors import InputError
 from varcall.core.params import CallParams
+from varcall.core.privacy import ALL_FORMAT_FIELDS, OutputOptions, parse_format_fields
 from varcall.engines import ENGINE_NAMES
 from varcall.run import pipeline
 from varcall.run.clusters import JOBQUEUE_KINDS, ClusterSpec
+from varcall.run.network import DEFAULT_DASHBOARD
 
-__all__ = ["PARAM_OPTIONS", "CLUSTER_OPTIONS", "call", "parse_ploidy_contig"]
+__all__ = ["PARAM_OPTIONS", "CLUSTER_OPTIONS", "OUTPUT_OPTIONS", "call", "parse_ploidy_contig"]
 
 
 def parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
@@ -81,6 +83,38 @@ PARAM_OPTIONS = OptionGroup(
         FieldOption(
             "min_qual", ("--min-qual",), type=float, show_default=True,
             help="Records below this QUAL get the LowQual filter.",
+        ),
+    ],
+)  # fmt: skip
+
+#: What the outputs carry (patient data): fields of OutputOptions.
+OUTPUT_OPTIONS = OptionGroup(
+    OutputOptions,
+    [
+        FieldOption(
+            "format_fields", ("--format-fields",), default=",".join(ALL_FORMAT_FIELDS),
+            show_default=True, parse=parse_format_fields,
+            help="Per-sample FORMAT fields in the VCF and the VCF Zarr store (GT required), "
+            "e.g. GT or GT,GQ.",
+        ),
+        FieldOption(
+            "sites_only", ("--sites-only",),
+            help="No sample columns and no call_* arrays (INFO AC/AN stay).",
+        ),
+        FieldOption(
+            "pseudonymise_key", ("--pseudonymise-key",), type=click.Path(dir_okay=False),
+            help="Key file (mode 600): sample names in every output become P-<HMAC-SHA256 "
+            "prefix>, stable per key and name. The file is never copied.",
+        ),
+        FieldOption(
+            "pseudonym_map", ("--pseudonym-map",), type=click.Path(dir_okay=False),
+            help="With --pseudonymise-key: write {pseudonym: sample} here (mode 600, outside "
+            "OUT).",
+        ),
+        FieldOption(
+            "redact_paths", ("--redact-paths",),
+            help="No absolute path, user or host name in any output; inputs named by "
+            "basename and digest.",
         ),
     ],
 )  # fmt: skip
@@ -148,6 +182,12 @@ CLUSTER_OPTIONS = OptionGroup(
             "local cluster instead (said in the log, manifest and report).",
         ),
         FieldOption(
+            "dashboard_address", ("--dashboard",), flag_value=DEFAULT_DASHBOARD,
+            help="Serve the Dask dashboard at ADDRESS (PORT, :PORT or HOST:PORT; without "
+            f"one {DEFAULT_DASHBOARD}; a bare port listens on 127.0.0.1 only). Default: no "
+            "dashboard. Every other socket of a local run listens on 127.0.0.1.",
+        ),
+        FieldOption(
             "tls_ca", ("--tls-ca",), type=click.Path(dir_okay=False),
             help="CA file for a TLS scheduler.",
         ),
@@ -203,6 +243,8 @@ def cluster_spec(kwargs: dict[str, Any], single_process: bool) -> ClusterSpec:
         raise InputError("--scheduler and --cluster both given; use one of them")
     if single_process and (scheduler or cluster):
         raise InputError("--single-process runs without Dask; drop --scheduler/--cluster")
+    if single_process and values["dashboard_address"] is not None:
+        raise InputError("--single-process runs without Dask, so without a dashboard; drop --dashboard")
     values["kind"] = cluster or ("scheduler" if scheduler else None)
     return ClusterSpec.from_config(config, **values)
 
@@ -222,6 +264,7 @@ def cluster_spec(kwargs: dict[str, Any], single_process: bool) -> ClusterSpec:
 @region_plan_options
 @CLUSTER_OPTIONS
 @run_options
+@OUTPUT_OPTIONS
 @progress_option
 @command_body
 def call(
@@ -236,6 +279,7 @@ def call(
     paths = collect_bams(bams, bam_list)
     spec = cluster_spec(kwargs, single_process)
     params = PARAM_OPTIONS.from_click_kwargs(kwargs)
+    output = OUTPUT_OPTIONS.from_click_kwargs(kwargs)
     result = pipeline.run_call(
         reference,
         paths,
@@ -244,11 +288,13 @@ def call(
         mode="single" if single_process else "distributed",
         cluster=spec,
         command_line=shlex.join(["varcall", *sys.argv[1:]]),
+        output=output,
         **kwargs,  # region planning and run_call's own options, by their keyword names
     )
+    shown = Path(out).name if output.redact_paths else out
     click.echo(
         f"wrote {result.n_variants:,} variants from {result.n_units} "
-        f"{'regions' if result.mode == 'distributed' else 'units'} to {out} "
+        f"{'regions' if result.mode == 'distributed' else 'units'} to {shown} "
         f"in {result.wall_seconds:.1f} s",
         err=True,
     )

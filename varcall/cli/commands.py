@@ -24,7 +24,7 @@ from varcall.cli.options import (
 from varcall.core.errors import InputError
 from varcall.simulate.config import SimulationConfig
 
-__all__ = ["SIMULATION_OPTIONS", "simulate", "regions", "concordance", "report"]
+__all__ = ["SIMULATION_OPTIONS", "simulate", "regions", "concordance", "report", "audit"]
 
 #: What to simulate: fields of SimulationConfig.
 SIMULATION_OPTIONS = OptionGroup(
@@ -132,6 +132,14 @@ def _echo_concordance(m: dict[str, Any]) -> None:
     if dig.get("method"):
         verdict = "identical" if dig["identical"] else f"{len(dig['differing'])} differ"
         click.echo(f"digests: {dig['compared']} {dig['method']}s compared, {verdict}")
+    hap = ident.get("haplotype")
+    if hap and hap.get("identical") is not None:
+        click.echo(
+            f"haplotypes: A and B {'spell the same haplotypes' if hap['identical'] else 'differ'} "
+            f"({hap['only_in_a']:,} records of A and {hap['only_in_b']:,} of B unmatched)"
+        )
+    if m.get("truth") and m.get("match"):
+        click.echo(f"truth matching: {m['match']}")
     for label, t in (m.get("truth") or {}).items():
         for vtype in ("SNP", "INDEL"):
             r = t[vtype]
@@ -156,14 +164,26 @@ def _echo_concordance(m: dict[str, Any]) -> None:
     "--bed",
     type=FILE,
     default=None,
-    help="Confident regions (BED): only records whose POS lies inside count against the truth.",
+    help="Confident regions (BED): only records in it count against the truth (see --match).",
 )
 @click.option(
     "--include-filtered",
     is_flag=True,
     help="Count filtered (non-PASS) query records against the truth too.",
 )
+@click.option(
+    "--match", type=click.Choice(["haplotype", "exact"]), default=None,
+    help="How records are matched against the truth: 'haplotype' (the default: equal haplotype "
+    "sequences match, however written; the BED counts records that overlap it) or 'exact' "
+    "(normalised records; the BED counts records whose POS is inside). Given as 'haplotype', "
+    "A vs B is also compared by haplotype.",
+)  # fmt: skip
 @click.option("--qc/--no-qc", default=True, show_default=True, help="Add sgkit QC of A and B.")
+@click.option(
+    "--pseudonymise-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Key file of a 'varcall call --pseudonymise-key' run: the truth's sample names are "
+    "pseudonymised with it to meet the run's.",
+)  # fmt: skip
 @click.option(
     "--require-identical",
     is_flag=True,
@@ -178,7 +198,9 @@ def concordance(
     truth: Path | None,
     bed: Path | None,
     include_filtered: bool,
+    match: str | None,
     qc: bool,
+    pseudonymise_key: Path | None,
     require_identical: bool,
     out: Path,
 ) -> None:
@@ -187,8 +209,11 @@ def concordance(
     from varcall.evaluate.concordance import run_concordance
 
     m = run_concordance(
-        a, b, reference, out, truth=truth, bed=bed, include_filtered=include_filtered, qc=qc
-    )
+        a, b, reference, out, truth=truth, bed=bed, include_filtered=include_filtered, qc=qc,
+        **({"match": match} if match is not None else {}),
+        # only when given: the keyword is new, callers (and tests) that predate it see no change
+        **({"pseudonymise_key": pseudonymise_key} if pseudonymise_key is not None else {}),
+    )  # fmt: skip
     _echo_concordance(m)
     click.echo(f"wrote {out / 'metrics.json'}")
     ident = m["identity"]
@@ -216,3 +241,21 @@ def report(runs: tuple[Path, ...], concordance_dirs: tuple[Path, ...], out: Path
 
     path = write_report(list(runs), out, concordance_dir=list(concordance_dirs))
     click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("out", type=FOLDER)
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the summary as JSON (every input with every region read from it).",
+)  # fmt: skip
+@command_body
+def audit(out: Path, as_json: bool) -> None:
+    """Summarise OUT/audit.jsonl of run folder OUT: which inputs each task read, on which
+    worker and host, when, its attempts and outcomes, and the regions read per input."""
+    import json
+
+    from varcall.evaluate.audit import format_audit, summarise_audit
+
+    summary = summarise_audit(out)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_audit(summary))

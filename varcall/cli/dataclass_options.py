@@ -51,6 +51,8 @@ class FieldOption:
     default: the option's default; :data:`FROM_DATACLASS`: the field's default.
     show_default, multiple: as for :func:`click.option`.
     parse: the field's value from the option's value (default: as given).
+    flag_value: the value of the option given without a value (``--opt`` as well as
+        ``--opt VALUE``); None: the option needs a value.
     """
 
     field: str
@@ -61,6 +63,7 @@ class FieldOption:
     show_default: bool = False
     multiple: bool = False
     parse: Callable[[Any], Any] | None = None
+    flag_value: Any = None
 
 
 class OptionGroup:
@@ -113,6 +116,8 @@ class OptionGroup:
             kwargs["show_default"] = True
         if spec.multiple:
             kwargs["multiple"] = True
+        if spec.flag_value is not None:
+            kwargs.update(is_flag=False, flag_value=spec.flag_value)
         return click.option(*spec.decls, spec.field, **kwargs)
 
     def __call__(self, func: Callable) -> Callable:

@@ -15,7 +15,7 @@ import click
 
 from varcall import __version__
 from varcall.cli.call import call
-from varcall.cli.commands import concordance, regions, report, simulate
+from varcall.cli.commands import audit, concordance, regions, report, simulate
 
 __all__ = ["main", "entry"]
 
@@ -28,7 +28,7 @@ def main() -> None:
     """varcall: germline SNV and indel calling from BAM files, exact at any scale."""
 
 
-for _command in (simulate, regions, call, concordance, report):
+for _command in (simulate, regions, call, concordance, report, audit):
     main.add_command(_command)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["VarcallError", "InputError", "RegionError"]
+__all__ = ["VarcallError", "InputError", "RegionError", "DamagedInputError"]
 
 
 class VarcallError(Exception):
@@ -21,3 +21,10 @@ class RegionError(VarcallError):
     """A region failed while running (names the region and the file)."""
 
     exit_code = 1
+
+
+class DamagedInputError(RegionError):
+    """A region failed because an input file is damaged (names the file and the region):
+    bad input, exit code 2, although finished regions are kept for ``--resume``."""
+
+    exit_code = 2

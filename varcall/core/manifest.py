@@ -148,6 +148,9 @@ class Manifest:
     memory: Memory = dataclasses.field(default_factory=Memory)
     throughput: Throughput = dataclasses.field(default_factory=Throughput)
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: what the outputs carry (varcall.core.privacy.Privacy.describe): format_fields,
+    #: sites_only, pseudonymised, redact_paths; empty for runs before the options existed
+    output_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     manifest_version: int = MANIFEST_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pysam
 
 from varcall.core.errors import InputError
 
-__all__ = ["BedIntervals", "read_bed", "in_bed"]
+__all__ = ["BedIntervals", "read_bed", "in_bed", "overlaps_bed"]
 
 #: contig -> sorted, merged (start, end) intervals, 0-based half-open.
 BedIntervals = dict[str, list[tuple[int, int]]]
@@ -67,3 +67,14 @@ def in_bed(bed: BedIntervals, contig: str, pos: int) -> bool:
         return False
     i = bisect.bisect_right(ivs, (pos, math.inf)) - 1
     return i >= 0 and ivs[i][0] <= pos < ivs[i][1]
+
+
+def overlaps_bed(bed: BedIntervals, contig: str, start: int, end: int) -> bool:
+    """Whether the 0-based half-open span ``[start, end)`` of ``contig`` overlaps one of the
+    intervals (hap.py's rule for a record after matching; an empty span counts as its start)."""
+    ivs = bed.get(contig)
+    if not ivs:
+        return False
+    end = max(end, start + 1)
+    i = bisect.bisect_left(ivs, (end, -math.inf)) - 1  # last interval starting before end
+    return i >= 0 and ivs[i][1] > start

@@ -1,7 +1,9 @@
 """Normalising a call set for comparison: ``bcftools norm`` (split, left-align, REF check)
 and reading the normalised records into a :class:`NormalisedSet`.
 
-Records are keyed by (contig, 0-based POS, REF, ALT) after normalisation; the genotype
+Records are keyed by (contig, 0-based POS, REF, ALT) after normalisation; every record also
+keeps the identity of the input record it came from (:attr:`NormalisedSet.origin`), so that
+the parts of a split multi-allelic record can be counted as one record again. The genotype
 classes of the comparisons (:data:`GT_CLASSES`, :func:`gt_class`) live here too because
 identity and truth matching share them.
 
@@ -33,6 +35,9 @@ __all__ = [
     "load_normalised",
 ]
 
+#: INFO tag bcftools norm writes on modified records (``--old-rec-tag``): the input record.
+ORIGIN_TAG = "VARCALL_ORIGIN"
+
 #: Genotype classes of the concordance matrix, in display order.
 GT_CLASSES: tuple[str, ...] = ("absent", "./.", "0/0", "0/1", "1/1")
 
@@ -59,6 +64,7 @@ def normalise(vcf: str | os.PathLike, reference: str | os.PathLike, out: str | o
     try:
         pysam.bcftools.norm(
             "-m", "-any", "-f", str(reference), "--check-ref", "e", "--no-version",
+            "--old-rec-tag", ORIGIN_TAG,
             "-W", "-O", "z", "-o", str(out), str(vcf), catch_stdout=False,
         )  # fmt: skip
     except SamtoolsError as e:
@@ -106,6 +112,7 @@ class NormalisedSet:
     format_ids: frozenset[str]
     records: dict[tuple, tuple]
     norm_stats: dict
+    origin: dict[tuple, str] = dataclasses.field(default_factory=dict)
 
     @property
     def n_records(self) -> int:
@@ -154,10 +161,11 @@ def load_normalised(
 ) -> NormalisedSet:
     """Read a normalised VCF (see :func:`normalise`) into a :class:`NormalisedSet`."""
     records: dict[tuple, tuple] = {}
+    origin: dict[tuple, str] = {}
     seen: Counter = Counter()
     with pysam.VariantFile(str(path)) as vf:
         samples = tuple(vf.header.samples)
-        info_ids = frozenset(vf.header.info.keys())
+        info_ids = frozenset(vf.header.info.keys()) - {ORIGIN_TAG}
         format_ids = frozenset(vf.header.formats.keys())
         contigs = tuple(vf.header.contigs.keys())
         for rec in vf:
@@ -167,6 +175,13 @@ def load_normalised(
             seen[base] += 1
             fmt = _format_values(rec, samples)
             info = {k: _freeze(v) for k, v in rec.info.items()}
+            old = info.pop(ORIGIN_TAG, None)
+            if old is not None:
+                # "contig|POS|REF|ALTS|i" for the i-th part of a split record: drop the "|i"
+                parts = (",".join(old) if isinstance(old, tuple) else str(old)).split("|")
+                origin[base + (n,)] = "|".join(parts[:4])
             filters = tuple(sorted(k for k in rec.filter.keys()))
             records[base + (n,)] = (rec.qual, filters, info, fmt)
-    return NormalisedSet(label, source, samples, contigs, info_ids, format_ids, records, norm_stats)
+    return NormalisedSet(
+        label, source, samples, contigs, info_ids, format_ids, records, norm_stats, origin
+    )

@@ -289,6 +289,11 @@ def qc_for_input(resolved: ResolvedInput) -> dict:
         assert resolved.vcf is not None
         ds = dataset_from_vcf(resolved.vcf)
         source = str(resolved.vcf)
+    if "call_genotype" not in ds:  # a sites-only output (varcall call --sites-only)
+        raise InputError(
+            f"{source}: sites-only call set (no FORMAT/GT); per-sample QC needs genotypes, "
+            "call without --sites-only for it"
+        )
     res = qc_stats(ds)
     res["source"] = source
     return res

@@ -1,16 +1,29 @@
 """GA4GH-style comparison of a query call set against a truth set (as hap.py counts).
 
-Per sample, a variant is a record whose genotype carries the ALT allele. A query variant
-with the same key as a truth variant is an *allele match*; with the same genotype class as
-well, a *genotype match*. TP counts genotype matches, and an allele match with the wrong
-genotype counts once as FP and once as FN (reported apart as ``FP_gt``/``FN_gt``); the
-allele-level counts (``TP_allele`` ...) ignore the genotype. Only PASS/unfiltered query
-records count unless ``include_filtered``. With a BED file, records whose POS lies outside
-it are ignored in the truth and the query (bcftools ``-T`` semantics). Counts are summed
-over the shared samples and stratified by contig, type, indel length and read depth (the
-query's FORMAT/DP for the sample when the query has a record at the site, else the truth's,
-else, for varcall run folders, the read depth in the run's BAMs (:class:`BamDepth`);
-``unknown`` when none is available).
+Two matching methods (``match``):
+
+- ``"haplotype"`` (the default): :mod:`varcall.evaluate.haplotype` groups each sample's
+  variants into local clusters and compares the haplotype sequences the query and the truth
+  spell, so that one haplotype written two ways (an MNP and two SNVs, a complex allele and
+  an SNV plus an indel, an insertion placed elsewhere in a repeat) matches. Records are
+  counted as in hap.py with the vcfeval engine: each truth record is ``TP_baseline``, FN or
+  (allele right, genotype wrong) FN+``FN_gt``; each query record ``TP_call``, FP or
+  FP+``FP_gt``. A split multi-allelic record counts once. With a BED file, matching uses all
+  records and a record counts when its span overlaps the BED.
+- ``"exact"``: records match on their normalised key (contig, POS, REF, ALT); the same key
+  with the same genotype class is a TP (``TP_baseline`` = ``TP_call``), with another
+  genotype once FP and once FN (also counted as ``FP_gt``/``FN_gt``). With a BED file,
+  records whose POS lies outside it are ignored (bcftools ``-T`` semantics).
+
+In both, per sample a variant is a record whose genotype carries the ALT allele; only
+PASS/unfiltered query records count unless ``include_filtered``; recall is
+TP_baseline / (TP_baseline + FN), precision TP_call / (TP_call + FP); ``TP`` is
+``TP_baseline``; the allele-level counts (``TP_allele`` ...) ignore the genotype. SNP means
+SNVs and MNPs (equal-length REF and ALT), INDEL the rest. Counts are summed over the shared
+samples and stratified by contig, type, indel length and read depth (the query's FORMAT/DP
+for the sample when the query has a record at the site, else the truth's, else, for varcall
+run folders, the read depth in the run's BAMs (:class:`BamDepth`); ``unknown`` when none is
+available).
 
 Keys are 0-based; ``pos`` in the error rows is the 1-based VCF POS.
 """
@@ -29,13 +42,15 @@ import pysam
 
 from varcall.core.errors import InputError
 from varcall.core.manifest import Manifest
-from varcall.evaluate.bed import BedIntervals, in_bed
+from varcall.evaluate.bed import BedIntervals, in_bed, overlaps_bed
+from varcall.evaluate.haplotype import DEFAULT_WINDOW, RefFetch, Unit, match_units, units_of
 from varcall.evaluate.normalise import NormalisedSet, gt_class
 
 __all__ = [
     "DEPTH_BINS",
     "DEPTH_LABELS",
     "INDEL_BINS",
+    "MATCH_METHODS",
     "BamDepth",
     "compare_truth",
     "depth_bin",
@@ -48,19 +63,19 @@ logger = logging.getLogger(__name__)
 #: Read-depth bins (lower bounds, inclusive) used for truth stratification.
 DEPTH_BINS: tuple[int, ...] = (0, 10, 20, 30, 50)
 
+#: Truth matching methods (see the module docstring).
+MATCH_METHODS: tuple[str, ...] = ("haplotype", "exact")
+
 #: depth_at(sample, contig, 0-based pos) -> read depth, or None where unknown.
 DepthAt = Callable[[str, str, int], int | None]
 
 
 def variant_type(ref: str, alt: str) -> str:
-    """``SNP``, ``INDEL`` (lengths differ) or ``OTHER`` (MNP, symbolic, spanning deletion)."""
+    """``SNP`` (SNV or MNP: REF and ALT of equal length), ``INDEL`` (lengths differ) or
+    ``OTHER`` (symbolic, spanning deletion)."""
     if alt.startswith("<") or alt in ("*", ".") or "[" in alt or "]" in alt:
         return "OTHER"
-    if len(ref) == 1 and len(alt) == 1:
-        return "SNP"
-    if len(ref) != len(alt):
-        return "INDEL"
-    return "OTHER"
+    return "SNP" if len(ref) == len(alt) else "INDEL"
 
 
 def indel_bin(ref: str, alt: str) -> str:
@@ -94,20 +109,22 @@ DEPTH_LABELS: tuple[str, ...] = tuple(depth_bin(lo) for lo in DEPTH_BINS) + ("un
 
 
 def _metric_block(c: Counter) -> dict:
-    tp, fp, fn = c["TP"], c["FP"], c["FN"]
+    tpb, tpc, fp, fn = c["TP_baseline"], c["TP_call"], c["FP"], c["FN"]
     fp_gt, fn_gt = c["FP_gt"], c["FN_gt"]
-    out = {"TP": tp, "FP": fp, "FN": fn, **_prf(tp, fp, fn)}
-    tpa, fpa, fna = tp + fp_gt, fp - fp_gt, fn - fn_gt
+    out = {"TP": tpb, "TP_baseline": tpb, "TP_call": tpc, "FP": fp, "FN": fn}
+    out.update(_prf(tpb, tpc, fp, fn))
+    tpa, fpa, fna = tpb + fn_gt, fp - fp_gt, fn - fn_gt
     out.update(
         {"FP_gt": fp_gt, "FN_gt": fn_gt, "TP_allele": tpa, "FP_allele": fpa, "FN_allele": fna}
     )
-    out.update({f"{k}_allele": v for k, v in _prf(tpa, fpa, fna).items()})
+    out.update({f"{k}_allele": v for k, v in _prf(tpa, tpc + fp_gt, fpa, fna).items()})
     return out
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict:
-    p = tp / (tp + fp) if tp + fp else None
-    r = tp / (tp + fn) if tp + fn else None
+def _prf(tp_base: int, tp_call: int, fp: int, fn: int) -> dict:
+    """Precision (from the query side), recall (from the truth side) and F1."""
+    p = tp_call / (tp_call + fp) if tp_call + fp else None
+    r = tp_base / (tp_base + fn) if tp_base + fn else None
     f1 = 2 * p * r / (p + r) if p is not None and r is not None and (p + r) > 0 else None
     if p is not None and r is not None and p + r == 0:
         f1 = 0.0
@@ -179,6 +196,7 @@ class _Tally:
         default_factory=lambda: defaultdict(lambda: defaultdict(Counter))
     )
     errors: list[dict] = dataclasses.field(default_factory=list)
+    clusters: Counter = dataclasses.field(default_factory=Counter)
 
 
 def _depth_of(
@@ -203,6 +221,27 @@ def _depth_of(
     return dp
 
 
+def _count(
+    tally: _Tally,
+    ps: dict[str, Counter],
+    key: tuple,
+    vtype: str,
+    ibin: str | None,
+    events: list[str],
+    dp: int | None,
+) -> None:
+    """Add ``events`` of one record (``key``: contig, 0-based POS, ...) to every counter."""
+    for counter in (
+        tally.total[vtype],
+        ps[vtype],
+        tally.by_contig[key[0]][vtype],
+        tally.by_depth[depth_bin(dp)][vtype],
+    ):
+        counter.update(events)
+    if vtype == "INDEL" and ibin is not None:
+        tally.by_indel[ibin].update(events)
+
+
 def _tally_sample(
     tally: _Tally,
     sample: str,
@@ -210,7 +249,8 @@ def _tally_sample(
     t: dict[tuple, tuple],
     depth: Callable[[tuple, tuple | None, tuple | None], int | None],
 ) -> None:
-    """Count the events of one sample's query variants ``q`` against truth variants ``t``."""
+    """Count the events of one sample's query variants ``q`` against truth variants ``t``
+    (record-exact matching)."""
     ps: dict[str, Counter] = defaultdict(Counter)
     for key in set(q) | set(t):
         qv, tv = q.get(key), t.get(key)
@@ -218,21 +258,15 @@ def _tally_sample(
         dp = depth(key, qv, tv)
         events: list[str]
         if qv is not None and tv is not None:
-            events = ["TP"] if qv[0] == tv[0] else ["FP", "FN", "FP_gt", "FN_gt"]
+            same = qv[0] == tv[0]
+            events = ["TP_baseline", "TP_call"] if same else ["FP", "FN", "FP_gt", "FN_gt"]
         elif qv is not None:
             events = ["FP"]
         else:
             events = ["FN"]
-        for counter in (
-            tally.total[vtype],
-            ps[vtype],
-            tally.by_contig[key[0]][vtype],
-            tally.by_depth[depth_bin(dp)][vtype],
-        ):
-            counter.update(events)
-        if vtype == "INDEL":
-            tally.by_indel[indel_bin(key[2], key[3])].update(events)
-        if events != ["TP"]:
+        ibin = indel_bin(key[2], key[3]) if vtype == "INDEL" else None
+        _count(tally, ps, key, vtype, ibin, events, dp)
+        if events[0] != "TP_baseline":
             tally.errors.append(
                 {
                     "sample": sample, "contig": key[0], "pos": key[1] + 1, "ref": key[2],
@@ -245,32 +279,115 @@ def _tally_sample(
     tally.per_sample[sample] = ps
 
 
+#: Events of a unit's verdict, by side.
+_UNIT_EVENTS = {
+    "TP": (["TP_call"], ["TP_baseline"]),
+    "FP": (["FP"], None),
+    "FP_gt": (["FP", "FP_gt"], None),
+    "FN": (None, ["FN"]),
+    "FN_gt": (None, ["FN", "FN_gt"]),
+}
+
+
+def _unit_type(u: Unit) -> tuple[str, str | None]:
+    """(type, indel-length bin) of a unit: SNP when every part keeps its length."""
+    for p in u.parts:
+        if len(p[2]) != len(p[3]):
+            return "INDEL", indel_bin(p[2], p[3])
+    return "SNP", None
+
+
+def _tally_units(
+    tally: _Tally,
+    sample: str,
+    q: list[Unit],
+    t: list[Unit],
+    fetch: RefFetch,
+    window: int,
+    bed: BedIntervals | None,
+    depth: Callable[[tuple, tuple | None, tuple | None], int | None],
+) -> None:
+    """Count the events of one sample's query units ``q`` against truth units ``t``
+    (haplotype matching; the BED is applied to the matched records)."""
+    ps: dict[str, Counter] = defaultdict(Counter)
+    for res in match_units(q, t, fetch, window):
+        tally.clusters[res.method] += 1
+        for side, units, calls in (
+            (0, res.query, res.query_calls),
+            (1, res.truth, res.truth_calls),
+        ):
+            for u, call in zip(units, calls):
+                if bed is not None and not overlaps_bed(bed, u.contig, *u.span):
+                    continue
+                events = _UNIT_EVENTS[call][side]
+                assert events is not None
+                key = u.keys[0]
+                vtype, ibin = _unit_type(u)
+                v = (u.gt, u.dp)
+                dp = depth(key, v, None) if side == 0 else depth(key, None, v)
+                _count(tally, ps, key, vtype, ibin, events, dp)
+                if call != "TP":
+                    tally.errors.append(
+                        {
+                            "sample": sample, "contig": u.contig, "pos": key[1] + 1,
+                            "ref": key[2], "alt": ",".join(p[3] for p in u.parts),
+                            "type": vtype, "call": call,
+                            "truth_gt": u.gt if side else "", "query_gt": "" if side else u.gt,
+                            "depth": dp if dp is not None else "",
+                        }
+                    )  # fmt: skip
+    tally.per_sample[sample] = ps
+
+
 def compare_truth(
     query: NormalisedSet,
     truth: NormalisedSet,
     bed: BedIntervals | None = None,
     include_filtered: bool = False,
     depth_at: DepthAt | None = None,
+    match: str = "exact",
+    fetch: RefFetch | None = None,
+    window: int = DEFAULT_WINDOW,
 ) -> dict:
     """GA4GH-style comparison of ``query`` against ``truth`` (see the module docstring).
 
     ``depth_at(sample, contig, pos0)`` gives the read depth where neither the query nor the
     truth carries FORMAT/DP (e.g. :class:`BamDepth` over the run's alignments), so that FNs
-    without a call land in a depth bin too.
+    without a call land in a depth bin too. ``match`` is ``"haplotype"`` or ``"exact"``;
+    haplotype matching needs ``fetch(contig, start, end)``, the reference bases of a 0-based
+    half-open span, and groups variants closer than ``window`` bp.
 
     Returns ``{"SNP": {...}, "INDEL": {...}, ["OTHER": {...}], "samples": [...],
-    "per_sample": {...}, "strata": {"contig"|"indel_length"|"depth": {...}}, "_errors": [...]}``
-    where each block holds TP, FP, FN, precision, recall, F1, FP_gt, FN_gt and allele-level
-    counterparts.
+    "per_sample": {...}, "strata": {"contig"|"indel_length"|"depth": {...}}, "matching":
+    {...}, "_errors": [...]}`` where each block holds TP (= TP_baseline), TP_baseline,
+    TP_call, FP, FN, precision, recall, F1, FP_gt, FN_gt and allele-level counterparts;
+    ``matching`` names the method and, for haplotype matching, counts the clusters by how
+    they were resolved (``record``, ``haplotype``, ``exact`` fallback).
     """
+    if match not in MATCH_METHODS:
+        raise ValueError(f"match must be one of {MATCH_METHODS}, not {match!r}")
+    if match == "haplotype" and fetch is None:
+        raise ValueError("haplotype matching needs the reference (fetch)")
     pairs = _sample_pairs(query, truth)
     tally = _Tally()
     for sample, qi, ti in pairs:
-        q = _variants_of(query, qi, bed, include_filtered)
-        t = _variants_of(truth, ti, bed, include_filtered=True)
         depth = functools.partial(_depth_of, query=query, qi=qi, sample=sample, depth_at=depth_at)
-        _tally_sample(tally, sample, q, t, depth)
+        if match == "haplotype":
+            assert fetch is not None
+            q_units = units_of(query, qi, include_filtered)
+            t_units = units_of(truth, ti, include_filtered=True)
+            _tally_units(tally, sample, q_units, t_units, fetch, window, bed, depth)
+        else:
+            q = _variants_of(query, qi, bed, include_filtered)
+            t = _variants_of(truth, ti, bed, include_filtered=True)
+            _tally_sample(tally, sample, q, t, depth)
     out = _truth_metrics(tally, [p[0] for p in pairs], query, truth)
+    out["matching"] = {"method": match}
+    if match == "haplotype":
+        out["matching"].update(
+            window=window,
+            clusters={k: tally.clusters.get(k, 0) for k in ("record", "haplotype", "exact")},
+        )
     order = {c: i for i, c in enumerate(truth.contigs)}
     errors = tally.errors
     errors.sort(

@@ -3,13 +3,16 @@
 The fast path of :func:`varcall.engines.native.reads.fetch_reads` for coordinate-sorted BAM
 files with a ``.bai`` index. The index (:mod:`varcall.io.index`, cached per process) gives
 the first BGZF virtual offset that can hold a read overlapping the region (SAM spec
-section 5: ``reg2bins`` plus the linear index); htslib's BGZF reader (pysam) inflates the
-blocks from there; numba kernels (:mod:`varcall.io.bam_numba_fns`) walk the raw records,
+section 5: ``reg2bins`` plus the linear index); :class:`varcall.io.bgzf.BgzfReader`
+inflates the blocks from there (the worker keeps it open between regions, with its last
+blocks: :mod:`varcall.io.handles`); numba kernels (:mod:`varcall.io.bam_numba_fns`) walk the raw records,
 apply the read filters, decode bases/qualities/CIGARs and pair overlapping mates -- no
 Python object per read.
 
-The result is identical, read for read, to the pysam path (``tests/test_pileup.py``
-checks it). Mates are paired by a 64-bit hash of the read name confirmed by comparing the
+The result is identical, read for read, to the pysam path (``tests/test_pileup.py`` and,
+over htslib's and pysam's own test files, ``tests/test_decoders.py`` check it). Both paths
+drop reads whose CIGAR consumes no reference base (``151I``, ``2S40I33S``): they have no
+aligned base, so they can give no evidence. Mates are paired by a 64-bit hash of the read name confirmed by comparing the
 names byte for byte.
 """
 
@@ -18,10 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pysam.libcbgzf
 
-from varcall.core.files import find_index
 from varcall.io.bam_numba_fns import parse_records, placeholder_result, scan_records
+from varcall.io.bgzf import BgzfReader
+from varcall.io.handles import checkout, find_index_cached
 from varcall.io.index import read_bai, start_offset
 
 __all__ = ["fetch_raw"]
@@ -30,7 +33,8 @@ __all__ = ["fetch_raw"]
 _NIBBLE = np.full(16, 4, np.uint8)
 _NIBBLE[1], _NIBBLE[2], _NIBBLE[4], _NIBBLE[8] = 0, 1, 2, 3
 
-_CHUNK = 1 << 20  # uncompressed bytes read at a time
+_CHUNK = 1 << 20  # uncompressed bytes read at a time, at most
+_FIRST_CHUNK = 1 << 16  # ... and first: a small region needs a block or two, not 1 MiB
 
 
 def _bai_of(bam: str) -> Path | None:
@@ -38,7 +42,7 @@ def _bai_of(bam: str) -> Path | None:
     (a ``.csi`` index or another file name: the caller reads through pysam)."""
     if not bam.endswith(".bam"):
         return None
-    index = find_index(bam)
+    index = find_index_cached(bam)
     return index if index is not None and index.suffix == ".bai" else None
 
 
@@ -65,13 +69,15 @@ def fetch_raw(
     voff = start_offset(read_bai(bai), tid, ws, we)
     if voff is None:
         return _empty()
-    f = pysam.libcbgzf.BGZFile(bam, "rb")
-    try:
+    # the worker's open reader of this file version (varcall.io.handles), seeked anew
+    with checkout(bam, _open_bgzf, "bgzf") as f:
         f.seek(voff)
         data = bytearray()
         scanned = 0
+        size = _FIRST_CHUNK
         while True:
-            chunk = f.read(_CHUNK)
+            chunk = f.read(size)
+            size = min(2 * size, _CHUNK)
             if chunk:
                 data += chunk
             view = np.frombuffer(data, np.uint8)
@@ -79,8 +85,6 @@ def fetch_raw(
             del view  # release the export so that data can grow
             if done or not chunk:
                 break
-    finally:
-        f.close()
     buf = np.frombuffer(data, np.uint8)
     ids = list(rg_to_sample)
     width = max([len(x.encode()) for x in ids] + [1])
@@ -96,6 +100,12 @@ def fetch_raw(
         rg_sample, _NIBBLE,
     )  # fmt: skip
     return None if out[-1] == -2 else out
+
+
+def _open_bgzf(path: str) -> BgzfReader:
+    """A reader that keeps its last inflated blocks (:mod:`varcall.io.bgzf`): the next
+    region's reads mostly start in the block this one ended in."""
+    return BgzfReader(path)
 
 
 def _empty() -> tuple:

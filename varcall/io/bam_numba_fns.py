@@ -162,7 +162,8 @@ def _rg_sample(buf, aux, nxt, rg_ids, rg_len, rg_sample):
 
 @numba.njit(cache=True, nogil=True)
 def _select(buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample):
-    """Pass 1: the records of buf[:end_off] that pass the filters and overlap [ws, we).
+    """Pass 1: the records of buf[:end_off] that pass the filters and overlap [ws, we);
+    records whose CIGAR consumes no reference base (span 0) are left out.
     Returns (record offsets, reference ends, sample columns, count, bases, CIGAR ops, index
     of the first read of an unknown read group or -1); count -1 when a record keeps its
     CIGAR in the CG tag."""

@@ -210,8 +210,10 @@ def _reg2bins(beg: int, end: int) -> list[int]:
 
 
 def start_offset(index: BinningIndex, tid: int, beg: int, end: int) -> int | None:
-    """Smallest virtual offset of a chunk of a BAI that may hold reads overlapping
-    ``[beg, end)`` (0-based) on reference ``tid``; None when no read can overlap."""
+    """Virtual offset where the reads of a BAI's reference ``tid`` overlapping ``[beg,
+    end)`` (0-based) start: the smallest begin of the chunks that may hold them, each
+    clamped to the linear index's offset for ``beg`` (no such read starts before it);
+    always a record boundary. None when no read can overlap."""
     if tid >= len(index.references) or end <= beg:
         return None
     ref = index.references[tid]
@@ -225,6 +227,10 @@ def start_offset(index: BinningIndex, tid: int, beg: int, end: int) -> int | Non
         if chunks is None:
             continue
         for cb, ce in chunks.tolist():
+            # no read overlapping [beg, end) starts before min_off (the linear index
+            # holds the offset of the first read overlapping the window, a record
+            # boundary): a chunk of a large bin that began far earlier is entered there
+            cb = max(cb, min_off)
             if ce > min_off and (best is None or cb < best):
                 best = cb
     return best

@@ -44,6 +44,7 @@ FORMAT_LINES: tuple[str, ...] = (
 )
 FORMAT_KEYS = "GT:GQ:DP:AD:PL"
 _CONTIG_RE = re.compile(r"^##contig=<ID=([^,>]+)(?:,.*?length=(\d+))?")
+_FORMAT_ID_RE = re.compile(r"^##FORMAT=<ID=([^,>]+)")
 _FILTER_RE = re.compile(r"^##FILTER=<ID=([^,>]+)")
 _FILTER_DESC_RE = re.compile(r'^##FILTER=<ID=([^,>]+),.*?Description="((?:[^"\\]|\\.)*)"')
 
@@ -57,8 +58,12 @@ def vcf_header(
     command_line: str | None = None,
     reference: str | None = None,
     extra_lines: Sequence[str] = (),
+    format_fields: Sequence[str] | None = None,
 ) -> str:
     """The complete VCF 4.2 header (meta lines and the ``#CHROM`` line), ending in a newline.
+
+    format_fields: the FORMAT fields declared (None: all of :data:`FORMAT_KEYS`); with none
+    (sites-only) no ``##FORMAT`` line and no sample columns are written.
 
     contigs: (name, length in bp) in reference order. filter_ids: every id a record may carry
     (PASS is always declared). ``extra_lines`` are ``##`` lines added before the command line;
@@ -86,12 +91,13 @@ def vcf_header(
         desc = FILTER_DESCRIPTIONS.get(fid, f"Filter {fid} set by the calling engine")
         lines.append(f'##FILTER=<ID={fid},Description="{desc}">')
     lines.extend(INFO_LINES)
-    lines.extend(FORMAT_LINES)
+    fields = FORMAT_KEYS.split(":") if format_fields is None else list(format_fields)
+    lines.extend(line for line in FORMAT_LINES if _FORMAT_ID_RE.match(line).group(1) in fields)
     lines.extend(extra)
     if command_line is not None:
         lines.append(f"##varcallCommand={' '.join(command_line.splitlines())}")
     cols = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
-    if samples:
+    if samples and fields:
         cols += ["FORMAT", *samples]
     lines.append("\t".join(cols))
     return "\n".join(lines) + "\n"

@@ -132,6 +132,36 @@ def _put_info(buf: np.ndarray, p: int, v: int, info_dp: np.ndarray, genotype: np
 
 
 @numba.njit(cache=True, nogil=True)
+def _put_sample(buf: np.ndarray, p: int, v: int, s: int, genotype: np.ndarray, gq: np.ndarray,
+                dp: np.ndarray, ad: np.ndarray, pl: np.ndarray, fields: np.ndarray) -> int:  # fmt: skip
+    """The sample column of sample ``s`` in record ``v``: the flagged fields of GT, GQ,
+    DP, AD, PL (GT always first when flagged) joined by ``:``."""
+    first = True
+    if fields[0]:
+        p = _put_int(buf, p, genotype[v, s, 0])
+        if genotype[v, s, 1] != _FILL:
+            buf[p] = _SLASH
+            p = _put_int(buf, p + 1, genotype[v, s, 1])
+        first = False
+    for k in range(1, 5):
+        if not fields[k]:
+            continue
+        if not first:
+            buf[p] = _COLON
+            p += 1
+        first = False
+        if k == 1:
+            p = _put_int(buf, p, gq[v, s])
+        elif k == 2:
+            p = _put_int(buf, p, dp[v, s])
+        elif k == 3:
+            p = _put_vector(buf, p, ad[v, s])
+        else:
+            p = _put_vector(buf, p, pl[v, s])
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
 def write_lines(
     buf: np.ndarray,
     lo: int,
@@ -152,6 +182,7 @@ def write_lines(
     ad: np.ndarray,
     pl: np.ndarray,
     format_keys: np.ndarray,
+    fields: np.ndarray,
 ) -> int:
     """Write records ``lo..hi-1`` into ``buf`` (uint8); returns the bytes written.
 
@@ -159,7 +190,9 @@ def write_lines(
     allele_len (V, A) lengths (0 = padding). qual_bytes/qual_off: QUAL texts, record v at
     [qual_off[v], qual_off[v+1]). filt_*: FILTER texts table and per-record row. info_dp:
     (V,). genotype: (V, S, 2). gq, dp: (V, S). ad: (V, S, A). pl: (V, S, G). All integer
-    arrays are int32 (genotype any int). format_keys: uint8 ``GT:GQ:DP:AD:PL``.
+    arrays are int32 (genotype any int). format_keys: uint8 FORMAT text of the fields
+    written, e.g. ``GT:GQ:DP:AD:PL`` (empty: sites-only, no FORMAT and sample columns).
+    fields: (5,) uint8 flags of GT, GQ, DP, AD, PL (which the sample columns carry).
     """
     p = 0
     n_samples = genotype.shape[1]
@@ -178,24 +211,12 @@ def write_lines(
         p = _put_bytes(buf, p + 1, filt_bytes, filt_off[f], filt_off[f + 1])
         buf[p] = _TAB
         p = _put_info(buf, p + 1, v, info_dp, genotype, n_alt)
-        if n_samples > 0:
+        if n_samples > 0 and format_keys.shape[0] > 0:
             buf[p] = _TAB
             p = _put_bytes(buf, p + 1, format_keys, 0, format_keys.shape[0])
             for s in range(n_samples):
                 buf[p] = _TAB
-                p += 1
-                p = _put_int(buf, p, genotype[v, s, 0])
-                if genotype[v, s, 1] != _FILL:
-                    buf[p] = _SLASH
-                    p = _put_int(buf, p + 1, genotype[v, s, 1])
-                buf[p] = _COLON
-                p = _put_int(buf, p + 1, gq[v, s])
-                buf[p] = _COLON
-                p = _put_int(buf, p + 1, dp[v, s])
-                buf[p] = _COLON
-                p = _put_vector(buf, p + 1, ad[v, s])
-                buf[p] = _COLON
-                p = _put_vector(buf, p + 1, pl[v, s])
+                p = _put_sample(buf, p + 1, v, s, genotype, gq, dp, ad, pl, fields)
         buf[p] = _NL
         p += 1
     return p

@@ -12,7 +12,8 @@ about 5 us a record of 3 samples), :func:`format_records`, :class:`VcfWriter`:
     - FILTER: ``PASS`` when only PASS is set, ``.`` when nothing is set, else the set ids
       (PASS dropped) joined by ``;`` in ``filter_ids`` order.
     - INFO: ``DP=`` (omitted when MISSING); ``AC=`` per ALT and ``AN=``, computed from GT.
-    - FORMAT ``GT:GQ:DP:AD:PL`` for every record and sample. MISSING is ``.``; a vector is
+    - FORMAT ``GT:GQ:DP:AD:PL`` (or the chosen subset, GT first; none for sites-only) for
+      every record and sample. MISSING is ``.``; a vector is
       written up to its last non-FILL entry (trailing FILL dropped); a vector with no known
       value is a single ``.``. GT is unphased: ``0/1``, ``./.``, haploid ``1`` / ``.``.
 """
@@ -47,6 +48,7 @@ _TBI_MAX_LENGTH = 2**29 - 1
 #: Bytes of the largest record :func:`format_bytes` writes in one kernel call (a bound).
 _BLOCK_BYTES = 16 * 2**20
 _FORMAT_KEYS_BYTES = np.frombuffer(FORMAT_KEYS.encode(), np.uint8)
+_ALL_KEYS = tuple(FORMAT_KEYS.split(":"))
 
 
 # ----------------------------------------------------------------------------- records
@@ -107,8 +109,26 @@ def _filter_table(callset: CallSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return data, off, np.asarray(inverse, np.int64).ravel()
 
 
-def format_bytes(callset: CallSet) -> bytes:
-    """The VCF data lines of ``callset`` as ASCII bytes, each ending in a newline."""
+def _fields_arrays(format_fields: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The FORMAT text and the (5,) uint8 flags of GT, GQ, DP, AD, PL for the kernel."""
+    if format_fields is None:
+        return _FORMAT_KEYS_BYTES, np.ones(len(_ALL_KEYS), np.uint8)
+    chosen = [k for k in _ALL_KEYS if k in format_fields]
+    unknown = set(format_fields) - set(_ALL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown FORMAT field(s): {', '.join(sorted(unknown))}")
+    if chosen and chosen[0] != "GT":
+        raise ValueError("FORMAT fields must include GT")
+    flags = np.array([k in chosen for k in _ALL_KEYS], np.uint8)
+    return np.frombuffer(":".join(chosen).encode(), np.uint8), flags
+
+
+def format_bytes(callset: CallSet, format_fields: Sequence[str] | None = None) -> bytes:
+    """The VCF data lines of ``callset`` as ASCII bytes, each ending in a newline.
+
+    format_fields: the per-sample fields written, in VCF order, GT first (None: all of
+    ``GT:GQ:DP:AD:PL``; empty: sites-only, no FORMAT and sample columns; INFO AC/AN are
+    counted from the genotypes either way)."""
     from varcall.io.vcf_numba_fns import INT_WIDTH, POS_WIDTH, write_lines
 
     v = callset.n_variants
@@ -148,6 +168,7 @@ def format_bytes(callset: CallSet) -> bytes:
         + 16
         + s * per_sample
     )
+    keys, flags = _fields_arrays(format_fields)
     ends = np.cumsum(bound)
     out = []
     lo = 0
@@ -159,7 +180,7 @@ def format_bytes(callset: CallSet) -> bytes:
         n = write_lines(
             buf, lo, hi, contig, pos, allele_bytes, allele_len, qual_bytes, qual_off,
             filt_bytes, filt_off, filt_idx, info_dp, genotype, gq, dp, ad, pl,
-            _FORMAT_KEYS_BYTES,
+            keys, flags,
         )  # fmt: skip
         out.append(buf[:n].tobytes())
         lo = hi
@@ -188,9 +209,10 @@ def warm() -> None:
     format_bytes(one)
 
 
-def format_records(callset: CallSet) -> list[str]:
-    """VCF data lines (no trailing newline) for every record of ``callset``, in order."""
-    text = format_bytes(callset).decode("ascii")
+def format_records(callset: CallSet, format_fields: Sequence[str] | None = None) -> list[str]:
+    """VCF data lines (no trailing newline) for every record of ``callset``, in order
+    (format_fields: as :func:`format_bytes`)."""
+    text = format_bytes(callset, format_fields).decode("ascii")
     return text.split("\n")[:-1] if text else []
 
 
@@ -205,11 +227,17 @@ class VcfWriter(StagedWriter):
     the contig order of the header, sorted by position. A TBI index is written unless a
     contig is longer than 2^29-1 bp, when a CSI index (``.csi``) is written instead.
     compress_level: BGZF deflate level 0-9 (None: htslib's default, 6); level 1 writes about
-    4x faster for files about 10% larger.
+    4x faster for files about 10% larger. format_fields: the per-sample fields written (see
+    :func:`format_bytes`; the header must declare the same).
     """
 
     def __init__(
-        self, path: str | os.PathLike, header: str, *, compress_level: int | None = None
+        self,
+        path: str | os.PathLike,
+        header: str,
+        *,
+        compress_level: int | None = None,
+        format_fields: Sequence[str] | None = None,
     ) -> None:
         import pysam
 
@@ -218,6 +246,7 @@ class VcfWriter(StagedWriter):
 
         self.path = Path(path)
         self.header = header
+        self.format_fields = None if format_fields is None else tuple(format_fields)
         name = self.path.name
         if not name.endswith((".vcf.gz", ".vcf.bgz", ".bcf", ".vcf")):
             raise ValueError(f"{self.path}: name a VCF output .vcf.gz, .vcf.bgz, .bcf or .vcf")
@@ -246,7 +275,7 @@ class VcfWriter(StagedWriter):
     def write(self, callset: CallSet) -> None:
         """Append the records of ``callset``."""
         if callset.n_variants:
-            self._fh.write(format_bytes(callset))
+            self._fh.write(format_bytes(callset, self.format_fields))
             self.n_records += callset.n_variants
 
     def finish(self) -> None:

@@ -35,6 +35,7 @@ from varcall.io.vcz_spec import (
     CallSetRows,
     allele_dim_sizes,
     array_dtype,
+    format_field_of,
 )
 
 __all__ = [
@@ -113,8 +114,10 @@ class VczWriter(StagedWriter):
     meta: extra root attributes (JSON-serialisable); a ``vcf_header`` entry also fills
     ``vcf_meta_information`` and the filter descriptions. samples_chunk_size: samples per
     chunk. filter_descriptions: ``filter_description`` texts by id (default: varcall's own,
-    or the ``vcf_header``'s, else a generic text). Memory: one chunk of every array, e.g.
-    chunk_size x samples x genotypes x 4 bytes for call_PL.
+    or the ``vcf_header``'s, else a generic text). format_fields: the FORMAT fields whose
+    ``call_*`` arrays are written (None: all; empty: sites-only, no ``call_*`` array and an
+    empty ``sample_id``; ``samples`` still names the CallSets' samples). Memory: one chunk
+    of every array, e.g. chunk_size x samples x genotypes x 4 bytes for call_PL.
 
     The store is built in a temporary folder beside ``path`` and renamed onto ``path`` by
     :meth:`close` (an existing store there is replaced); if the ``with`` block raises, the
@@ -133,6 +136,7 @@ class VczWriter(StagedWriter):
         meta: Mapping[str, Any] | None = None,
         samples_chunk_size: int = 10_000,
         filter_descriptions: Mapping[str, str] | None = None,
+        format_fields: Sequence[str] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -140,6 +144,17 @@ class VczWriter(StagedWriter):
         self.contigs = [(str(c), int(n)) for c, n in contigs]
         self._contig_index = {c: i for i, (c, _) in enumerate(self.contigs)}
         self.samples = tuple(samples)
+        #: the FORMAT fields written (None: all)
+        self.format_fields = None if format_fields is None else tuple(format_fields)
+        #: ``sample_id``: the samples, or none for a sites-only store
+        self.sample_ids = self.samples if self.format_fields != () else ()
+        self._appended = tuple(
+            spec
+            for spec in _APPENDED
+            if self.format_fields is None
+            or format_field_of(spec) is None
+            or format_field_of(spec) in self.format_fields
+        )
         self.filter_ids = tuple(["PASS"] + [f for f in filter_ids if f != "PASS"])
         self.max_alleles = max(2, int(max_alleles))
         #: the widest record seen (REF + ALTs); the allele axes are cut to it on close
@@ -181,7 +196,7 @@ class VczWriter(StagedWriter):
         import zarr
 
         sizes = {
-            "samples": len(self.samples),
+            "samples": len(self.sample_ids),
             "ploidy": 2,
             "filters": len(self.filter_ids),
             **allele_dim_sizes(self.max_alleles),
@@ -189,7 +204,7 @@ class VczWriter(StagedWriter):
         self.root = zarr.open_group(str(self._tmp), mode="w")
         self.arrays: dict[str, Any] = {}
         self._buf: dict[str, np.ndarray] = {}
-        for spec in _APPENDED:
+        for spec in self._appended:
             dtype = array_dtype(spec, len(self.contigs))
             shape = tuple(sizes[d] for d in spec.dims[1:])
             chunks = tuple(samples_chunk if d == "samples" else sizes[d] for d in spec.dims[1:])
@@ -255,7 +270,7 @@ class VczWriter(StagedWriter):
             self._mixed_ploidy = True
         self.used_alleles = max(self.used_alleles, used_max_alleles(cs))
         source = CallSetRows(cs, self._contig_index[cs.contig])
-        rows = {spec.name: spec.rows(source) for spec in _APPENDED if spec.rows is not None}
+        rows = {spec.name: spec.rows(source) for spec in self._appended if spec.rows is not None}
         done = 0
         while done < cs.n_variants:
             take = min(self.chunk_size - self._n_buf, cs.n_variants - done)
@@ -313,12 +328,13 @@ class VczWriter(StagedWriter):
         if self.used_alleles < self.max_alleles:
             # the store must not depend on how wide the inputs were padded
             widths = allele_dim_sizes(self.used_alleles)
-            for spec in _APPENDED:
+            for spec in self._appended:
                 if spec.dims[-1] in ALLELE_DIMS:
                     arr = self.arrays[spec.name]
                     arr.resize(*arr.shape[:-1], widths[spec.dims[-1]])
         self._write_whole("close")
-        self.arrays["call_genotype"].attrs["mixed_ploidy"] = self._mixed_ploidy
+        if "call_genotype" in self.arrays:
+            self.arrays["call_genotype"].attrs["mixed_ploidy"] = self._mixed_ploidy
         attrs: dict[str, Any] = {
             "vcf_zarr_version": VCF_ZARR_VERSION,
             "source": f"varcall-{__version__}",

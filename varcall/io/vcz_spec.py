@@ -34,6 +34,7 @@ __all__ = [
     "allele_counts",
     "allele_dim_sizes",
     "array_dtype",
+    "format_field_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class StoreState(Protocol):
 
     contigs: list[tuple[str, int]]
     samples: tuple[str, ...]
+    sample_ids: tuple[str, ...]
     filter_ids: tuple[str, ...]
     filter_description_texts: list[str]
     region_index_rows: list[tuple[int, int, int, int, int, int]]
@@ -126,6 +128,16 @@ class ArraySpec:
     written: Literal["append", "open", "close"]
     rows: Callable[[CallSetRows], np.ndarray] | None = None
     values: Callable[[StoreState], np.ndarray] | None = None
+
+
+def format_field_of(spec: ArraySpec) -> str | None:
+    """The VCF FORMAT field a ``call_*`` array holds (``GT`` for the genotype arrays), or
+    None for the arrays that are no per-sample field (they are always written)."""
+    if not spec.name.startswith("call_"):
+        return None
+    if spec.name.startswith("call_genotype"):
+        return "GT"
+    return spec.name[len("call_") :]
 
 
 def array_dtype(spec: ArraySpec, n_contigs: int) -> np.dtype:
@@ -211,7 +223,7 @@ VCZ_ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("filter_description", ("filters",), "str", "none", None, "filter descriptions",
               "open", values=lambda w: _strings(w.filter_description_texts)),
     ArraySpec("sample_id", ("samples",), "str", "none", None, "sample names", "open",
-              values=lambda w: _strings(w.samples)),
+              values=lambda w: _strings(w.sample_ids)),
     ArraySpec("region_index", ("region_index_values", "region_index_fields"), "int32", "none",
               None, "per chunk and contig: chunk, contig, first POS, last POS, max end, count "
               "(as bio2zarr)", "close",

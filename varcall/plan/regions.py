@@ -53,7 +53,9 @@ __all__ = [
     "DEFAULT_REGION_SIZE",
     "WINDOW",
     "coverage_profile",
+    "pack_regions",
     "plan_regions",
+    "region_costs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,9 @@ MAX_SHIFT = 250_000
 MIN_N_RUN = 20
 #: Planning reads the indexes of at most this many alignment files.
 MAX_PROFILE_FILES = 64
+#: Packing: every region costs as much as this many bp more (its fixed cost: reads
+#: fetched around it, its checkpoint), in per-base-term units.
+REGION_OVERHEAD_BP = 2_000
 
 
 # ----------------------------------------------------------------------------- indexes
@@ -460,3 +465,66 @@ def plan_regions(
         out.extend(_split_interval(r, xs, cum, k, profile[r.contig], reference))
     logger.info("planned %d regions over %d bp", len(out), total_len)
     return out
+
+
+# ----------------------------------------------------------------------------- packing
+def _bytes_before(window_bytes: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Bytes of a contig's windows before 0-based positions ``x`` (a window's bytes spread
+    evenly over its :data:`WINDOW` bp)."""
+    cum = np.concatenate([[0.0], np.cumsum(window_bytes)])
+    w = np.minimum(x // WINDOW, window_bytes.size)
+    inside = np.where(
+        w < window_bytes.size, window_bytes[np.minimum(w, window_bytes.size - 1)], 0.0
+    )
+    return cum[w] + inside * (x - w * WINDOW) / WINDOW
+
+
+def region_costs(regions: Sequence[Region], profile: dict[str, np.ndarray]) -> np.ndarray:
+    """Estimated work of each region (float64, arbitrary units): its alignment bytes from
+    ``profile`` (see :func:`coverage_profile`), plus a per-base term (the walk over the
+    reference) and a fixed cost of :data:`REGION_OVERHEAD_BP` bp, both at
+    :data:`LENGTH_WEIGHT` times the mean bytes per base. A region without reads in any
+    index costs only the last two."""
+    n = len(regions)
+    costs = np.zeros(n)
+    by_contig: dict[str, list[int]] = {}
+    for i, r in enumerate(regions):
+        by_contig.setdefault(r.contig, []).append(i)
+    total_len = 0.0
+    for contig, idx in by_contig.items():
+        prof = profile.get(contig)
+        starts = np.array([regions[i].start for i in idx], np.int64)
+        ends = np.array([regions[i].end for i in idx], np.int64)
+        if prof is not None and prof.size:
+            b = _bytes_before(prof, ends) - _bytes_before(prof, starts)
+            costs[idx] = np.maximum(b, 0.0)
+        total_len += float((ends - starts).sum())
+    total_bytes = float(costs.sum())
+    density = LENGTH_WEIGHT * total_bytes / total_len if total_bytes > 0 and total_len else 1.0
+    lengths = np.array([r.length for r in regions], np.float64)
+    return costs + density * (lengths + REGION_OVERHEAD_BP)
+
+
+def pack_regions(costs: Sequence[float], n_tasks: int) -> list[list[int]]:
+    """Group regions into at most ``n_tasks`` tasks of about equal cost: consecutive runs
+    of the given (genomic) order, so a task reads neighbouring stretches of the files.
+    Returns the region indexes of every task, in order; every index is in exactly one.
+    A region costing more than a task's share gets a task of its own (regions are never
+    split here: a region is the unit of checkpoints and calls). Deterministic."""
+    c = np.asarray(costs, np.float64)
+    n = c.size
+    if n == 0:
+        return []
+    n_tasks = max(1, min(int(n_tasks), n))
+    if n_tasks == n:
+        return [[i] for i in range(n)]
+    total = float(c.sum())
+    if total <= 0:
+        c = np.ones(n)
+        total = float(n)
+    # each region goes to the task holding the middle of its cost on the cumulative axis
+    mid = np.cumsum(c) - c / 2
+    label = np.minimum((mid * n_tasks / total).astype(np.int64), n_tasks - 1)
+    label = np.maximum.accumulate(label)
+    cuts = np.flatnonzero(np.diff(label)) + 1
+    return [part.tolist() for part in np.split(np.arange(n), cuts)]

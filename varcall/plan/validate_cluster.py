@@ -4,6 +4,7 @@ submit command is missing, before anything is created."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 from typing import Any
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 from varcall.core.errors import InputError
 
-__all__ = ["SUBMIT_COMMANDS", "check_cluster"]
+__all__ = ["SUBMIT_COMMANDS", "check_cluster", "check_tls"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +59,38 @@ def check_cluster(spec: Any, *, probe_seconds: float = 10.0) -> None:
                 f"--cluster {kind}: {cmd} not found on PATH; run varcall on a {kind} submit "
                 f"host, or use --scheduler or the local cluster"
             )
+
+
+def check_tls(spec: Any) -> None:
+    """Raise a one-line :class:`InputError` when a ``tls://`` scheduler comes without
+    ``--tls-ca`` and ``--tls-cert``, or when the TLS files cannot be read or loaded (Dask
+    would fail later with a raw ``TypeError``/``SSLError``); nothing is contacted.
+    ``spec`` is a :class:`varcall.run.clusters.ClusterSpec`."""
+    import ssl
+
+    address = str(spec.scheduler_address or "")
+    if (
+        spec.kind == "scheduler"
+        and address.startswith("tls://")
+        and not (spec.tls_ca and spec.tls_cert)
+    ):
+        raise InputError(
+            f"--scheduler {address}: a TLS scheduler needs --tls-ca and --tls-cert (and "
+            "--tls-key unless the certificate file holds the key); give the files of the "
+            "cluster's certificate authority and client certificate"
+        )
+    files = (("--tls-ca", spec.tls_ca), ("--tls-cert", spec.tls_cert), ("--tls-key", spec.tls_key))
+    for flag, path in files:
+        if path and not os.access(path, os.R_OK):
+            raise InputError(f"{path}: TLS file cannot be read; check {flag} and its permissions")
+    if not (spec.tls_ca or spec.tls_cert):
+        return
+    try:
+        context = ssl.create_default_context(cafile=spec.tls_ca)
+        if spec.tls_cert:
+            context.load_cert_chain(spec.tls_cert, spec.tls_key)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        raise InputError(
+            f"{spec.tls_cert or spec.tls_ca}: TLS files cannot be loaded "
+            f"({' '.join(str(e).split())}); check --tls-ca/--tls-cert/--tls-key"
+        ) from e

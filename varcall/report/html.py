@@ -93,7 +93,24 @@ def _provenance(m: Manifest) -> dict[str, Any]:
         "versions": m.versions or {},
         "host": m.host or {},
         "cluster": _cluster_text(m.cluster),
+        "output_minimised": _output_text(m.output_options),
     }
+
+
+def _output_text(options: dict[str, Any]) -> str:
+    """What a minimised run's outputs lack (``varcall call --format-fields`` etc.), from
+    the manifest's ``output_options``; "all fields" for a default run."""
+    if not options:
+        return "all fields"
+    fields = list(options.get("format_fields") or [])
+    missing = [f for f in ("GT", "GQ", "DP", "AD", "PL") if f not in fields]
+    parts = ["sites only (no genotypes)" if options.get("sites_only") else
+             f"FORMAT {':'.join(fields)}" + (f" (missing {', '.join(missing)})" if missing else "")]
+    if options.get("pseudonymised"):
+        parts.append("pseudonymised samples")
+    if options.get("redact_paths"):
+        parts.append("paths redacted")
+    return "; ".join(parts)
 
 
 def _timing(m: Manifest) -> dict[str, Any]:

@@ -13,6 +13,29 @@ import sys
 logger = logging.getLogger(__name__)
 
 
+def _workers_leave_interrupts_to_the_driver() -> None:
+    """Ctrl-C in a terminal reaches every process of the foreground group: the worker
+    processes forked from this server ignore SIGINT (multiprocessing's fork server gives
+    each child the handlers this module leaves here) and Dask's task-failure dumps are
+    dropped in them (:func:`varcall.run.forkserver.quiet_task_failures`). The driver owns
+    shutdown: it cancels the tasks and closes the cluster, whose nanny ends the workers
+    with SIGTERM, which keeps its default action."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # started with SIGINT blocked (varcall.run.forkserver._sigint_blocked): ignored now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    except (ValueError, AttributeError):  # not the main thread / no signal masks
+        pass
+    try:
+        from varcall.run.forkserver import quiet_task_failures
+
+        quiet_task_failures()
+    except Exception as e:  # never kill the fork server
+        logger.debug("quieting task failures failed: %s", e)
+
+
 def _warm_imported_engines() -> None:
     for name, module in list(sys.modules.items()):
         hook = getattr(module, "warm", None)
@@ -23,4 +46,5 @@ def _warm_imported_engines() -> None:
                 logger.debug("%s.warm() failed in the fork server: %s", name, e)
 
 
+_workers_leave_interrupts_to_the_driver()
 _warm_imported_engines()

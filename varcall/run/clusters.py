@@ -25,8 +25,16 @@ from varcall.run.forkserver import (
     TRIM_THRESHOLD_SETTING,
     drop_trim_threshold,
     fast_worker_start,
+    quiet_task_failures,
     start_fork_server,
     user_dask_setting,
+)
+from varcall.run.network import (
+    batch_worker_args,
+    check_dashboard,
+    local_network_kwargs,
+    scheduler_http_options,
+    unannounce_http_server,
 )
 
 __all__ = [
@@ -35,6 +43,8 @@ __all__ = [
     "ClusterSpec",
     "ClusterStarter",
     "open_client",
+    "default_batch_memory",
+    "with_batch_defaults",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +76,10 @@ class ClusterSpec:
     cluster_timeout: seconds to wait for the first batch-job worker (None: no limit);
         then stop with a clear message, or with ``fallback_local`` continue on a
         LocalCluster (recorded in the log and the manifest).
+    dashboard_address: serve the Dask dashboard of the scheduler varcall starts at this
+        ``host:port`` (a bare ``port`` or ``:port`` means 127.0.0.1, see
+        :func:`varcall.run.network.dashboard_listen_address`); None: no dashboard. Every
+        server of a local cluster listens on 127.0.0.1 either way.
     """
 
     kind: str = "local"
@@ -90,6 +104,10 @@ class ClusterSpec:
     connect_timeout: float = 30.0
     cluster_timeout: float | None = None
     fallback_local: bool = False
+    #: the batch-job settings varcall chose because none were given (see
+    #: :func:`with_batch_defaults`); recorded in the manifest, not an option
+    defaults_applied: tuple[str, ...] = ()
+    dashboard_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in CLUSTER_KINDS:
@@ -111,6 +129,7 @@ class ClusterSpec:
                 "--fallback-local needs --cluster-timeout SECONDS (how long to wait for "
                 "the first batch worker before running locally)"
             )
+        check_dashboard(self.kind, self.dashboard_address)
 
     @property
     def use_processes(self) -> bool:
@@ -139,7 +158,7 @@ class ClusterSpec:
                 raise InputError(f"{p}: not valid YAML ({e}); fix the cluster config") from e
             if not isinstance(loaded, dict):
                 raise InputError(f"{p}: expected a mapping of option: value; fix the config")
-            known = {f.name for f in dataclasses.fields(cls)}
+            known = {f.name for f in dataclasses.fields(cls)} - {"defaults_applied"}
             for key, value in loaded.items():
                 name = str(key).replace("-", "_")
                 if name == "cluster":
@@ -169,6 +188,9 @@ class ClusterSpec:
         cores/memory, a missing TLS file) before anything is started or created."""
         if self.kind in JOBQUEUE_KINDS:
             _jobqueue_kwargs(self)
+        from varcall.plan.validate_cluster import check_tls
+
+        check_tls(self)
         _security(self)
 
     def describe(self) -> dict[str, Any]:
@@ -176,6 +198,7 @@ class ClusterSpec:
         d = dataclasses.asdict(self)
         d.pop("tls_key")
         d["job_extra_directives"] = list(self.job_extra_directives)
+        d["defaults_applied"] = list(self.defaults_applied)
         if self.kind == "local":
             d["processes"] = self.use_processes
         return d
@@ -197,18 +220,53 @@ def _security(spec: ClusterSpec):
     )
 
 
+#: Memory of a batch job without ``--memory``: a base for Python, Dask and the engine of
+#: one calling thread, plus a per-sample allowance for each calling thread (``--cores``).
+#: Measured peak RSS of a worker: 250-700 MB on 32 samples (``make bench``).
+BATCH_BASE_MB = 2048
+BATCH_THREAD_MB = 1024
+BATCH_SAMPLE_MB = 32
+
+
+def default_batch_memory(n_samples: int, cores: int = 1) -> str:
+    """The memory request (a dask-jobqueue string in MB, e.g. ``"2144MB"``) of a batch job
+    with ``cores`` calling threads on a cohort of ``n_samples``: :data:`BATCH_BASE_MB`, plus
+    :data:`BATCH_THREAD_MB` for each thread after the first, plus :data:`BATCH_SAMPLE_MB`
+    per sample and thread, rounded up to 64 MB."""
+    cores = max(1, int(cores))
+    mb = BATCH_BASE_MB + BATCH_THREAD_MB * (cores - 1) + BATCH_SAMPLE_MB * max(0, n_samples) * cores
+    return f"{-(-mb // 64) * 64}MB"
+
+
+def with_batch_defaults(spec: ClusterSpec, n_samples: int) -> ClusterSpec:
+    """``spec`` with 1 core and :func:`default_batch_memory` per batch job where
+    ``--cores`` / ``--memory`` were not given (the names go to ``defaults_applied``, for the
+    manifest; the request is logged). Other kinds are returned as they are."""
+    if spec.kind not in JOBQUEUE_KINDS or (spec.cores and spec.memory):
+        return spec
+    cores = spec.cores or 1
+    memory = spec.memory or default_batch_memory(n_samples, cores)
+    applied = tuple(n for n in ("cores", "memory") if not getattr(spec, n))
+    logger.warning(
+        "--cluster %s: each job requests %d core(s) and %s (%s: varcall's default for %d "
+        "samples; set --cores/--memory to change)",
+        spec.kind, cores, memory, " and ".join(applied), n_samples,
+    )  # fmt: skip
+    return dataclasses.replace(spec, cores=cores, memory=memory, defaults_applied=applied)
+
+
 def _jobqueue_kwargs(spec: ClusterSpec) -> dict[str, Any]:
-    """Keyword arguments of the dask-jobqueue cluster class for ``spec``."""
+    """Keyword arguments of the dask-jobqueue cluster class for ``spec`` (without
+    cores/memory: :func:`with_batch_defaults` for an unknown cohort)."""
     if not spec.cores or not spec.memory:
-        raise InputError(
-            f"--cluster {spec.kind} needs --cores and --memory (or set them in --cluster-config)"
-        )
+        spec = with_batch_defaults(spec, 0)
     kwargs: dict[str, Any] = {
         "cores": spec.cores,
         "memory": spec.memory,
         "processes": 1,
         "job_extra_directives": list(spec.job_extra_directives),
-        "scheduler_options": {"dashboard_address": ":0"},
+        "scheduler_options": scheduler_http_options(spec.dashboard_address),
+        "worker_extra_args": batch_worker_args(spec.kind),
     }
     if spec.kind == "slurm" and shutil.which("sbatch") is None:
         raise InputError(
@@ -353,6 +411,7 @@ def _start_batch(spec: ClusterSpec, record: dict[str, Any], opened: _Opened) -> 
     from varcall.run.jobs import JobKeeper, wait_for_first_worker
 
     opened.cluster = _jobqueue_cluster(spec)
+    unannounce_http_server(opened.cluster, spec.dashboard_address)
     opened.client = Client(opened.cluster)
     target = spec.adapt_max or spec.jobs or 1
     opened.keeper = JobKeeper(opened.cluster, spec.kind, record, max_replacements=3 * target + 2)
@@ -380,17 +439,20 @@ def _start_local(spec: ClusterSpec, preload: Sequence[str], opened: _Opened) -> 
     from distributed import Client, LocalCluster
 
     n = spec.workers or os.cpu_count() or 1
+    quiet_task_failures()  # thread workers log in this process
     with fast_worker_start(spec.use_processes, preload), _quiet_local_servers():
         opened.cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=spec.threads_per_worker,
             processes=spec.use_processes,
             protocol="tcp://",
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
+            # worker processes: Dask's ERROR records too only with -v (varcall reports a
+            # failed region itself; a worker outliving the scheduler at Ctrl-C logs one)
+            silence_logs=logging.ERROR if logger.isEnabledFor(logging.INFO) else logging.CRITICAL,
             local_directory=spec.local_directory,
+            **local_network_kwargs(spec.dashboard_address),
         )
+    unannounce_http_server(opened.cluster, spec.dashboard_address)
     opened.client = Client(opened.cluster)
 
 
@@ -440,6 +502,12 @@ class ClusterStarter:
                 start_fork_server(self._warm)
             except Exception as e:  # an optimisation only; open_client starts it otherwise
                 logger.debug("starting the fork server early failed: %s", e)
+        # numba imported here, before the warm thread: that thread and this one (the
+        # engine check, planning) would otherwise import it at the same time, and Python's
+        # import-deadlock detection then leaves numba half-imported in one of them
+        # ("module 'numba' has no attribute 'core'" at the merge)
+        import numba  # noqa: F401
+
         self._thread = threading.Thread(target=self._start, name="varcall-cluster", daemon=True)
         self._thread.start()
         # this process warms up now, while the workers start: later, in a 2-core run, its

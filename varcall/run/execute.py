@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from varcall.core.errors import InputError
 from varcall.core.manifest import MANIFEST_NAME
 from varcall.core.regions import Region
 from varcall.run.checkpoints import checkpoint_key, engine_version, inputs_identity
@@ -26,7 +29,7 @@ from varcall.run.prepare import PreparedRun
 from varcall.run.single import run_whole_genome
 from varcall.run.tasks import run_sequential, scatter_regions
 
-__all__ = ["ExecutedRun", "execute"]
+__all__ = ["ExecutedRun", "execute", "probe_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +73,77 @@ def _session(prep: PreparedRun, doc: dict[str, Any]) -> Iterator[Any]:
         yield client
 
 
+def _worker_sees(paths: list[str], marker: str, token: str) -> tuple[str, str] | None:
+    """Run on a worker by :func:`probe_workers`: (this host, the first path it cannot
+    read), or (host, the work folder) when it cannot see the client's ``marker`` file
+    holding ``token`` there or cannot write there; None when all is well. Never raises."""
+    host = socket.gethostname()
+    for path in paths:
+        if not os.access(path, os.R_OK):
+            return host, path
+    folder = os.path.dirname(marker)
+    try:
+        with open(marker) as fh:
+            seen = fh.read() == token
+    except OSError:
+        seen = False
+    if not (seen and os.access(folder, os.W_OK | os.X_OK)):
+        return host, folder
+    return None
+
+
+def probe_workers(client: Any, paths: list[str], work: Path) -> None:
+    """Check, with one small task on every worker of ``client``, that the workers read
+    ``paths`` (absolute: the reference, the alignments) and see and can write ``work``
+    (``OUT/work``, through a marker file written here). Raises a one-line
+    :class:`InputError` naming the first worker host and path that fail. A scheduler
+    without workers yet passes."""
+    token = uuid.uuid4().hex
+    marker = work / f".probe-{token}"
+    marker.write_text(token)
+    try:
+        answers = client.run(_worker_sees, [str(p) for p in paths], str(marker), token)
+    finally:
+        marker.unlink(missing_ok=True)
+    for address in sorted(answers):
+        if answers[address] is not None:
+            host, path = answers[address]
+            raise InputError(
+                f"workers on {host} cannot read {path}; use a shared filesystem (the same "
+                "paths on the workers as here)"
+            )
+    logger.info("%d workers read the inputs and OUT", len(answers))
+
+
+def _probe_or_undo(prep: PreparedRun, client: Any, run: ExecutedRun, fresh: bool) -> None:
+    """:func:`probe_workers` for an existing scheduler or a given client (a local cluster
+    shares this machine); on failure the folders this run created are removed again (the
+    run ends before calling, as bad input)."""
+    if prep.client is None and prep.spec.kind != "scheduler":
+        return
+    try:
+        probe_workers(client, [prep.inputs.reference, *prep.inputs.bams], run.work)
+    except InputError:
+        if fresh:
+            for folder in (run.work, prep.out):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: never removes anything else
+        raise
+
+
 def _scatter(
-    prep: PreparedRun, run: ExecutedRun, layout: list[Region], retries: int, progress: bool
+    prep: PreparedRun,
+    run: ExecutedRun,
+    layout: list[Region],
+    retries: int,
+    progress: bool,
+    fresh: bool = False,
 ) -> None:
-    """One Dask task per region of ``layout``; sets ``run.sidecars`` and ``run.cluster_doc``."""
+    """One Dask task per region of ``layout``; sets ``run.sidecars`` and ``run.cluster_doc``
+    (``fresh``: this run created OUT, see :func:`_probe_or_undo`)."""
     run.cluster_doc = {}
     with _session(prep, run.cluster_doc) as client:
+        _probe_or_undo(prep, client, run, fresh)
         run.sidecars = scatter_regions(
             layout,
             run.keys,
@@ -88,12 +156,13 @@ def _scatter(
             retries=retries,
             resume=prep.flags.resume,
             progress=progress,
+            packs=prep.packs,
         )
 
 
 def _start(prep: PreparedRun) -> ExecutedRun:
     """Create ``OUT/work`` and drop an earlier run's manifest; a new run id."""
-    work = prep.out / "work"
+    work = (prep.out / "work").absolute()  # tasks may run in another folder
     work.mkdir(parents=True, exist_ok=True)
     # the manifest marks a finished run: drop an earlier run's (--overwrite / --resume) so
     # that a crash of this run never leaves new outputs beside an old, complete-looking one
@@ -107,6 +176,7 @@ def execute(prep: PreparedRun, *, retries: int = 2, progress: bool = False) -> E
     """Call every unit of the prepared run into ``OUT/work`` (valid checkpoints reused with
     ``--resume``). retries: Dask retries per region. Raises :class:`RegionError` when
     units failed (finished checkpoints are kept)."""
+    fresh = not prep.out.exists()
     run = _start(prep)
     inputs, params, layout, identity = prep.inputs, prep.params, prep.layout, run.identity
     if prep.mode == "single" and layout is None:
@@ -135,5 +205,5 @@ def execute(prep: PreparedRun, *, retries: int = 2, progress: bool = False) -> E
             progress=progress,
         )
     else:
-        _scatter(prep, run, layout, retries, progress)
+        _scatter(prep, run, layout, retries, progress, fresh)
     return run

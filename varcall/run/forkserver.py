@@ -24,6 +24,7 @@ __all__ = [
     "fork_server_usable",
     "start_fork_server",
     "fast_worker_start",
+    "quiet_task_failures",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,29 @@ def start_fork_server(preload: Sequence[str] = ()) -> bool:
     names.append("varcall.run._fork_warm")
     os.environ.update(_worker_environ())  # as the nanny does before it starts a worker
     multiprocessing.get_context("forkserver").set_forkserver_preload(names)
-    forkserver.ensure_running()
+    with _sigint_blocked():  # the server and its workers never see Ctrl-C
+        forkserver.ensure_running()
     return True
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while the block runs, so that a process started in it
+    inherits the blocked signal: Ctrl-C in a terminal goes to the whole foreground process
+    group, and the fork server (busy importing for seconds) would die of it with a
+    traceback. :mod:`varcall.run._fork_warm` then ignores SIGINT in the server and unblocks
+    it; its forked workers inherit that. A Ctrl-C that arrives here meanwhile is delivered
+    to this process when the block ends."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no fork server anyway
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @contextlib.contextmanager
@@ -123,6 +145,30 @@ def fast_worker_start(processes: bool, preload: Sequence[str] = ()) -> Iterator[
     start_fork_server(preload)  # no-op preload change when it already runs
     with dask.config.set({_MP_METHOD: "forkserver"}):
         yield
+
+
+class _DropTaskFailureDumps(logging.Filter):
+    """Drops Dask's ``Compute Failed`` record (task key, function, every argument, the
+    traceback) for varcall's own tasks (keys ``varcall-...``): varcall reports a failed
+    region itself, in one line, and its ``audit.jsonl`` keeps the error and traceback.
+    The arguments hold every input path and sample name, which do not belong on a
+    terminal. Other tasks' failures and every other Dask record pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if not msg.startswith("Compute Failed"):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and str(args[0]).startswith("varcall-"))
+
+
+def quiet_task_failures() -> None:
+    """Install :class:`_DropTaskFailureDumps` on Dask's worker logger in this process
+    (idempotent): the driver, for thread workers, and the fork server, whose forked
+    worker processes inherit it."""
+    dask_worker_logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _DropTaskFailureDumps) for f in dask_worker_logger.filters):
+        dask_worker_logger.addFilter(_DropTaskFailureDumps())
 
 
 def user_dask_setting(key: str) -> bool:

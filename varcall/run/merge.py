@@ -91,9 +91,12 @@ def _open_writers(
     max_alleles: int,
     chunk_size: int,
     compress_level: int | None,
+    format_fields: tuple[str, ...] | None,
 ) -> tuple[VcfWriter, VczWriter]:
     """The VCF and VCF Zarr writers (both under temporary names until committed)."""
-    vcf = VcfWriter(out / vcf_name, header, compress_level=compress_level)
+    vcf = VcfWriter(
+        out / vcf_name, header, compress_level=compress_level, format_fields=format_fields
+    )
     try:
         vcz = VczWriter(
             out / vcz_name,
@@ -103,6 +106,7 @@ def _open_writers(
             max_alleles=max_alleles,
             chunk_size=chunk_size,
             meta={"vcf_header": header},
+            format_fields=format_fields,
         )
     except BaseException:
         vcf.abort()
@@ -111,14 +115,25 @@ def _open_writers(
 
 
 def _write_all(
-    callsets: Iterable[CallSet], vcf: VcfWriter, vcz: VczWriter, digests: _Digests
+    callsets: Iterable[CallSet],
+    vcf: VcfWriter,
+    vcz: VczWriter,
+    digests: _Digests,
+    output_samples: tuple[str, ...] | None,
 ) -> None:
-    """Stream ``callsets`` into both writers and commit them; on error abort both."""
+    """Stream ``callsets`` into both writers and commit them; on error abort both. The
+    digests are of the CallSets as given (the checkpoints'); the writers see them with the
+    samples renamed to ``output_samples`` (same order) when given."""
     try:
-        for cs in callsets:
-            vcz.append(cs)
+        for given in callsets:
+            cs = given
+            if output_samples is not None and cs.samples != output_samples:
+                if len(cs.samples) != len(output_samples):
+                    raise ValueError(f"a CallSet of {cs.contig} has another number of samples")
+                cs = dataclasses.replace(cs, samples=output_samples)
+            vcz.append(cs)  # checks the CallSet (contig, order, width) first
             vcf.write(cs.with_filter_ids(vcz.filter_ids))
-            digests.add(cs)
+            digests.add(given)
         vcz.finish()
         vcf.finish()
         vcz.commit()
@@ -142,6 +157,8 @@ def write_outputs(
     vcf_name: str = "calls.vcf.gz",
     vcz_name: str = "calls.vcz",
     compress_level: int | None = None,
+    format_fields: Sequence[str] | None = None,
+    output_samples: Sequence[str] | None = None,
 ) -> MergeResult:
     """The streaming merge: write ``OUT/calls.vcf.gz`` (+ .tbi) and ``OUT/calls.vcz``.
 
@@ -157,18 +174,24 @@ def write_outputs(
     ``##FILTER`` lines among extra_lines also describe the filters in the store). Both outputs are built under
     temporary names and renamed into place only when everything has been written; on error
     neither is touched. compress_level: the VCF's BGZF level (see
-    :class:`varcall.io.vcf_write.VcfWriter`).
+    :class:`varcall.io.vcf_write.VcfWriter`). format_fields: the per-sample FORMAT fields
+    written, GT first (None: all of GT,GQ,DP,AD,PL; empty: sites-only, no sample columns nor
+    ``call_*`` arrays). output_samples: the names the outputs give ``samples`` (same order,
+    e.g. pseudonyms; None: ``samples``). Neither changes the returned digests, which are of
+    the full CallSets.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in (vcf_name, vcz_name):
         remove_stale_temporaries(out, name)
     samples = tuple(samples)
+    renamed = None if output_samples is None else tuple(output_samples)
+    fields = None if format_fields is None else tuple(format_fields)
     # canonical order, so that the outputs do not depend on the order ids were discovered in
     fids = ["PASS", *sorted(set(filter_ids) - {"PASS"})]
     kwargs = dict(header_kwargs or {})
     kwargs.setdefault("source", f"varcall {__version__}")
-    header = vcf_header(contigs, samples, fids, **kwargs)
+    header = vcf_header(contigs, renamed or samples, fids, format_fields=fields, **kwargs)
     digests = _Digests(contigs)
     vcf, vcz = _open_writers(
         out,
@@ -176,13 +199,14 @@ def write_outputs(
         vcz_name,
         header,
         contigs=contigs,
-        samples=samples,
+        samples=renamed or samples,
         filter_ids=fids,
         max_alleles=max_alleles,
         chunk_size=chunk_size,
         compress_level=compress_level,
+        format_fields=fields,
     )
-    _write_all(callsets, vcf, vcz, digests)
+    _write_all(callsets, vcf, vcz, digests, renamed or samples)
     return MergeResult(
         n_variants=vcz.n_variants,
         contig_digests={c: h.hexdigest() for c, h in digests.contig_hash.items()},

@@ -38,6 +38,7 @@ from varcall.core.callset import FILTER_IDS, CallSet, load_callset
 from varcall.core.errors import VarcallError
 from varcall.core.manifest import Manifest
 from varcall.core.params import CallParams
+from varcall.core.privacy import OutputOptions
 from varcall.core.regions import Region
 from varcall.engines import Engine
 from varcall.run.clusters import ClusterSpec
@@ -107,6 +108,11 @@ def merge(
             if f not in filter_ids:
                 filter_ids.append(f)
     max_alleles = max([2, *(int(s["max_alleles"]) for s in sidecars)])
+    privacy = prep.privacy  # minimised outputs: fields, sample names, redacted provenance
+    header = {
+        "command_line": privacy.command_line(command_line),
+        "reference": privacy.path(prep.inputs.reference),
+    }
     with ProgressReporter(len(sidecars), enabled=progress, description="merge") as bar:
         return write_outputs(
             prep.out,
@@ -115,8 +121,10 @@ def merge(
             samples=prep.inputs.samples,
             filter_ids=tuple(filter_ids),
             max_alleles=max_alleles,
-            header_kwargs={"command_line": command_line, "reference": prep.inputs.reference},
+            header_kwargs=header,
             chunk_size=chunk_size,
+            format_fields=None if privacy.options.is_default else privacy.format_fields,
+            output_samples=privacy.samples(prep.inputs.samples),
         )
 
 
@@ -144,6 +152,7 @@ def run_call(
     progress: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     command_line: str | None = None,
+    output: OutputOptions | None = None,
 ) -> RunResult:
     """Call variants from ``bams`` against ``reference`` into the folder ``out``.
 
@@ -162,6 +171,7 @@ def run_call(
     retries: Dask retries per region. resume: reuse valid checkpoints in ``out/work``.
     overwrite: ``out`` may exist; its outputs are replaced at the end.
     chunk_size: VCF Zarr chunk length along variants.
+    output: what the outputs carry (:class:`~varcall.core.privacy.OutputOptions`).
 
     Raises :class:`InputError` (bad input, nothing created at ``out``), :class:`RegionError`
     (regions failed; finished checkpoints kept) or :class:`VarcallError`.
@@ -179,6 +189,7 @@ def run_call(
         cluster=cluster,
         client=client,
         engine=engine,
+        output=output,
     )
     run = execute(prep, retries=retries, progress=progress)
     clock.t_called = time.time()
@@ -186,7 +197,9 @@ def run_call(
     clock.t_merged = time.time()
     manifest, wall = record(prep, run, merged, clock, retries=retries, command_line=command_line)
     n_variants = int(merged.n_variants)
-    logger.info("%s: %d variants in %.1f s (%s mode)", prep.out, n_variants, wall, mode)
+    logger.info(
+        "%s: %d variants in %.1f s (%s mode)", prep.privacy.path(prep.out), n_variants, wall, mode
+    )
     return RunResult(
         out=prep.out,
         mode=mode,

@@ -17,10 +17,17 @@ from typing import Any
 
 from varcall.core.errors import InputError
 from varcall.core.params import CallInputs, CallParams
+from varcall.core.privacy import OutputOptions, Privacy, resolve_privacy
 from varcall.core.regions import Region, merge_regions, sort_regions
 from varcall.engines import Engine, get_engine
-from varcall.plan.regions import DEFAULT_REGION_SIZE, plan_regions
-from varcall.run.clusters import ClusterSpec, ClusterStarter
+from varcall.plan.regions import (
+    DEFAULT_REGION_SIZE,
+    coverage_profile,
+    pack_regions,
+    plan_regions,
+    region_costs,
+)
+from varcall.run.clusters import ClusterSpec, ClusterStarter, with_batch_defaults
 
 __all__ = [
     "MODES",
@@ -30,6 +37,7 @@ __all__ = [
     "PreparedRun",
     "prepare",
     "default_region_count",
+    "pack_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,7 +76,10 @@ class RunFlags:
 class PreparedRun:
     """A validated, planned run. layout: the regions to call (None: a single-process run
     of the whole genome, one unit per contig). cluster / client: as given to
-    :func:`run_call`; starter: the local cluster starting in the background, or None."""
+    :func:`run_call`; starter: the local cluster starting in the background, or None;
+    packs: the layout's region indexes of every Dask task (:func:`pack_layout`; None: one
+    task per region);
+    privacy: what the outputs carry (FORMAT fields, sample names, redaction)."""
 
     out: Path
     mode: str
@@ -81,6 +92,8 @@ class PreparedRun:
     cluster: ClusterSpec | None
     client: Any
     starter: ClusterStarter | None
+    privacy: Privacy = dataclasses.field(default_factory=lambda: Privacy(OutputOptions(), {}))
+    packs: list[list[int]] | None = None
 
     @property
     def spec(self) -> ClusterSpec:
@@ -121,6 +134,29 @@ def default_region_count(inputs: CallInputs, restrict: Sequence[Region] | None, 
     n = max(1, math.ceil(total / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
     mean = total / n
     return sum(max(1, math.ceil(length / mean - 1e-9)) for length in lengths)
+
+
+def pack_layout(
+    inputs: CallInputs, layout: Sequence[Region] | None, slots: int
+) -> list[list[int]] | None:
+    """Group the regions of ``layout`` into Dask tasks so that the task count follows the
+    work, not the number of regions (a BED's lines, a reference's small contigs): as many
+    tasks as the default plan would have regions (one per
+    :data:`~varcall.plan.regions.DEFAULT_REGION_SIZE` bp, at least :data:`TASKS_PER_SLOT`
+    per worker slot), each a run of neighbouring regions of about equal indexed bytes
+    (:func:`~varcall.plan.regions.pack_regions`). Returns the region indexes per task, or
+    None when every region is a task of its own. Each region keeps its own checkpoint, so
+    the calls are those of one task per region."""
+    if not layout:
+        return None
+    total = sum(r.length for r in layout)
+    n_tasks = max(1, math.ceil(total / DEFAULT_REGION_SIZE), TASKS_PER_SLOT * slots)
+    if n_tasks >= len(layout):
+        return None
+    costs = region_costs(layout, coverage_profile(inputs))
+    packs = pack_regions(costs, n_tasks)
+    logger.info("packed %d regions into %d tasks", len(layout), len(packs))
+    return packs
 
 
 def _check_engine(engine: Engine | None, inputs: CallInputs, params: CallParams) -> Engine:
@@ -217,8 +253,10 @@ def prepare(
     cluster: ClusterSpec | None = None,
     client: Any = None,
     engine: Engine | None = None,
+    output: OutputOptions | None = None,
 ) -> PreparedRun:
-    """Validate the inputs, the engine and the cluster and plan the regions. A local
+    """Validate the inputs, the engine, the output options and the cluster and plan the
+    regions (output: see :class:`~varcall.core.privacy.OutputOptions`). A local
     cluster starts in the background once the inputs are valid (closed again if a later
     check fails). Raises :class:`InputError` (nothing created at ``out``)."""
     if mode not in MODES:
@@ -227,6 +265,9 @@ def prepare(
     starter = None
     try:
         inputs = _validate(reference, bams, out, params, plan, flags)
+        privacy = resolve_privacy(output, inputs.samples, out)
+        if mode == "distributed" and client is None and cluster is not None:
+            cluster = with_batch_defaults(cluster, len(inputs.samples))  # --cores/--memory
         # valid inputs: a local cluster starts in the background while the run is planned
         if mode == "distributed" and client is None and (cluster or ClusterSpec()).kind == "local":
             starter = ClusterStarter(
@@ -238,9 +279,11 @@ def prepare(
         if mode == "distributed" and client is None:
             (cluster or ClusterSpec()).check()
         prep = PreparedRun(
-            out, mode, params, inputs, engine, plan, flags, None, cluster, client, starter
+            out, mode, params, inputs, engine, plan, flags, None, cluster, client, starter, privacy
         )
         prep.layout = _plan_layout(prep)
+        if mode == "distributed":
+            prep.packs = pack_layout(prep.inputs, prep.layout, _worker_slots(prep.spec, client))
         if mode == "distributed" and client is None:
             from varcall.plan.validate_cluster import check_cluster
 

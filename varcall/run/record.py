@@ -1,9 +1,11 @@
 """Stage 4 of a ``varcall call`` run: the provenance of the merged outputs.
 
 ``OUT/audit.jsonl`` (every task attempt), ``OUT/regions.bed`` (the units, 0-based
-half-open) and last ``OUT/manifest.json`` (:class:`varcall.core.manifest.Manifest`, the
-mark of a finished run), each written atomically; then ``OUT/work`` loses the files of no
-unit of this run.
+half-open); ``OUT/work`` loses the files of no unit of this run; with
+``--pseudonymise-key`` / ``--redact-paths`` the audit, the manifest and the files in
+``OUT/work`` are minimised (:mod:`varcall.run.minimise`) and the ``--pseudonym-map`` is
+written; last ``OUT/manifest.json`` (:class:`varcall.core.manifest.Manifest`, the mark of a
+finished run), each written atomically.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from varcall.core.manifest import (
     UnitRecord,
 )
 from varcall.core.params import CallInputs
+from varcall.core.privacy import Privacy
 from varcall.core.regions import Region, write_bed
 from varcall.plan.inputs import dependency_versions, input_checksums
 from varcall.run.checkpoints import code_digest
 from varcall.run.execute import ExecutedRun
 from varcall.run.merge import MergeResult
+from varcall.run.minimise import minimise_audit_lines, minimise_manifest, minimise_work
 from varcall.run.prepare import PreparedRun
 from varcall.run.tasks import peak_rss_mb
 
@@ -156,13 +160,15 @@ def _collect_audit(
     run_id: str,
     dest: Path,
     producers: dict[str, str] | None = None,
+    privacy: Privacy | None = None,
 ) -> dict[str, int]:
     """Write ``dest`` (one JSON line per task attempt: run id, start time, end time, worker,
     region, files, outcome) and return the number of attempts per key in this run.
 
     ``producers`` (key -> run id that wrote the checkpoint in use): attempts of an earlier
     run whose checkpoint this run reuses (``--resume``) are listed too, under their own
-    ``run_id``, so the audit names who read every region of the output."""
+    ``run_id``, so the audit names who read every region of the output. ``privacy``: the
+    lines are minimised as the manifest (pseudonyms, redacted paths and hosts)."""
     producers = producers or {}
     attempts: dict[str, int] = {}
     lines: list[dict[str, Any]] = []
@@ -174,6 +180,8 @@ def _collect_audit(
         attempts[key] = sum(1 for r in by_attempt.values() if r["run_id"] == run_id)
         lines.extend(by_attempt.values())
     lines.sort(key=lambda r: (r["start"] or 0.0, r["key"]))
+    if privacy is not None:
+        lines = minimise_audit_lines(lines, privacy)
     write_text_atomic(dest, "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in lines))
     return attempts
 
@@ -318,6 +326,7 @@ def record(
         run.run_id,
         out / "audit.jsonl",
         producers={s["key"]: s.get("run_id") for s in run.sidecars if s.get("resumed")},
+        privacy=prep.privacy,
     )
     write_bed(run.bed_regions, out / "regions.bed")
     for side, digest in zip(run.sidecars, merged.callset_digests):
@@ -328,6 +337,9 @@ def record(
             )
     wall = time.time() - clock.t_start
     manifest = _manifest(prep, run, merged, attempts, clock, wall, retries, command_line)
-    manifest.write(out)
+    manifest = minimise_manifest(manifest, prep.privacy)
     _prune_work(work, set(run.keys))
+    minimise_work(work, run.keys, prep.privacy)
+    prep.privacy.write_map()
+    manifest.write(out)
     return manifest, wall

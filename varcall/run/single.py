@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from varcall.core.callset import FILTER_IDS, CallSet
-from varcall.core.errors import RegionError, VarcallError
+from varcall.core.errors import DamagedInputError, RegionError, VarcallError
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines import Engine
@@ -28,7 +28,7 @@ from varcall.run.checkpoints import (
     write_checkpoint,
 )
 from varcall.run.progress import ProgressReporter
-from varcall.run.tasks import peak_rss_mb
+from varcall.run.tasks import diagnose_failure, peak_rss_mb, quiet_htslib
 
 __all__ = ["run_whole_genome"]
 
@@ -142,6 +142,7 @@ def run_whole_genome(
     t0 = time.time()
     bar = ProgressReporter(len(order), enabled=progress, description="contigs")
     saver = _ContigSaver(inputs, keys, work, run_id, bar)
+    quiet_htslib()  # a damaged file is named by varcall, in one line
     with bar:
         try:
             _save_stream(saver, engine.call_whole(inputs, params), pending, params.engine, t0)
@@ -149,6 +150,13 @@ def run_whole_genome(
             raise
         except Exception as e:  # e.g. OSError from a damaged BAM: one line, naming the contig
             failed = next((n for n in order if n not in saver.sidecars), order[-1])
+            unit = Region(failed, 0, inputs.contig_length(failed))
+            culprit = diagnose_failure(inputs, unit)  # the damaged file, if it is one
+            if culprit is not None:
+                raise DamagedInputError(
+                    f"region {unit}: {culprit}; finished contigs are kept in {work}, "
+                    "rerun with --resume once the file is fixed"
+                ) from e
             raise RegionError(
                 f"contig {failed}: {type(e).__name__}: {e}; fix the cause (a run without "
                 "--single-process names the damaged file and region) and run again"

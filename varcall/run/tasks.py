@@ -24,7 +24,7 @@ from typing import Any
 
 from varcall import __version__
 from varcall.core.callset import CallSet
-from varcall.core.errors import InputError, RegionError, VarcallError
+from varcall.core.errors import DamagedInputError, InputError, RegionError, VarcallError
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines import Engine, get_engine
@@ -32,7 +32,10 @@ from varcall.run.checkpoints import audit_event, code_digest, read_checkpoint, w
 from varcall.run.progress import ProgressReporter
 
 __all__ = [
+    "diagnose_failure",
     "peak_rss_mb",
+    "quiet_htslib",
+    "run_pack_task",
     "run_region_task",
     "run_sequential",
     "scatter_regions",
@@ -62,16 +65,36 @@ def _worker_name() -> str:
 
 
 # ----------------------------------------------------------------------------- the task
-def _diagnose(inputs: CallInputs, region: Region) -> str | None:
+def diagnose_failure(inputs: CallInputs, region: Region) -> str | None:
     """The input file that makes ``region`` fail, as a one-line message (see
-    :func:`varcall.plan.diagnose.diagnose_region`), or None; never raises."""
+    :func:`varcall.plan.diagnose.diagnose_region`), or None; never raises. htslib's own
+    ``[E::...]`` lines while it rereads the damage are kept off the terminal."""
+    import pysam
+
     from varcall.plan.diagnose import diagnose_region
 
+    verbosity = pysam.set_verbosity(0)
     try:
         return diagnose_region(inputs, region)
     except Exception:  # the diagnosis must never hide the original error
         logger.debug("diagnosis of %s failed", region, exc_info=True)
         return None
+    finally:
+        pysam.set_verbosity(verbosity)
+
+
+def quiet_htslib() -> None:
+    """Turn htslib's own stderr lines (``[E::bgzf_read] ...``) off in this process unless
+    varcall logs at INFO (``-v``): a failing region is reported by varcall, in one line
+    that names the damaged file (:func:`diagnose_failure`)."""
+    if logger.isEnabledFor(logging.INFO):
+        return
+    try:
+        import pysam
+
+        pysam.set_verbosity(0)
+    except Exception:  # pragma: no cover - cosmetic only
+        logger.debug("cannot set htslib's verbosity", exc_info=True)
 
 
 def run_region_task(
@@ -108,6 +131,7 @@ def run_region_task(
         "bams": list(inputs.bams),
     }
     t0 = time.time()
+    quiet_htslib()
     audit_event(work, key, {**base, "event": "start", "time": t0})
     try:
         _check_code(region, worker, code)
@@ -196,7 +220,7 @@ def _audit_failure(
     # name the damaged input file, if any (reads the region once more, only on failure)
     culprit = None
     if isinstance(e, Exception) and not isinstance(e, InputError):
-        culprit = _diagnose(inputs, region)
+        culprit = diagnose_failure(inputs, region)
     audit_event(
         work,
         key,
@@ -210,8 +234,8 @@ def _audit_failure(
     )
     if not isinstance(e, Exception):
         return None
-    if culprit is not None:
-        return RegionError(f"region {region}: {culprit}")
+    if culprit is not None:  # a damaged input file: bad input (exit 2), named with its region
+        return DamagedInputError(f"region {region}: {culprit}")
     if isinstance(e, VarcallError):
         return None
     return RegionError(f"region {region}: {type(e).__name__}: {e}")
@@ -234,10 +258,15 @@ def _split_resumed(
     return done, todo
 
 
-def _failure_error(failed: list[tuple[Region, str]], work: Path) -> RegionError:
+def _failure_error(
+    failed: list[tuple[Region, str]], work: Path, damaged: bool = False
+) -> RegionError:
+    """One line for the failed regions (the first named, the others counted); a
+    :class:`DamagedInputError` (exit 2) when ``damaged``: an input file is damaged."""
     first_region, first_msg = failed[0]
     more = f" (and {len(failed) - 1} more regions)" if len(failed) > 1 else ""
-    return RegionError(
+    cls = DamagedInputError if damaged else RegionError
+    return cls(
         f"{first_msg if str(first_region) in first_msg else f'region {first_region}: {first_msg}'}"
         f"{more}; finished regions are kept in {work}, fix the cause and rerun with --resume"
     )
@@ -267,7 +296,8 @@ def run_sequential(
                     regions[i], inputs, params, str(work), keys[i], run_id, engine
                 )
             except VarcallError as e:
-                raise _failure_error([(regions[i], str(e))], work) from e
+                damaged = isinstance(e, DamagedInputError)
+                raise _failure_error([(regions[i], str(e))], work, damaged) from e
             done[keys[i]] = {**side, "resumed": False}
             bar.advance(side["n_variants"])
     return [done[k] for k in keys]
@@ -287,43 +317,53 @@ def scatter_regions(
     resume: bool = False,
     progress: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    packs: Sequence[Sequence[int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one Dask task per region on ``client``; return the sidecars in ``regions`` order.
+    """Run the regions as Dask tasks on ``client``; return the sidecars in ``regions`` order.
 
-    Regions with a valid checkpoint are skipped when ``resume``. A task is retried up to
+    packs: the region indexes of every task (see :func:`varcall.plan.regions.pack_regions`;
+    default one task per region); a task calls its regions one after the other
+    (:func:`run_pack_task`), each into its own checkpoint, so the results are those of one
+    task per region. Regions with a valid checkpoint are skipped when ``resume``. A task is retried up to
     ``retries`` times; regions that still fail are named in the :class:`RegionError`
     raised after every other region finished (their checkpoints are kept). On any
     exception in the client (e.g. KeyboardInterrupt) the pending tasks are cancelled.
     """
-    work = Path(work_dir)
+    # absolute before any task leaves: workers may run in another folder
+    work = Path(work_dir).absolute()
     done, todo = _split_resumed(regions, keys, work, resume)
     failed: list[tuple[Region, str]] = []
+    damaged = False
     with ProgressReporter(len(regions), enabled=progress) as bar:
         _announce_cluster(client, bar)
         bar.advance(sum(d["n_variants"] for d in done.values()), len(done))
         if not todo:
             return [done[k] for k in keys]
+        units = _todo_packs(packs, todo)
         shared, futures = _submit(
             client,
-            [regions[i] for i in todo],
-            [keys[i] for i in todo],
+            [[regions[i] for i in unit] for unit in units],
+            [[keys[i] for i in unit] for unit in units],
             (inputs, params, engine),
             work,
             run_id,
             retries,
         )
-        region_of = {f.key: regions[i] for f, i in zip(futures, todo)}
+        region_of = {f.key: regions[unit[0]] for f, unit in zip(futures, units)}
+        size_of = {f.key: len(unit) for f, unit in zip(futures, units)}
         try:
             for fut, region in _completed(futures, region_of):
                 if fut.status == "finished":
-                    side = fut.result()
-                    done[side["key"]] = {**side, "resumed": False}
-                    bar.advance(side["n_variants"])
-                    if on_result is not None:
-                        on_result(side)
+                    for side in fut.result():
+                        done[side["key"]] = {**side, "resumed": False}
+                        bar.advance(side["n_variants"])
+                        if on_result is not None:
+                            on_result(side)
                 else:
-                    failed.append((region, _failure_message(fut, region)))
-                    bar.advance(0)
+                    msg, bad_input = _failure_message(fut, region)
+                    failed.append((region, msg))
+                    damaged = damaged or bad_input
+                    bar.advance(0, size_of[fut.key])
                 fut.release()
         except BaseException:
             client.cancel(futures)
@@ -333,7 +373,7 @@ def scatter_regions(
     if failed:
         order = {r: i for i, r in enumerate(regions)}
         failed.sort(key=lambda x: order[x[0]])
-        raise _failure_error(failed, work)
+        raise _failure_error(failed, work, damaged)
     return [done[k] for k in keys]
 
 
@@ -352,17 +392,32 @@ def _announce_cluster(client: Any, bar: ProgressReporter) -> None:
         bar.print("waiting for Dask workers ...")
 
 
+def _todo_packs(packs: Sequence[Sequence[int]] | None, todo: Sequence[int]) -> list[list[int]]:
+    """The tasks still to run: ``packs`` (region indexes per task; None: one per region)
+    restricted to the regions in ``todo``, empty ones dropped, in order."""
+    if packs is None:
+        return [[i] for i in todo]
+    wanted = set(todo)
+    units = [[i for i in pack if i in wanted] for pack in packs]
+    units = [u for u in units if u]
+    missing = wanted - {i for u in units for i in u}
+    if missing:  # a pack list that leaves regions out: they run alone
+        units.extend([i] for i in sorted(missing))
+    return units
+
+
 def _submit(
     client: Any,
-    regions: Sequence[Region],
-    keys: Sequence[str],
+    regions: Sequence[Sequence[Region]],
+    keys: Sequence[Sequence[str]],
     shared_args: tuple[CallInputs, CallParams, Engine | None],
     work: Path,
     run_id: str,
     retries: int,
 ) -> tuple[Any, list[Any]]:
     """Submit the shared task (inputs, params, engine, client's code) and one task per
-    region; returns (the shared future, the regions' futures in ``regions`` order)."""
+    pack of regions (``regions``/``keys``: per task); returns (the shared future, the
+    tasks' futures in order)."""
     # inputs/params/engine travel once, as a task the scheduler can recompute if the
     # worker holding it dies (unlike scattered data)
     token = uuid.uuid4().hex[:12]  # Dask keys unique per call, even on a shared scheduler
@@ -375,12 +430,12 @@ def _submit(
     )
     futures = client.map(
         _run_bundled,
-        list(regions),
-        list(keys),
+        [list(r) for r in regions],
+        [list(k) for k in keys],
         shared=shared,
         work_dir=str(work),
         run_id=run_id,
-        key=[f"varcall-region-{token}-{k}" for k in keys],
+        key=[f"varcall-region-{token}-{k[0]}" for k in keys],
         retries=retries,
         pure=False,
     )
@@ -405,15 +460,20 @@ def _completed(futures: list[Any], region_of: dict[Any, Region]) -> Iterator[tup
         yield fut, region_of[fut.key]
 
 
-def _failure_message(fut: Any, region: Region) -> str:
-    """The error of a failed (or cancelled) future, logged with its region."""
+def _failure_message(fut: Any, region: Region) -> tuple[str, bool]:
+    """The error of a failed (or cancelled) future, logged with its region as one line
+    (the attempts' errors and tracebacks are in ``audit.jsonl``), and whether it names a
+    damaged input file (:class:`DamagedInputError`)."""
+    damaged = False
     try:
         exc = fut.exception()
         msg = str(exc) or type(exc).__name__
+        damaged = isinstance(exc, DamagedInputError)
     except Exception as e:  # cancelled futures raise here
         msg = f"{type(e).__name__}: {e}"
+    msg = " ".join(msg.split())  # one line on the terminal
     logger.error("region %s failed: %s", region, msg)
-    return msg
+    return msg, damaged
 
 
 def _bundle(
@@ -423,7 +483,43 @@ def _bundle(
 
 
 def _run_bundled(
-    region: Region, key: str, *, shared: tuple, work_dir: str, run_id: str
-) -> dict[str, Any]:
+    regions: list[Region], keys: list[str], *, shared: tuple, work_dir: str, run_id: str
+) -> list[dict[str, Any]]:
     inputs, params, engine, code = shared
-    return run_region_task(region, inputs, params, work_dir, key, run_id, engine, code)
+    return run_pack_task(regions, keys, inputs, params, work_dir, run_id, engine, code)
+
+
+def run_pack_task(
+    regions: Sequence[Region],
+    keys: Sequence[str],
+    inputs: CallInputs,
+    params: CallParams,
+    work_dir: str,
+    run_id: str,
+    engine: Engine | None = None,
+    code: tuple[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Call several regions one after the other (:func:`run_region_task` each: its own
+    checkpoint ``keys[i]``, its own audit); returns their sidecars in order.
+
+    A region already checkpointed by an earlier attempt of this run (``run_id``: a Dask
+    retry of the task) is not called again. When regions fail the others are still
+    called, then the first failure is raised (Dask retries the task: only the failed
+    regions run again). The worker's open files are reused from region to region
+    (:mod:`varcall.io.handles`)."""
+    sidecars: list[dict[str, Any]] = []
+    first_error: Exception | None = None
+    for region, key in zip(regions, keys):
+        side = read_checkpoint(work_dir, key)
+        if side is not None and side.get("run_id") == run_id:
+            sidecars.append(side)
+            continue
+        try:
+            sidecars.append(
+                run_region_task(region, inputs, params, work_dir, key, run_id, engine, code)
+            )
+        except Exception as e:  # audited by run_region_task; the rest of the pack goes on
+            first_error = first_error or e
+    if first_error is not None:
+        raise first_error
+    return sidecars

@@ -36,6 +36,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+import numba.core.config as numba_config
 import numpy as np
 import pysam
 
@@ -47,6 +48,7 @@ from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.model import JointCalls, joint_call
 from varcall.engines.native.observations import Observations, site_observations
 from varcall.engines.native.pileup import (
+    CALL_REACH,
     MAX_ALLELES,
     REF_LEFT,
     REF_MARGIN,
@@ -60,6 +62,20 @@ from varcall.plan.inputs import sample_columns
 __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
 logger = logging.getLogger(__name__)
+
+if SHADOW_PAD < CALL_REACH:  # a development error: windows would change calls
+    raise ImportError(
+        f"pileup.SHADOW_PAD ({SHADOW_PAD} bp) < pileup.CALL_REACH ({CALL_REACH} bp): windows "
+        "would miss sites a call looks at; raise SHADOW_PAD"
+    )
+if numba_config.CPU_NAME != os.environ.get("NUMBA_CPU_NAME"):
+    # numba was imported before varcall set NUMBA_CPU_NAME (see varcall/__init__.py)
+    logger.warning(
+        "numba compiles for CPU %r, not %r: import varcall before numba so that calls do "
+        "not depend on the CPU type",
+        numba_config.CPU_NAME,
+        os.environ.get("NUMBA_CPU_NAME"),
+    )
 
 #: Largest window (bp) of reads decoded and processed at once.
 WINDOW = 200_000

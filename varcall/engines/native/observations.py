@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 
 from varcall.engines.native.observations_numba_fns import obs_pass
-from varcall.engines.native.pileup import INDEL_LEFT_FLANK, MAX_ALLELES, MAX_COMPARE, SNV_CONTEXT
+from varcall.engines.native.pileup import CALL_REACH, INDEL_LEFT_FLANK, MAX_ALLELES, SNV_CONTEXT
 from varcall.engines.native.reads import ReadBatch
 from varcall.engines.native.sites import Sites
 
@@ -69,7 +69,7 @@ def site_observations(
     )  # fmt: skip
     args = (
         site_cols, read_cols, emit, order, sorted_start, max_span, ref, ref_lo, min_baseq,
-        INDEL_LEFT_FLANK, SNV_CONTEXT, MAX_COMPARE,
+        INDEL_LEFT_FLANK, SNV_CONTEXT, CALL_REACH,
     )  # fmt: skip
     n = obs_pass(*args, True, _output_columns(0))
     out = _output_columns(n)

@@ -28,9 +28,11 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    the aligner is therefore one allele. An indel whose shift is stopped only by that block
    start (its leftmost placement would lie before the read's aligned bases: a read starting
    inside the repeat) is ambiguous and yields no event.
-3. :func:`.sites.find_sites` picks candidate alleles: an allele is a candidate when, in some
-   sample, at least ``MIN_ALT_READS`` reads show it and they are at least
-   ``MIN_ALT_FRACTION`` of that sample's depth there (insertions of one length at one
+3. :func:`.sites.find_sites` picks candidate alleles, pooled over the cohort: an allele is a
+   candidate when ``sum_s c_s [c_s >= 1 and c_s >= MIN_ALT_FRACTION d_s] >= MIN_ALT_READS``
+   (``c_s`` reads of sample ``s`` show it, ``d_s`` its depth there; the per-sample floor
+   keeps single-read noise of deep samples out, :func:`.sites.pooled_support`), so an
+   allele seen once in each of two low-coverage carriers is considered (insertions of one length at one
    POS that no single sequence qualifies for count together, under their most frequent
    sequence: errors in inserted bases do not hide an insertion). At most ``MAX_ALT_ALLELES`` ALT
    alleles per POS are kept (most supported first).
@@ -93,6 +95,7 @@ __all__ = [
     "MAX_COMPARE",
     "INDEL_LEFT_FLANK",
     "MAX_SHIFT",
+    "CALL_REACH",
     "SHADOW_PAD",
     "REF_MARGIN",
     "REF_LEFT",
@@ -106,9 +109,9 @@ __all__ = [
 MAX_ALT_ALLELES = 4
 #: Maximum number of alleles per site (REF + ALTs).
 MAX_ALLELES = MAX_ALT_ALLELES + 1
-#: Candidate allele: >= this many reads in one sample ...
+#: Candidate allele: >= this many reads, summed over the samples that clear the floor ...
 MIN_ALT_READS = 2
-#: ... making >= this fraction of that sample's depth at the position.
+#: ... a sample's reads count when they are >= this fraction of its depth at the position.
 MIN_ALT_FRACTION = 0.1
 #: Indels longer than this (bp) are ignored (treated as not present in the read).
 MAX_INDEL_LENGTH = 200
@@ -125,9 +128,15 @@ MAX_COMPARE = MAX_INDEL_LENGTH + 120
 INDEL_LEFT_FLANK = 10
 #: Largest shift (bp) tried when placing a read against an indel haplotype.
 MAX_SHIFT = 32
+#: How far (bp) a call at POS looks at other positions: indel sites up to this far before
+#: POS can shadow an SNV site (the look-back of pass 2), and an indel site's comparison
+#: (``cmp_len <= MAX_COMPARE``) ends at the next indel site, at most this far after POS.
+#: Every use of that distance goes through this constant.
+CALL_REACH = MAX_COMPARE
 #: Extra bp of reads fetched on both sides of a window: indel sites there shadow its SNV
-#: sites (left) or end its indel comparisons (right).
-SHADOW_PAD = MAX_COMPARE
+#: sites (left) or end its indel comparisons (right). Must be >= CALL_REACH (checked when
+#: :mod:`varcall.engines.native.engine` is imported, and by ``tests/test_native.py``).
+SHADOW_PAD = CALL_REACH
 #: Reference margin (bp) fetched beyond the reads of a window.
 REF_MARGIN = MAX_INDEL_LENGTH + MAX_COMPARE + MAX_SHIFT + 100
 #: Reference bases needed before the first site of a window.

@@ -24,6 +24,7 @@ from varcall.core.errors import InputError
 from varcall.engines.native.pileup import encode_bases
 from varcall.engines.native.reads_numba_fns import mask_pairs, parse_cigars
 from varcall.io import bam as _bam
+from varcall.io import handles as _handles
 
 __all__ = ["ReadBatch", "fetch_reads", "mask_mate_overlaps"]
 
@@ -317,9 +318,18 @@ class _PysamColumns:
         )
 
 
+#: CIGAR ops that consume reference bases (M, D, N, =, X).
+_REF_OPS = frozenset((0, 2, 3, 7, 8))
+
+
 def _kept_sequence(r: pysam.AlignedSegment, drop: int, min_mapq: int) -> str | None:
     """The query sequence of ``r`` if the read passes the filters (flags, MAPQ, a
-    sequence, a non-empty reference span), else None."""
+    sequence, a CIGAR that consumes reference bases), else None.
+
+    A read whose CIGAR consumes no reference base (``151I``, ``151S``, ``2S40I33S``,
+    ``7P2I2P``) has no base aligned anywhere, so it can give no evidence; it is dropped
+    here as in the fast decoder (:mod:`varcall.io.bam`). htslib reports such a read as
+    spanning one base (``reference_end == reference_start + 1``), hence the CIGAR check."""
     if r.flag & drop:
         return None
     if r.mapping_quality < min_mapq:
@@ -329,6 +339,8 @@ def _kept_sequence(r: pysam.AlignedSegment, drop: int, min_mapq: int) -> str | N
         return None
     re_ = r.reference_end
     if re_ is None or re_ <= r.reference_start:
+        return None
+    if re_ == r.reference_start + 1 and not any(op in _REF_OPS for op, _ in r.cigartuples):
         return None
     return seq
 
@@ -358,11 +370,17 @@ def _pair_mate(
                 pairs.append((mate, idx))
 
 
+def _open_alignment(path: str, reference: str) -> pysam.AlignmentFile:
+    return pysam.AlignmentFile(path, reference_filename=reference)
+
+
 def _fetch_pysam(query: _FileQuery, reference: str) -> ReadBatch:
     """The reads of one file through pysam (CRAM, unindexed-by-BAI files, tests)."""
     path, contig, default, by_rg = query.path, query.contig, query.default, query.by_rg
     cols = _PysamColumns()
-    with pysam.AlignmentFile(path, reference_filename=reference) as f:
+    # the worker's open file (and loaded index) of this file version: varcall.io.handles
+    opener = functools.partial(_open_alignment, reference=reference)
+    with _handles.checkout(path, opener, ("aln", reference)) as f:
         open_mates: dict[str, int] = {}
         try:
             reads = f.fetch(contig, query.start, query.end)

@@ -26,7 +26,7 @@ from varcall.engines.native.pileup import (
 )
 from varcall.engines.native.reads import ReadBatch
 
-__all__ = ["Sites", "find_sites"]
+__all__ = ["Sites", "find_sites", "pooled_support"]
 
 #: Candidate alleles per 0-based POS: (kind, sequence, supporting reads).
 _PerSite = dict[int, list[tuple[str, str, int]]]
@@ -89,21 +89,29 @@ def find_sites(
     return _site_table(per_site, ref, ref_lo)
 
 
+def pooled_support(count: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Cohort-pooled ALT evidence: the sum over samples (axis 0) of the reads showing an
+    allele, counting only samples where those reads are at least ``MIN_ALT_FRACTION`` of
+    the sample's depth (the per-sample floor). ``count`` (S, ...) int; ``depth``
+    broadcastable to it. The allele is a candidate when the result is >= MIN_ALT_READS."""
+    carrier = (count > 0) & (count >= MIN_ALT_FRACTION * depth)
+    return np.where(carrier, count, 0).sum(axis=0)
+
+
 def _snv_candidates(ev: Evidence, ref: np.ndarray, ref_lo: int, per_site: _PerSite) -> None:
-    """Add the SNV candidates of the window to ``per_site``: per-sample count >=
-    MIN_ALT_READS and fraction >= MIN_ALT_FRACTION, at a known reference base."""
+    """Add the SNV candidates of the window to ``per_site``: pooled support
+    (:func:`pooled_support`) >= MIN_ALT_READS, at a known reference base."""
     ws = ev.ws
     w = ev.we - ev.ws
     win_ref = ref[ws - ref_lo : ws - ref_lo + w]
     if w:
-        ok = (ev.counts >= MIN_ALT_READS) & (ev.counts >= MIN_ALT_FRACTION * ev.depth[:, :, None])
+        ok = pooled_support(ev.counts, ev.depth[:, :, None]) >= MIN_ALT_READS
         is_ref = np.zeros((w, 4), bool)
         known = np.nonzero(win_ref < 4)[0]
         is_ref[known, win_ref[known]] = True
-        ok &= ~is_ref[None, :, :]
-        ok &= (win_ref < 4)[None, :, None]
-        cand = ok.any(axis=0)
-        wi, bi = np.nonzero(cand)
+        ok &= ~is_ref
+        ok &= (win_ref < 4)[:, None]
+        wi, bi = np.nonzero(ok)
         total = ev.counts.sum(axis=0)
         for i, b in zip(wi.tolist(), bi.tolist()):
             per_site.setdefault(ws + i, []).append(("X", BASES[b], int(total[i, b])))
@@ -151,7 +159,7 @@ def _indel_candidates(
         cov = ev.cover[:, p - ev.ws]
 
         def qualifies(cnt: np.ndarray, cov: np.ndarray = cov) -> bool:
-            return bool(np.any((cnt >= MIN_ALT_READS) & (cnt >= MIN_ALT_FRACTION * cov)))
+            return bool(pooled_support(cnt, cov) >= MIN_ALT_READS)
 
         chosen = [(seq, cnt) for seq, cnt in members if qualifies(cnt) and 4 not in seq]
         if not chosen and ln > 0:

@@ -1,0 +1,112 @@
+"""A BGZF reader that keeps its last inflated blocks, for many small reads of one file.
+
+Region tasks of a packed plan read a few kilobytes of every alignment file per region,
+region after region along the genome: most reads start in the block the previous one
+ended in. htslib's reader inflates a block again after every seek; this one keeps the
+last :data:`KEEP_BLOCKS` inflated blocks of the file, so neighbouring regions inflate each
+block once. A worker keeps these readers open between tasks (:mod:`varcall.io.handles`).
+
+BGZF (SAM spec section 4.1): a series of gzip members of at most 64 KiB, each with a
+``BC`` extra field giving its compressed size; a virtual offset is ``(compressed offset
+of a block << 16) | offset inside its inflated data``. Every block's CRC32 and inflated
+size are checked: a damaged file raises OSError, as htslib does.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections import OrderedDict
+
+__all__ = ["KEEP_BLOCKS", "BgzfReader"]
+
+#: Inflated blocks kept per open reader (each at most 64 KiB).
+KEEP_BLOCKS = 4
+
+_MAGIC = b"\x1f\x8b\x08\x04"
+
+
+class BgzfReader:
+    """``seek(virtual offset)`` and ``read(n)`` (inflated bytes) over a BGZF file, the
+    last inflated blocks kept. Not thread-safe: one user at a time."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._blocks: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
+        self._block = 0
+        self._within = 0
+
+    def close(self) -> None:
+        """Close the file and drop the kept blocks."""
+        self._fh.close()
+        self._blocks.clear()
+
+    def seek(self, voffset: int) -> None:
+        """Move to a virtual offset (``block offset << 16 | offset inside the block``)."""
+        self._block = voffset >> 16
+        self._within = voffset & 0xFFFF
+
+    def _load(self, offset: int) -> tuple[bytes, int]:
+        """(inflated data, offset of the next block) of the block at ``offset``;
+        (b"", offset) at the end of the file."""
+        kept = self._blocks.get(offset)
+        if kept is not None:
+            self._blocks.move_to_end(offset)
+            return kept
+        self._fh.seek(offset)
+        head = self._fh.read(12)
+        if not head:
+            return b"", offset
+        if len(head) < 12 or head[:4] != _MAGIC:
+            raise OSError(f"{self.path}: not a BGZF block at byte {offset}")
+        (xlen,) = struct.unpack_from("<H", head, 10)
+        extra = self._fh.read(xlen)
+        bsize = _bsize(extra)
+        if bsize is None or bsize < 12 + xlen + 8:
+            raise OSError(f"{self.path}: BGZF block at byte {offset} has no valid size")
+        body = self._fh.read(bsize - 12 - xlen)
+        if len(body) != bsize - 12 - xlen:
+            raise OSError(f"{self.path}: truncated BGZF block at byte {offset}")
+        crc, isize = struct.unpack_from("<II", body, len(body) - 8)
+        try:
+            data = zlib.decompress(body[:-8], -15)
+        except zlib.error as e:
+            raise OSError(f"{self.path}: damaged BGZF block at byte {offset} ({e})") from None
+        if len(data) != isize or zlib.crc32(data) != crc:
+            raise OSError(f"{self.path}: BGZF block at byte {offset} fails its CRC check")
+        out = (data, offset + bsize)
+        self._blocks[offset] = out
+        if len(self._blocks) > KEEP_BLOCKS:
+            self._blocks.popitem(last=False)
+        return out
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` inflated bytes from the current position (fewer only at the end of
+        the file); the position moves past them."""
+        parts: list[bytes] = []
+        want = n
+        while want > 0:
+            data, nxt = self._load(self._block)
+            if nxt == self._block:
+                break  # end of the file
+            if self._within >= len(data):  # at the end of a block (or an empty one)
+                self._block, self._within = nxt, 0
+                continue
+            piece = data[self._within : self._within + want]
+            parts.append(piece)
+            want -= len(piece)
+            self._within += len(piece)
+        return b"".join(parts)
+
+
+def _bsize(extra: bytes) -> int | None:
+    """The block size from a gzip extra field's ``BC`` subfield, None when absent."""
+    i = 0
+    while i + 4 <= len(extra):
+        si1, si2, slen = extra[i], extra[i + 1], struct.unpack_from("<H", extra, i + 2)[0]
+        if si1 == 66 and si2 == 67 and slen == 2:
+            return struct.unpack_from("<H", extra, i + 4)[0] + 1
+        i += 4 + slen
+    return None
