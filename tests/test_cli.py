@@ -92,6 +92,7 @@ def test_call_defaults(run_call, tmp_path):
         "region_count": None,
         "region_strings": (),
         "regions_bed": None,
+        "pack": True,
         "retries": 2,
         "resume": False,
         "overwrite": False,
@@ -129,7 +130,7 @@ def test_call_parameters_and_run_options(run_call, tmp_path):
         "--ploidy-contig", "chrY=2", "--ploidy-contig", "chr=M=1", "--min-qual", 3.5,
         "--region-size", 1000, "--region-count", 4, "-r", "chr1", "--region", "chr2:1-100",
         "--regions", bed, "--retries", 0, "--resume", "--overwrite", "--index",
-        "--rename-duplicate-samples", "--chunk-size", 7, "--no-progress",
+        "--rename-duplicate-samples", "--chunk-size", 7, "--no-progress", "--no-pack",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     kw = run_call.kwargs
@@ -147,7 +148,7 @@ def test_call_parameters_and_run_options(run_call, tmp_path):
     assert kw["region_strings"] == ("chr1", "chr2:1-100") and kw["regions_bed"] == bed
     assert kw["retries"] == 0 and kw["chunk_size"] == 7 and kw["progress"] is False
     assert kw["resume"] and kw["overwrite"] and kw["build_index"]
-    assert kw["rename_duplicate_samples"]
+    assert kw["rename_duplicate_samples"] and kw["pack"] is False
 
 
 def test_call_single_process(run_call, tmp_path):

@@ -216,6 +216,11 @@ run_options = stacked(
         "--retries", default=_run_default("retries"), show_default=True,
         type=click.IntRange(min=0), help="Retries per failing region.",
     ),
+    click.option(
+        "--pack/--no-pack", default=_run_default("pack"), show_default=True,
+        help="Group neighbouring small regions into Dask tasks of similar work (each region "
+        "keeps its checkpoint; calls unchanged); --no-pack: one task per region.",
+    ),
     click.option("--resume", is_flag=True, help="Reuse finished regions in OUT/work."),
     click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing OUT."),
     click.option(

@@ -116,6 +116,7 @@ class Planning:
     region_strings: list[str] = dataclasses.field(default_factory=list)
     regions_bed: str | None = None
     explicit_layout: bool = False
+    pack: bool = True
     retries: int | None = None
     resume: bool = False
 

@@ -144,6 +144,7 @@ def run_call(
     region_strings: Sequence[str] = (),
     regions_bed: str | os.PathLike | None = None,
     regions: Sequence[Region] | None = None,
+    pack: bool = True,
     retries: int = 2,
     resume: bool = False,
     overwrite: bool = False,
@@ -162,15 +163,15 @@ def run_call(
     engine: an engine object (default: ``get_engine(params.engine)``); it must be picklable
         for process workers.
     region_size / region_count / region_strings / regions_bed: the plan (see
-        :func:`varcall.plan.regions.plan_regions`; strings 1-based inclusive, BED 0-based).
-        Without a size or count: :func:`varcall.run.prepare.default_region_count` (at
-        least :data:`~varcall.run.prepare.TASKS_PER_SLOT` regions per worker slot). A
-        local cluster starts in the background once the inputs are valid, while the run
-        is planned.
+        :func:`varcall.plan.regions.plan_regions`; strings 1-based inclusive, BED 0-based);
+        without a size or count :func:`varcall.run.prepare.default_region_count`. A local
+        cluster starts in the background once the inputs are valid, while the run is planned.
     regions: an explicit region layout (0-based half-open, no overlaps) instead of planning.
+    pack: regions share Dask tasks of similar work (each keeps its checkpoint; calls
+        unchanged; :func:`varcall.run.prepare.pack_layout`); False: one task per region.
     retries: Dask retries per region. resume: reuse valid checkpoints in ``out/work``.
-    overwrite: ``out`` may exist; its outputs are replaced at the end.
-    chunk_size: VCF Zarr chunk length along variants.
+    overwrite: ``out`` may exist; its outputs are replaced at the end. chunk_size: VCF Zarr
+    chunk length along variants.
     output: what the outputs carry (:class:`~varcall.core.privacy.OutputOptions`).
 
     Raises :class:`InputError` (bad input, nothing created at ``out``), :class:`RegionError`
@@ -178,19 +179,12 @@ def run_call(
     """
     clock = RunClock.start()
     params = params or CallParams()
+    plan = PlanOptions(region_size, region_count, tuple(region_strings), regions_bed, regions, pack)
+    flags = RunFlags(resume, overwrite, build_index, rename_duplicate_samples)
     prep = prepare(
-        reference,
-        bams,
-        out,
-        params=params,
-        mode=mode,
-        plan=PlanOptions(region_size, region_count, tuple(region_strings), regions_bed, regions),
-        flags=RunFlags(resume, overwrite, build_index, rename_duplicate_samples),
-        cluster=cluster,
-        client=client,
-        engine=engine,
-        output=output,
-    )
+        reference, bams, out, params=params, mode=mode, plan=plan, flags=flags,
+        cluster=cluster, client=client, engine=engine, output=output,
+    )  # fmt: skip
     run = execute(prep, retries=retries, progress=progress)
     clock.t_called = time.time()
     merged = merge(prep, run, progress=progress, chunk_size=chunk_size, command_line=command_line)

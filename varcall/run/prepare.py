@@ -51,13 +51,15 @@ TASKS_PER_SLOT = 3
 class PlanOptions:
     """How the user asked the regions to be planned (see :func:`run_call`): a target size
     (bp) or count, region strings (1-based inclusive), a BED file (0-based), or an explicit
-    layout (0-based half-open, no overlaps) instead of planning."""
+    layout (0-based half-open, no overlaps) instead of planning; whether neighbouring
+    regions are packed into shared Dask tasks."""
 
     region_size: int | None = None
     region_count: int | None = None
     region_strings: tuple[str, ...] = ()
     regions_bed: str | os.PathLike | None = None
     regions: Sequence[Region] | None = None
+    pack: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +284,7 @@ def prepare(
             out, mode, params, inputs, engine, plan, flags, None, cluster, client, starter, privacy
         )
         prep.layout = _plan_layout(prep)
-        if mode == "distributed":
+        if mode == "distributed" and plan.pack:
             prep.packs = pack_layout(prep.inputs, prep.layout, _worker_slots(prep.spec, client))
         if mode == "distributed" and client is None:
             from varcall.plan.validate_cluster import check_cluster

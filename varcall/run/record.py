@@ -230,6 +230,7 @@ def _planning(prep: PreparedRun, regions_planned: int, retries: int) -> Planning
         region_strings=list(plan.region_strings),
         regions_bed=None if plan.regions_bed is None else str(Path(plan.regions_bed).resolve()),
         explicit_layout=plan.regions is not None,
+        pack=plan.pack,
         retries=retries,
         resume=prep.flags.resume,
     )
