@@ -42,7 +42,7 @@ from pathlib import Path
 import hard_cases
 import numpy as np
 import stutter as stutter_mod
-from hard_cases import HardSpec
+from hard_cases import HardSpec, Site
 
 __all__ = [
     "DatasetSpec",
@@ -231,22 +231,6 @@ def write_fasta(path: Path, records: list[tuple[str, str]], width: int = 60) -> 
 
 
 # ----------------------------------------------------------------------------- variants
-@dataclasses.dataclass(frozen=True)
-class Site:
-    """A planted variant. ``pos`` is 0-based (first base of ``ref``); ``haps`` holds one
-    allele index (0/1) per haplotype, two per sample in sample order."""
-
-    contig: str
-    pos: int
-    ref: str
-    alt: str
-    haps: tuple[int, ...]
-
-    @property
-    def end(self) -> int:
-        return self.pos + len(self.ref)
-
-
 _TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
 _TRANSVERSIONS = {"A": "CT", "G": "CT", "C": "AG", "T": "AG"}
 

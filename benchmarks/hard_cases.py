@@ -215,9 +215,10 @@ def insert_repeats(
 
 # ----------------------------------------------------------------------------- variants
 @dataclasses.dataclass(frozen=True)
-class Variant:
-    """A planted variant, as ``build_dataset.Site``: ``pos`` 0-based first base of ``ref``;
-    ``haps`` one allele index (0/1) per haplotype, two per sample in sample order."""
+class Site:
+    """A planted variant (the plain sites of build_dataset.py and the hard cases alike).
+    ``pos`` is 0-based (first base of ``ref``); ``haps`` holds one allele index (0/1) per
+    haplotype, two per sample in sample order."""
 
     contig: str
     pos: int
@@ -240,7 +241,7 @@ def _haps(rng: np.random.Generator, n_haps: int, lo: float = 0.1, hi: float = 0.
 
 def repeat_sites(
     seq: str, arrays: Sequence[Repeat], hs: HardSpec, rng: np.random.Generator, n_haps: int
-) -> list[Variant]:
+) -> list[Site]:
     """True expansions/contractions of a share ``hs.repeat_changed`` of ``arrays`` by 1
     (70 %), 2 (20 %) or 3 (10 %) whole units. The anchor is the last base of the array's
     first unit, so the change lies inside the array on every haplotype."""
@@ -254,7 +255,7 @@ def repeat_sites(
             ref, alt = seq[anchor : anchor + 1 + k * u], seq[anchor]
         else:
             ref, alt = seq[anchor], seq[anchor] + seq[r.start : r.start + u] * k
-        out.append(Variant(r.contig, anchor, ref, alt, _haps(rng, n_haps)))
+        out.append(Site(r.contig, anchor, ref, alt, _haps(rng, n_haps)))
     return out
 
 
@@ -270,7 +271,7 @@ def cluster_sites(
     taken: list[tuple[int, int]],
     n_haps: int,
     edge: int,
-) -> list[Variant]:
+) -> list[Site]:
     """``n`` clusters of 2-4 SNVs 1-10 bp apart (1 bp: an MNP), all on the same haplotypes
     (70 %) or each on its own. Each cluster's footprint is appended to ``taken``."""
     out = []
@@ -285,7 +286,7 @@ def cluster_sites(
         haps = _haps(rng, n_haps)
         for pos in [p, *(p + np.cumsum(gaps)).tolist()]:
             h = haps if linked else _haps(rng, n_haps)
-            out.append(Variant(contig, int(pos), seq[pos], _snv(rng, seq[pos]), h))
+            out.append(Site(contig, int(pos), seq[pos], _snv(rng, seq[pos]), h))
     return out
 
 
@@ -297,7 +298,7 @@ def hetdel_sites(
     taken: list[tuple[int, int]],
     n_samples: int,
     edge: int,
-) -> list[Variant]:
+) -> list[Site]:
     """``n`` deletions of 5-40 bp, each with an SNV inside the deleted stretch; in every
     carrier sample one haplotype has the deletion and the other the SNV (so the sample
     is heterozygous for both)."""
@@ -316,8 +317,8 @@ def hetdel_sites(
             d = int(rng.integers(2))
             dh[2 * i + d], sh[2 * i + 1 - d] = 1, 1
         q = p + 1 + int(rng.integers(length))
-        out.append(Variant(contig, p, seq[p : p + length + 1], seq[p], tuple(dh)))
-        out.append(Variant(contig, q, seq[q], _snv(rng, seq[q]), tuple(sh)))
+        out.append(Site(contig, p, seq[p : p + length + 1], seq[p], tuple(dh)))
+        out.append(Site(contig, q, seq[q], _snv(rng, seq[q]), tuple(sh)))
     return out
 
 
@@ -329,7 +330,7 @@ def long_indel_sites(
     taken: list[tuple[int, int]],
     n_haps: int,
     edge: int,
-) -> list[Variant]:
+) -> list[Site]:
     """``n`` 15-40 bp insertions (random sequence) or deletions: reads that end in them are
     soft-clipped by bwa rather than aligned with the indel."""
     out = []
@@ -343,7 +344,7 @@ def long_indel_sites(
             ref, alt = seq[p : p + length + 1], seq[p]
         else:
             ref, alt = seq[p], seq[p] + "".join(rng.choice(list("ACGT"), length))
-        out.append(Variant(contig, p, ref, alt, _haps(rng, n_haps)))
+        out.append(Site(contig, p, ref, alt, _haps(rng, n_haps)))
     return out
 
 

@@ -284,7 +284,7 @@ def test_clusters_are_snvs_a_few_bp_apart():
 
 
 def test_merge_sites_drops_background_near_hard_sites_and_rejects_overlaps():
-    hard = [hc.Variant("c", 100, "A", "G", (1, 0))]
+    hard = [hc.Site("c", 100, "A", "G", (1, 0))]
     near = bd.Site("c", 110, "C", "T", (0, 1))
     far = bd.Site("c", 200, "C", "T", (0, 1))
     assert hc.merge_sites([near, far], hard) == [hard[0], far]
