@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from varcall.core.files import atomic_output
+
 __all__ = [
     "MISSING",
     "FILL",
@@ -360,12 +362,8 @@ def save_callset(callset: CallSet, path: str | os.PathLike) -> None:
         filter_ids=np.array(callset.filter_ids, dtype=str),
         **{name: getattr(callset, name) for name in _ARRAY_FIELDS},
     )
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with atomic_output(path, "wb") as fh:
         fh.write(buf.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def load_callset(path: str | os.PathLike) -> CallSet:

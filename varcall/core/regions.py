@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from varcall.core.errors import InputError
+from varcall.core.files import atomic_output
 
 __all__ = [
     "Region",
@@ -154,9 +155,6 @@ def read_bed_regions(path: str | os.PathLike, contigs: Sequence[tuple[str, int]]
 
 def write_bed(regions: Iterable[Region], path: str | os.PathLike) -> None:
     """Write regions as BED (0-based half-open), atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
+    with atomic_output(path) as fh:
         for r in regions:
             fh.write(f"{r.contig}\t{r.start}\t{r.end}\n")
-    os.replace(tmp, path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pysam
 
 from varcall.core.errors import InputError
-from varcall.core.files import read_fai
+from varcall.core.files import read_fai, write_text_atomic
 from varcall.plan import checks
 
 __all__ = ["check_reference", "md5_cache_dir", "ReferenceMD5"]
@@ -131,8 +131,8 @@ class ReferenceMD5:
             self._dirty = False
             try:
                 self._file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self._file.with_name(f".{self._file.name}.tmp-{os.getpid()}")
-                tmp.write_text(json.dumps({"reference": self._key, "md5": self._cache}))
-                os.replace(tmp, self._file)
+                write_text_atomic(
+                    self._file, json.dumps({"reference": self._key, "md5": self._cache})
+                )
             except OSError as e:
                 logger.debug("cannot write the MD5 cache %s: %s", self._file, e)
