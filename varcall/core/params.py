@@ -36,7 +36,16 @@ class CallInputs:
 class CallParams:
     """Calling parameters; every field takes part in the checkpoint hash.
 
-    ploidy: default ploidy (1 or 2); ploidy_by_contig overrides it per contig.
+    ploidy: default ploidy (1 or 2), or a built-in ploidy definition by assembly name
+        (``GRCh37``, ``GRCh38``: PARs, sex chromosomes and MT; default ploidy 2);
+        ploidy_by_contig overrides it per contig, for every sample.
+    ploidy_file / par_bed / samples_file: the ploidy definition (bcftools' --ploidy-file
+        format), a BED of pseudo-autosomal regions, and the samples' sexes, as given
+        (paths); :func:`varcall.plan.ploidy.resolve_ploidy` reads them into
+    sex_ploidy: resolved (contig, start, end, sex, ploidy) rules, 0-based half-open,
+        later rules win; contig ``*`` (start = end = 0) is a sex's default ploidy; and
+    sample_sex: resolved (sample, sex) of every cohort sample. Engines use only these two
+        (:mod:`varcall.plan.ploidy`: ploidy per sample and position).
     engine_args: extra command-line words passed to an external engine.
     """
 
@@ -44,13 +53,26 @@ class CallParams:
     min_mapq: int = 20
     min_baseq: int = 13
     include_supplementary: bool = False
-    ploidy: int = 2
+    ploidy: int | str = 2
     ploidy_by_contig: tuple[tuple[str, int], ...] = ()
     min_qual: float = 20.0
     engine_args: str = ""
+    ploidy_file: str | None = None
+    par_bed: str | None = None
+    samples_file: str | None = None
+    sex_ploidy: tuple[tuple[str, int, int, str, int], ...] = ()
+    sample_sex: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def default_ploidy(self) -> int:
+        """The ploidy of contigs without another rule: ``ploidy``, or 2 for a built-in
+        definition named by assembly."""
+        return self.ploidy if isinstance(self.ploidy, int) else 2
 
     def ploidy_of(self, contig: str) -> int:
-        return dict(self.ploidy_by_contig).get(contig, self.ploidy)
+        """The contig-wide ploidy (``ploidy_by_contig``, else :attr:`default_ploidy`);
+        per-sample rules (``sex_ploidy``) come on top, see :mod:`varcall.plan.ploidy`."""
+        return dict(self.ploidy_by_contig).get(contig, self.default_ploidy)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

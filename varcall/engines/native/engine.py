@@ -22,11 +22,15 @@ Records
 - A record is emitted when some sample's GT carries an ALT allele and
   ``QUAL >= params.min_qual / 2``; records with ``QUAL < params.min_qual`` get FILTER
   ``LowQual``, the others ``PASS``. QUAL is rounded to 2 decimals.
-- Haploid contigs (``params.ploidy_of(contig) == 1``): GT slot 1 is FILL, PL has one
-  entry per allele.
+- Ploidy is per sample and position (:func:`varcall.plan.ploidy.contig_ploidy`: sexes,
+  PARs, ``--ploidy-contig``), taken at the site's POS, so one record can mix diploid and
+  haploid samples. Haploid samples: GT slot 1 is FILL, PL has one entry per allele;
+  ploidy 0 (chrY of a female): missing GT. A contig where every sample has ploidy 0 is
+  not read at all.
 
 Parameters used: ``min_mapq``, ``min_baseq``, ``include_supplementary``, ``ploidy`` /
-``ploidy_by_contig``, ``min_qual``. ``engine_args`` must be empty.
+``ploidy_by_contig`` / ``sex_ploidy`` / ``sample_sex``, ``min_qual``. ``engine_args``
+must be empty.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from varcall.engines.native.pileup import (
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
 from varcall.engines.native.sites import Sites, find_sites
 from varcall.plan.inputs import sample_columns
+from varcall.plan.ploidy import ContigPloidy, contig_ploidy
 
 __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
@@ -210,10 +215,10 @@ class NativeEngine:
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
         """Calls with 0-based POS in ``[region.start, region.end)``, one CallSet."""
         self.check_params(inputs, params)
-        ploidy = params.ploidy_of(region.contig)
-        if ploidy not in (1, 2):
+        if params.ploidy_of(region.contig) not in (1, 2):
             raise InputError(
-                f"{region.contig}: ploidy {ploidy} is not supported; use 1 or 2 in --ploidy"
+                f"{region.contig}: ploidy {params.ploidy_of(region.contig)} is not supported; "
+                "use 1 or 2 in --ploidy"
             )
         try:
             length = inputs.contig_length(region.contig)
@@ -223,6 +228,9 @@ class NativeEngine:
                 "the reference does not have; use a contig from its .fai"
             ) from None
         start, end = region.start, min(region.end, length)
+        ploidy = contig_ploidy(params, inputs.samples, region.contig, length)
+        if ploidy.uniform == 0:  # no sample has this contig (chrY of females): no calls
+            end = start
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
         parts: list[dict] = []
         with pysam.FastaFile(inputs.reference) as fasta:
@@ -251,7 +259,7 @@ class NativeEngine:
         ws: int,
         we: int,
         params: CallParams,
-        ploidy: int,
+        ploidy: ContigPloidy,
         sample_index: tuple[dict[str, int], ...],
     ) -> dict | None:
         """The records of the sites with 0-based POS in ``[ws, we)`` (a dict of columns
@@ -285,7 +293,7 @@ class NativeEngine:
         if not emit.any():
             return None
         obs = site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
-        calls, keep, variant = _genotype(obs, sites, emit, n_s, ploidy)
+        calls, keep, variant = _genotype(obs, sites, emit, n_s, ploidy.at(sites.pos))
         emit_min = params.min_qual / 2.0
         rows = []
         for k in np.nonzero(variant)[0].tolist():
@@ -339,9 +347,10 @@ def _window_reference(
 
 
 def _genotype(
-    obs: Observations, sites: Sites, emit: np.ndarray, n_s: int, ploidy: int
+    obs: Observations, sites: Sites, emit: np.ndarray, n_s: int, ploidy: np.ndarray
 ) -> tuple[JointCalls, np.ndarray, np.ndarray]:
-    """(joint calls, kept alleles (N, A) bool, variant sites (N,) bool) of the sites:
+    """(joint calls, kept alleles (N, A) bool, variant sites (N,) bool) of the sites
+    (ploidy (N, S) of each sample at each site):
     every candidate allele genotyped, then ALT alleles no genotype carries dropped and the
     emitted variant sites that lost some genotyped once more on the rest."""
     keep = np.arange(MAX_ALLELES)[None, :] < sites.n_alleles[:, None]

@@ -14,15 +14,20 @@ Genotype likelihood of sample ``s`` (reads independent given the genotype):
 - diploid ``g = {j, k}``: ``log10 L_s(g) = sum_r log10((l_r(j) + l_r(k)) / 2)``;
 - haploid ``g = j``: ``log10 L_s(g) = sum_r log10 l_r(j)``.
 
+Ploidy is per sample and site (``ploidy_s``: 0, 1 or 2, from
+:mod:`varcall.plan.ploidy`: sex, PARs, contig), so a record can mix diploid and haploid
+samples; a sample of ploidy 0 (chrY of a female) takes no part in the frequencies or
+QUAL and gets a missing genotype (its reads still count in DP and AD).
+
 Genotypes are indexed in VCF order: diploid ``{j <= k}`` -> ``k (k + 1) / 2 + j``,
 haploid ``j`` -> ``j``.
 
 Population prior: allele frequencies ``f`` (Hardy-Weinberg: ``P(j, j) = f_j^2``,
-``P(j, k) = 2 f_j f_k``; haploid ``P(j) = f_j``) estimated by EM across the samples that
+``P(j, k) = 2 f_j f_k``; haploid ``P(j) = f_j``, each sample with its own ploidy) estimated by EM across the samples that
 have reads at the site::
 
     E: P_s(g) = P(g | f) L_s(g) / sum_g' P(g' | f) L_s(g')
-    M: f_a = (ALPHA + sum_s sum_g P_s(g) n_a(g)) / (A ALPHA + sum_s ploidy)
+    M: f_a = (ALPHA + sum_s sum_g P_s(g) n_a(g)) / (A ALPHA + sum_s ploidy_s)
 
 with ``n_a(g)`` the copies of allele ``a`` in ``g``, ``ALPHA`` a small pseudo-count, from
 uniform ``f`` until ``max |df| < EM_TOL`` or ``EM_ITERATIONS`` rounds.
@@ -39,7 +44,9 @@ tie); ``GQ = min(99, round(-10 log10(1 - P_s(GT))))``; ``PL = round(-10 log10 L_
 normalised so the best genotype has PL 0; DP = reads used at the site; AD = reads whose
 best allele is unique. A sample without reads at the site gets no-call GT, missing GQ and
 PL, DP 0; a sample whose reads do not tell the genotypes apart (every PL 0) gets no-call
-GT and GQ 0.
+GT and GQ 0. Haploid samples: GT slot 1 FILL, PL one entry per allele then FILL; ploidy 0:
+GT (MISSING, FILL), GQ MISSING, PL MISSING per allele then FILL (as a haploid sample
+without reads, so that VCF ``.`` reads back the same).
 """
 
 
@@ -98,23 +105,36 @@ def _genotype_slots(n_alleles, ploidy: int):
     return n_alleles if ploidy == 1 else n_genotypes(n_alleles)
 
 
+def _ploidy_array(ploidy: int | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``ploidy`` (one value, or one per sample / per site and sample) as an int8 array
+    of ``shape``; ValueError for values other than 0, 1 and 2."""
+    arr = np.broadcast_to(np.asarray(ploidy, np.int64), shape)
+    if arr.size and (arr.min() < 0 or arr.max() > 2):
+        raise ValueError(f"ploidy {int(arr.max())} is not supported (0, 1 or 2)")
+    return np.ascontiguousarray(arr, np.int8)
+
+
 def genotype_likelihoods(
     site: np.ndarray,
     sample: np.ndarray,
     pen: np.ndarray,
     keep: np.ndarray,
     n_samples: int,
-    ploidy: int,
+    ploidy: int | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """log10 genotype likelihoods from per-read allele penalties.
 
     site (O,), sample (O,): the observation's site and sample; pen (O, A) phred penalties;
-    keep (N, A) bool: the alleles of each site to use (REF first; re-indexed in order).
-    Returns GL (N, S, G) float64 log10 (G = genotypes of A alleles; entries beyond a site's
-    allele count stay 0), DP (N, S) int32, AD (N, S, A) int32 on the kept alleles.
+    keep (N, A) bool: the alleles of each site to use (REF first; re-indexed in order);
+    ploidy: one for all, or (N, S) per site and sample (0, 1, 2).
+    Returns GL (N, S, G) float64 log10 (G = genotypes of A alleles at the highest ploidy;
+    entries beyond a sample's genotype count stay 0), DP (N, S) int32, AD (N, S, A) int32
+    on the kept alleles.
     """
     n_sites, a = keep.shape
-    gl = np.zeros((n_sites, n_samples, _genotype_slots(a, ploidy)))
+    ploidy = _ploidy_array(ploidy, (n_sites, n_samples))
+    top = 2 if (ploidy == 2).any() else 1
+    gl = np.zeros((n_sites, n_samples, _genotype_slots(a, top)))
     dp = np.zeros((n_sites, n_samples), np.int32)
     ad = np.zeros((n_sites, n_samples, a), np.int32)
     gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad)
@@ -122,29 +142,33 @@ def genotype_likelihoods(
 
 
 def estimate_frequencies(
-    gl: np.ndarray, has_data: np.ndarray, n_alleles: int, ploidy: int
+    gl: np.ndarray, has_data: np.ndarray, n_alleles: int, ploidy: int | np.ndarray
 ) -> np.ndarray:
-    """EM allele frequencies (n_alleles,) of one site from GL (S, G) log10 likelihoods."""
+    """EM allele frequencies (n_alleles,) of one site from GL (S, G) log10 likelihoods;
+    ploidy: one for all samples, or (S,)."""
     return em_frequencies(
         np.ascontiguousarray(gl, dtype=np.float64),
         np.asarray(has_data, bool),
         n_alleles,
-        ploidy,
+        _ploidy_array(ploidy, (gl.shape[0],)),
         ALPHA,
         EM_ITERATIONS,
         EM_TOL,
     )
 
 
-def site_quality(gl: np.ndarray, has_data: np.ndarray, f: np.ndarray, ploidy: int) -> float:
-    """QUAL = -10 log10 P(all samples hom-REF | data) (module docstring)."""
+def site_quality(
+    gl: np.ndarray, has_data: np.ndarray, f: np.ndarray, ploidy: int | np.ndarray
+) -> float:
+    """QUAL = -10 log10 P(all samples hom-REF | data) (module docstring); ploidy: one for
+    all samples, or (S,)."""
     return float(
         site_quality_kernel(
             np.ascontiguousarray(gl, dtype=np.float64),
             np.asarray(has_data, bool),
             np.asarray(f, np.float64),
             len(f),
-            ploidy,
+            _ploidy_array(ploidy, (gl.shape[0],)),
             THETA,
         )
     )
@@ -175,27 +199,26 @@ def joint_call(
     pen: np.ndarray,
     keep: np.ndarray,
     n_samples: int,
-    ploidy: int,
+    ploidy: int | np.ndarray,
 ) -> JointCalls:
     """Genotype every site jointly across samples (module docstring).
 
     site, sample (O,) and pen (O, A) are the per-read observations; keep (N, A) bool the
-    alleles used per site (REF, column 0, must be kept). ploidy is 1 or 2."""
-    if ploidy not in (1, 2):
-        raise ValueError(f"ploidy {ploidy} is not supported (1 or 2)")
+    alleles used per site (REF, column 0, must be kept). ploidy: 1 or 2 for every sample,
+    or (N, S) per site and sample (0, 1 or 2)."""
     keep = np.ascontiguousarray(keep, bool)
     n_sites, a = keep.shape
+    ploidy = _ploidy_array(ploidy, (n_sites, n_samples))
     gl, dp, ad = genotype_likelihoods(site, sample, pen, keep, n_samples, ploidy)
     n_alleles = keep.sum(axis=1).astype(np.int32)
     g = gl.shape[2]
     qual = np.zeros(n_sites)
     gt = np.full((n_sites, n_samples, 2), MISSING, np.int8)
-    if ploidy == 1:
-        gt[:, :, 1] = FILL
+    gt[:, :, 1] = np.where(ploidy == 2, MISSING, FILL)
     gq = np.full((n_sites, n_samples), MISSING, np.int32)
     pl = np.full((n_sites, n_samples, g), MISSING, np.int32)
     call_kernel(gl, dp, n_alleles, ploidy, THETA, ALPHA, EM_ITERATIONS, EM_TOL, qual, gt, gq, pl)
-    ng = _genotype_slots(n_alleles, ploidy)
-    pl[np.broadcast_to(np.arange(g)[None, None, :] >= ng[:, None, None], pl.shape)] = FILL
+    ng = np.where(ploidy == 2, n_genotypes(n_alleles)[:, None], n_alleles[:, None])
+    pl[np.arange(g)[None, None, :] >= ng[:, :, None]] = FILL
     ad[np.broadcast_to(np.arange(a)[None, None, :] >= n_alleles[:, None, None], ad.shape)] = FILL
     return JointCalls(quality=qual, genotype=gt, GQ=gq, PL=pl, DP=dp, AD=ad, n_alleles=n_alleles)
