@@ -27,6 +27,7 @@ from varcall.core.errors import InputError
 from varcall.core.params import CallParams
 from varcall.core.privacy import OutputOptions, parse_format_fields
 from varcall.core.regions import Region
+from varcall.plan.ploidy import PRESETS
 from varcall.run.clusters import ClusterSpec
 from varcall.run.pipeline import RunResult, run_call
 
@@ -80,7 +81,7 @@ _RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "chunk_size": (int, 1, None),
 }
 
-_PARAM_FIELDS = {f.name for f in dataclasses.fields(CallParams)} - {"engine"}
+_PARAM_FIELDS = {f.name for f in dataclasses.fields(CallParams)} - {"engine", *CallParams.RESOLVED}
 _CLUSTER_FIELDS = {f.name for f in dataclasses.fields(ClusterSpec)} - {"workers"}
 _OUTPUT_FIELDS = {f.name for f in dataclasses.fields(OutputOptions)}
 
@@ -109,6 +110,27 @@ def _checked(name: str, value: Any) -> Any:
         bounds = f"{low} to {high}" if high is not None else f"at least {low}"
         raise InputError(f"{flag} {value}: out of range; give a value {bounds}")
     return kind(value)
+
+
+def _ploidy(value: Any) -> int | str:
+    """``ploidy``: 1, 2 or an assembly name (``"GRCh38"``), as ``--ploidy`` takes it."""
+    if isinstance(value, str):
+        for name in PRESETS:
+            if value.lower() == name.lower():
+                return name
+        if value not in ("1", "2"):
+            raise InputError(f"--ploidy {value}: give 1, 2 or one of {', '.join(PRESETS)}")
+        value = int(value)
+    return _checked("ploidy", value)
+
+
+def _path_or_none(name: str, value: Any) -> str | None:
+    """A file option (``samples_file``, ``ploidy_file``, ``par_bed``) as a string path."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{name}={value!r}: expected a path")
+    return os.fspath(value)
 
 
 def _ploidy_pairs(value: Any) -> tuple[tuple[str, int], ...]:
@@ -171,9 +193,13 @@ def _split_options(options: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
         if key not in CALL_OPTIONS:
             raise _unknown(key, CALL_OPTIONS)
         name = _ALIASES.get(key, key)
-        if name in _RANGES:
+        if name == "ploidy":
+            value = _ploidy(value)
+        elif name in _RANGES:
             value = _checked(name, value)
-        if name == "ploidy_by_contig":
+        if name in ("samples_file", "ploidy_file", "par_bed"):
+            value = _path_or_none(name, value)
+        elif name == "ploidy_by_contig":
             value = _ploidy_pairs(value)
         elif name == "processes":
             value = _processes(value)
@@ -251,8 +277,9 @@ def call(
         varcall and the same file paths). Not closed afterwards.
     workers: LocalCluster workers when there is no ``client`` (default: one per core).
     options: the other ``varcall call`` options with underscores: ``min_mapq``,
-        ``min_baseq``, ``include_supplementary``, ``ploidy``, ``ploidy_contig``
-        (``{"chrY": 1}`` or ``["chrY=1"]``), ``min_qual``, ``engine_args``, ``region_size``
+        ``min_baseq``, ``include_supplementary``, ``ploidy`` (1, 2, ``"GRCh37"`` or
+        ``"GRCh38"``), ``ploidy_contig`` (``{"chrY": 1}`` or ``["chrY=1"]``),
+        ``samples_file``, ``ploidy_file``, ``par_bed`` (paths), ``min_qual``, ``engine_args``, ``region_size``
         (bp), ``region_count``, ``single_process``, ``threads_per_worker``, ``worker_type``,
         ``scheduler``, ``tls_ca``/``tls_cert``/``tls_key``, ``cluster``, ``cluster_config``,
         ``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``jobs``, ``adapt_max``,

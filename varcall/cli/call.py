@@ -28,6 +28,7 @@ from varcall.core.errors import InputError
 from varcall.core.params import CallParams
 from varcall.core.privacy import ALL_FORMAT_FIELDS, OutputOptions, parse_format_fields
 from varcall.engines import ENGINE_NAMES
+from varcall.plan.ploidy import PRESETS
 from varcall.run import pipeline
 from varcall.run.clusters import JOBQUEUE_KINDS, ClusterSpec
 from varcall.run.network import DEFAULT_DASHBOARD
@@ -44,6 +45,23 @@ def parse_ploidy_contig(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
             raise InputError(f"--ploidy-contig {v!r}: expected CONTIG=1 or CONTIG=2 (e.g. chrY=1)")
         out.append((name, int(num)))
     return tuple(out)
+
+
+class PloidyType(click.ParamType):
+    """``--ploidy``: 1, 2, or an assembly name with built-in PARs (GRCh37, GRCh38)."""
+
+    name = "1|2|" + "|".join(PRESETS)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool) and value in (1, 2):
+            return value
+        text = str(value)
+        if text in ("1", "2"):
+            return int(text)
+        for name in PRESETS:
+            if text.lower() == name.lower():
+                return name
+        self.fail(f"{text!r}: give 1, 2, {' or '.join(PRESETS)}", param, ctx)
 
 
 #: How to call: the fields of CallParams.
@@ -73,12 +91,29 @@ PARAM_OPTIONS = OptionGroup(
             help="Use supplementary alignments.",
         ),
         FieldOption(
-            "ploidy", ("--ploidy",), type=click.IntRange(1, 2), show_default=True,
-            help="Default ploidy of every contig.",
+            "ploidy", ("--ploidy",), type=PloidyType(), show_default=True,
+            help="Default ploidy of every contig (1 or 2), or an assembly whose sex "
+            "chromosomes and PARs are built in (GRCh37, GRCh38; needs --samples-file).",
         ),
         FieldOption(
             "ploidy_by_contig", ("--ploidy-contig",), multiple=True, parse=parse_ploidy_contig,
-            help="Per-contig ploidy, CONTIG=1 or CONTIG=2 (e.g. chrY=1); repeatable.",
+            help="Per-contig ploidy for every sample, CONTIG=1 or CONTIG=2 (e.g. chrM=1); "
+            "repeatable; wins over the other ploidy options on that contig.",
+        ),
+        FieldOption(
+            "samples_file", ("--samples-file",), type=click.Path(dir_okay=False),
+            help="SAMPLE SEX per line (M or F, or the sexes of --ploidy-file), naming every "
+            "sample, as bcftools call -S.",
+        ),
+        FieldOption(
+            "ploidy_file", ("--ploidy-file",), type=click.Path(dir_okay=False),
+            help="Ploidy by sex and region, bcftools' format: CHROM FROM TO SEX PLOIDY "
+            "(1-based inclusive; PLOIDY 0-2); needs --samples-file.",
+        ),
+        FieldOption(
+            "par_bed", ("--par-bed",), type=click.Path(dir_okay=False),
+            help="BED of the PARs on X/chrX and Y/chrY (another assembly): males haploid "
+            "on X and Y outside them, females without Y; needs --samples-file.",
         ),
         FieldOption(
             "min_qual", ("--min-qual",), type=float, show_default=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 __all__ = [
     "CallInputs",
@@ -62,6 +63,9 @@ class CallParams:
     samples_file: str | None = None
     sex_ploidy: tuple[tuple[str, int, int, str, int], ...] = ()
     sample_sex: tuple[tuple[str, str], ...] = ()
+
+    #: Fields read from the files of other fields when a run is prepared (no option).
+    RESOLVED: ClassVar[tuple[str, ...]] = ("sex_ploidy", "sample_sex")
 
     @property
     def default_ploidy(self) -> int:

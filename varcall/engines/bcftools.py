@@ -15,7 +15,10 @@ Options:
 - ``params.include_supplementary`` False -> mpileup ``--ff UNMAP,SECONDARY,QCFAIL,DUP,
   SUPPLEMENTARY`` (bcftools' default filter plus supplementary alignments).
 - ploidy -> ``call --ploidy-file`` (contig-wide entries for ``params.ploidy_by_contig``,
-  default ``params.ploidy``).
+  default ``params.ploidy``); with sexes (``params.sample_sex``) the resolved per-sex
+  stretches (:func:`varcall.plan.ploidy.sex_intervals`: PARs, sex chromosomes,
+  ``--ploidy-contig``) as non-overlapping lines, and ``call --samples-file`` with each
+  sample's sex, so bcftools calls with exactly the native engine's ploidy.
 - ``params.engine_args`` (shell-split): words go to ``mpileup``; a bare word ``call:``
   switches the following words to ``call``; a single word ``call:X`` sends ``X`` to call.
   Example: ``--engine-args "-d 500 -B call: -P 0.01"``. ``call: -c`` (consensus caller)
@@ -39,6 +42,7 @@ from pathlib import Path
 
 from varcall.core.callset import CallSet
 from varcall.core.errors import InputError
+from varcall.core.files import write_text_atomic
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines.external import (
@@ -50,6 +54,7 @@ from varcall.engines.external import (
     run_tool,
     split_args,
 )
+from varcall.plan.ploidy import sex_intervals
 
 __all__ = ["BcftoolsEngine", "split_bcftools_args", "DEFAULT_PAD"]
 
@@ -106,7 +111,11 @@ _CALL_FORBIDDEN = {
     "-O": "output type is fixed",
     "--output-type": "output type is fixed",
     "--ploidy": "use --ploidy / --ploidy-contig of varcall call",
-    "--ploidy-file": "use --ploidy / --ploidy-contig of varcall call",
+    "--ploidy-file": "use --ploidy-file of varcall call",
+    "-S": "use --samples-file of varcall call",
+    "--samples-file": "use --samples-file of varcall call",
+    "-s": "varcall calls every sample of the BAMs",
+    "--samples": "varcall calls every sample of the BAMs",
     "-r": "regions come from the region plan",
     "--regions": "regions come from the region plan",
     "-R": "regions come from the region plan",
@@ -221,6 +230,8 @@ class BcftoolsEngine:
         if not consensus:
             call.append("-m")
         call += ["--ploidy-file", str(_ploidy_file(inputs, params, tmp))]
+        if params.sample_sex:
+            call += ["--samples-file", str(_samples_file(params, tmp))]
         call += [*call_extra, "-Ov", "-o", str(tmp / "calls.vcf"), str(tmp / "pileup.bcf")]
         return mpileup, call
 
@@ -246,16 +257,33 @@ def _region_arg(window: Region) -> str:
 
 
 def _ploidy_file(inputs: CallInputs, params: CallParams, tmp: Path) -> Path:
-    """bcftools ``--ploidy-file``: CHROM FROM TO SEX PLOIDY (1-based inclusive), one
-    contig-wide line per exception and a default line, for both sexes bcftools knows."""
+    """bcftools ``--ploidy-file``: CHROM FROM TO SEX PLOIDY (1-based inclusive). Without
+    sexes: one contig-wide line per exception and a default line, for both sexes bcftools
+    knows; with sexes: each sex's stretches that differ from the default, then its
+    default line."""
     lines = []
-    for contig, length, ploidy in ploidy_exceptions(inputs, params):
-        for sex in ("F", "M"):
-            lines.append(f"{contig}\t1\t{length}\t{sex}\t{ploidy}")
-    for sex in ("F", "M"):
-        lines.append(f"*\t*\t*\t{sex}\t{params.ploidy}")
+    exceptions = ploidy_exceptions(inputs, params)  # also checks --ploidy-contig names
+    if params.sample_sex:
+        by_sex = sex_intervals(params, inputs)
+        for sex, stretches in by_sex.items():
+            lines += [f"{c}\t{s + 1}\t{e}\t{sex}\t{p}" for c, s, e, p in stretches]
+        sexes: tuple[str, ...] = tuple(by_sex)
+    else:
+        for contig, length, ploidy in exceptions:
+            for sex in ("F", "M"):
+                lines.append(f"{contig}\t1\t{length}\t{sex}\t{ploidy}")
+        sexes = ("F", "M")
+    for sex in sexes:
+        lines.append(f"*\t*\t*\t{sex}\t{params.default_ploidy}")
     path = tmp / "ploidy.txt"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _samples_file(params: CallParams, tmp: Path) -> Path:
+    """bcftools call ``--samples-file``: SAMPLE SEX per cohort sample."""
+    path = tmp / "samples.txt"
+    write_text_atomic(path, "".join(f"{s}\t{sex}\n" for s, sex in params.sample_sex))
     return path
 
 

@@ -136,7 +136,7 @@ def contig_callset(callsets: Iterable[CallSet], region: Region, samples: Sequenc
 
 def ploidy_exceptions(inputs: CallInputs, params: CallParams) -> list[tuple[str, int, int]]:
     """(contig, length, ploidy) for the reference contigs whose ploidy differs from the
-    default ``params.ploidy``. Unknown contig names in ``params.ploidy_by_contig`` raise
+    default ``params.default_ploidy``. Unknown contig names in ``params.ploidy_by_contig`` raise
     InputError."""
     known = dict(inputs.contigs)
     for contig, ploidy in params.ploidy_by_contig:
@@ -147,12 +147,12 @@ def ploidy_exceptions(inputs: CallInputs, params: CallParams) -> list[tuple[str,
             )
         if ploidy not in (1, 2):
             raise InputError(f"--ploidy-contig {contig}={ploidy}: ploidy must be 1 or 2")
-    if params.ploidy not in (1, 2):
+    if params.default_ploidy not in (1, 2):
         raise InputError(f"--ploidy {params.ploidy}: ploidy must be 1 or 2")
     return [
         (contig, length, params.ploidy_of(contig))
         for contig, length in inputs.contigs
-        if params.ploidy_of(contig) != params.ploidy
+        if params.ploidy_of(contig) != params.default_ploidy
     ]
 
 

@@ -35,7 +35,10 @@ Options:
 
 - ``params.min_mapq`` / ``params.min_baseq`` -> ``-m`` / ``-q``.
 - ``params.ploidy`` -> ``-p``; ``params.ploidy_by_contig`` -> ``--cnv-map`` (one
-  contig-wide line per sample and contig whose ploidy differs).
+  contig-wide line per sample and contig whose ploidy differs); with sexes
+  (``params.sample_sex``) the CNV map has each sample's stretches whose ploidy differs
+  (:func:`varcall.plan.ploidy.sex_intervals`; BED coordinates), and the warm-up keys on
+  the cohort's ploidies at the contig start.
 - ``params.engine_args`` (shell-split) go to freebayes; options varcall sets itself
   (region, targets, reference, BAMs, output, ploidy, gVCF, -m/-q) are rejected.
 - ``params.include_supplementary`` and ``params.min_qual`` have no freebayes equivalent
@@ -54,8 +57,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from varcall.core.callset import CallSet
 from varcall.core.errors import InputError
+from varcall.core.files import write_text_atomic
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines.external import (
@@ -67,6 +73,7 @@ from varcall.engines.external import (
     run_tool,
     split_args,
 )
+from varcall.plan.ploidy import contig_ploidy, sex_intervals
 
 __all__ = ["FreebayesEngine", "DEFAULT_PAD", "NOT_FOUND_MESSAGE"]
 
@@ -182,7 +189,7 @@ class FreebayesEngine:
         _require_read_groups(inputs)
         argv = [self.binary, "-f", inputs.reference]
         argv += ["-m", str(params.min_mapq), "-q", str(params.min_baseq)]
-        argv += ["-p", str(params.ploidy)]
+        argv += ["-p", str(params.default_ploidy)]
         cnv = _cnv_map(inputs, params, tmp)
         if cnv is not None:
             argv += ["--cnv-map", str(cnv)]
@@ -208,17 +215,20 @@ class FreebayesEngine:
         window = padded_window(inputs, region, self.pad)
         out: list[Region] = []
         if self.warmup > 0:
-            seen: set[int] = set()
+            seen: set = set()
             for contig, length in inputs.contigs:
                 if contig == region.contig:
                     break
-                ploidy = params.ploidy_of(contig)
+                ploidy = _start_ploidy(params, inputs, contig, length)
                 if ploidy not in seen:
                     seen.add(ploidy)
                     out.append(Region(contig, 0, min(length, self.warmup)))
             if window.start <= self.warmup:
                 window = Region(window.contig, 0, window.end)
-            elif params.ploidy_of(region.contig) not in seen:
+            elif (
+                _start_ploidy(params, inputs, region.contig, inputs.contig_length(region.contig))
+                not in seen
+            ):
                 out.append(Region(region.contig, 0, self.warmup))
         out.append(window)
         return out
@@ -247,18 +257,35 @@ def _binary_version(binary: str) -> str:
     return f"freebayes {tags[0] if tags else 'unknown version'}"
 
 
+def _start_ploidy(params: CallParams, inputs: CallInputs, contig: str, length: int) -> tuple:
+    """The cohort's ploidies at the start of ``contig`` (the warm-up's key)."""
+    if not params.sample_sex:
+        return (params.ploidy_of(contig),)
+    cp = contig_ploidy(params, inputs.samples, contig, length)
+    return tuple(cp.at(np.zeros(1, np.int64))[0].tolist())
+
+
 def _cnv_map(inputs: CallInputs, params: CallParams, tmp: Path) -> Path | None:
     """freebayes ``--cnv-map`` (seq start end sample copy_number; BED coordinates) for
-    the contigs whose ploidy differs from the default; None when there are none."""
-    lines = [
-        f"{contig}\t0\t{length}\t{sample}\t{ploidy}"
-        for contig, length, ploidy in ploidy_exceptions(inputs, params)
-        for sample in inputs.samples
-    ]
+    the stretches whose ploidy differs from the default; None when there are none."""
+    exceptions = ploidy_exceptions(inputs, params)  # also checks --ploidy-contig names
+    if params.sample_sex:
+        by_sex = sex_intervals(params, inputs)
+        lines = [
+            f"{contig}\t{start}\t{end}\t{sample}\t{ploidy}"
+            for sample, sex in params.sample_sex
+            for contig, start, end, ploidy in by_sex[sex]
+        ]
+    else:
+        lines = [
+            f"{contig}\t0\t{length}\t{sample}\t{ploidy}"
+            for contig, length, ploidy in exceptions
+            for sample in inputs.samples
+        ]
     if not lines:
         return None
     path = tmp / "cnv_map.bed"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

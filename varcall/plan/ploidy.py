@@ -47,6 +47,7 @@ __all__ = [
     "read_ploidy_file",
     "read_samples_file",
     "resolve_ploidy",
+    "sex_intervals",
 ]
 
 logger = logging.getLogger(__name__)
@@ -238,6 +239,9 @@ def resolve_ploidy(params: CallParams, inputs: CallInputs) -> CallParams:
         raise InputError(
             f"--par-bed {params.par_bed}: --ploidy {params.ploidy} has its own PARs; give one"
         )
+    has_definition = isinstance(params.ploidy, str) or params.par_bed or params.ploidy_file
+    if not (has_definition or params.samples_file):
+        return params  # nothing to read (rules given directly are kept)
     rules: list[Rule] = []
     if isinstance(params.ploidy, str):
         rules += preset_rules(params.ploidy, inputs.contigs)
@@ -245,7 +249,6 @@ def resolve_ploidy(params: CallParams, inputs: CallInputs) -> CallParams:
         rules += par_rules(params.par_bed, inputs.contigs)
     if params.ploidy_file:
         rules += read_ploidy_file(params.ploidy_file, inputs.contigs)
-    has_definition = isinstance(params.ploidy, str) or params.par_bed or params.ploidy_file
     if has_definition and not params.samples_file:
         raise InputError(
             "a ploidy definition (--ploidy GRCh37/GRCh38, --par-bed or --ploidy-file) needs "
@@ -260,7 +263,12 @@ def resolve_ploidy(params: CallParams, inputs: CallInputs) -> CallParams:
     if params.samples_file:
         sexes = ("M", "F") if not params.ploidy_file else tuple(dict.fromkeys(r[3] for r in rules))
         sample_sex = read_samples_file(params.samples_file, inputs.samples, sexes)
-    return dataclasses.replace(params, sex_ploidy=tuple(rules), sample_sex=sample_sex)
+    absolute = {  # tasks and the manifest get absolute paths
+        name: str(Path(value).resolve())
+        for name in ("ploidy_file", "par_bed", "samples_file")
+        if (value := getattr(params, name))
+    }
+    return dataclasses.replace(params, sex_ploidy=tuple(rules), sample_sex=sample_sex, **absolute)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,3 +340,22 @@ def contig_ploidy(params: CallParams, samples: tuple[str, ...], contig: str, len
         columns.append(profiles[sex])
     values = np.stack(columns, axis=1) if columns else np.zeros((len(breaks) - 1, 0), np.int8)
     return ContigPloidy(breaks, values)
+
+
+def sex_intervals(params: CallParams, inputs: CallInputs) -> dict[str, list[tuple[str, int, int, int]]]:
+    """Per sex of the cohort (``params.sample_sex``), in order of first sample: the
+    (contig, start, end, ploidy) stretches, 0-based half-open in reference order, where
+    that sex's ploidy differs from ``params.default_ploidy`` (for external engines'
+    ploidy files and CNV maps). Empty without sexes."""
+    first: dict[str, int] = {}
+    for i, (_, sex) in enumerate(params.sample_sex):
+        first.setdefault(sex, i)
+    out: dict[str, list[tuple[str, int, int, int]]] = {sex: [] for sex in first}
+    samples = tuple(s for s, _ in params.sample_sex)
+    for contig, length in inputs.contigs:
+        cp = contig_ploidy(params, samples, contig, length)
+        for sex, column in first.items():
+            out[sex] += [
+                (contig, s, e, p) for s, e, p in cp.intervals(column) if p != params.default_ploidy
+            ]
+    return out

@@ -20,6 +20,7 @@ from varcall.core.params import CallInputs, CallParams
 from varcall.core.privacy import OutputOptions, Privacy, resolve_privacy
 from varcall.core.regions import Region, merge_regions, sort_regions
 from varcall.engines import Engine, get_engine
+from varcall.plan.ploidy import resolve_ploidy
 from varcall.plan.regions import (
     DEFAULT_REGION_SIZE,
     coverage_profile,
@@ -267,6 +268,7 @@ def prepare(
     starter = None
     try:
         inputs = _validate(reference, bams, out, params, plan, flags)
+        params = resolve_ploidy(params, inputs)  # sexes and ploidy files, read once here
         privacy = resolve_privacy(output, inputs.samples, out)
         if mode == "distributed" and client is None and cluster is not None:
             cluster = with_batch_defaults(cluster, len(inputs.samples))  # --cores/--memory
