@@ -18,8 +18,8 @@ The ploidy of sample ``s`` at 0-based position ``p`` of contig ``c`` is, first m
 ``--ploidy-contig c=N`` (every sample); the last rule of ``s``'s sex covering ``p``; the
 sex's ``* * *`` default; ``--ploidy`` (2 for an assembly name). It depends only on
 (sample, contig, position), never on regions or windows. Sexes come from the samples
-file (``SAMPLE SEX`` lines); the sex codes are those the definition names (M and F for
-the built-in ones and PAR BEDs). A definition needs a samples file that names every
+file (``SAMPLE SEX`` lines); the sex codes are M, F and any other the ploidy file names
+(a sex without rules gets the defaults). A definition needs a samples file that names every
 cohort sample, and a samples file needs a definition.
 """
 
@@ -213,7 +213,7 @@ def read_samples_file(
         if sex not in sexes:
             raise InputError(
                 f"{where}: sex {sex!r} of {name} is not one the ploidy definition names; "
-                f"use {' or '.join(sexes)}"
+                f"use {', '.join(sexes[:-1])} or {sexes[-1]}"
             )
         if name not in cohort:
             raise InputError(
@@ -261,7 +261,7 @@ def resolve_ploidy(params: CallParams, inputs: CallInputs) -> CallParams:
         )
     sample_sex: tuple[tuple[str, str], ...] = ()
     if params.samples_file:
-        sexes = ("M", "F") if not params.ploidy_file else tuple(dict.fromkeys(r[3] for r in rules))
+        sexes = tuple(dict.fromkeys(["M", "F", *(r[3] for r in rules)]))
         sample_sex = read_samples_file(params.samples_file, inputs.samples, sexes)
     absolute = {  # tasks and the manifest get absolute paths
         name: str(Path(value).resolve())
