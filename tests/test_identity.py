@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from _sexcohort import LENGTHS as SEX_LENGTHS
+from _sexcohort import PAR_END, build_sex_cohort
+from _sexcohort import SAMPLES as SEX_SAMPLES
 from click.testing import CliRunner
 from conftest import SMALL_COHORT_CONFIG
 from hypothesis import HealthCheck, given, settings
@@ -195,6 +198,41 @@ def test_random_layouts(small_cohort, single, thread2, cuts):
         out = Path(tmp) / "out"
         _distributed(small_cohort, out, thread2, regions=layout)
         assert_same_output(single, out)
+
+
+@pytest.fixture(scope="module")
+def sex_single(tmp_path_factory) -> tuple[Path, Path]:
+    """(cohort with sex chromosomes, its single-process run with sexes and PARs)."""
+    cohort = build_sex_cohort(tmp_path_factory.mktemp("sex") / "cohort")
+    out = cohort.parent / "single"
+    run_call(cohort / "reference.fa", _sex_bams(cohort), out, mode="single",
+             params=_sex_params(cohort))  # fmt: skip
+    return cohort, out
+
+
+def _sex_bams(cohort: Path) -> list[Path]:
+    return [cohort / f"{s}.bam" for s in SEX_SAMPLES]
+
+
+def _sex_params(cohort: Path) -> CallParams:
+    return CallParams(par_bed=str(cohort / "par.bed"), samples_file=str(cohort / "sexes.txt"))
+
+
+@pytest.mark.parametrize("shift", [0, 1, -1])
+def test_sexes_and_pars_split_at_the_par_boundary(sex_single, proc2, tmp_path, shift):
+    """Mixed-ploidy records (males haploid on chrX outside the PAR, diploid inside;
+    females without chrY): a distributed run with region boundaries on, just before and
+    after the PAR boundary equals the single-process run."""
+    cohort, single_out = sex_single
+    layout = [Region("chr1", 0, SEX_LENGTHS["chr1"])]
+    for contig in ("chrX", "chrY"):
+        edges = [0, PAR_END + shift, 6_000 + shift, SEX_LENGTHS[contig]]
+        layout += [Region(contig, a, b) for a, b in zip(edges, edges[1:])]
+    out = tmp_path / "out"
+    run_call(cohort / "reference.fa", _sex_bams(cohort), out, client=proc2, regions=layout,
+             params=_sex_params(cohort))  # fmt: skip
+    assert_same_output(single_out, out)
+    assert any("\t1:" in ln for ln in vcf_lines(out)), "haploid calls in the output"
 
 
 def test_thread_workers_planted(small_cohort, single, thread2, tmp_path):
