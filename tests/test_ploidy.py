@@ -309,3 +309,27 @@ def test_file_errors_exit_2_one_line(sex_cohort, tmp_path, files, options, messa
 def test_cli_ploidy_option_values(sex_cohort, tmp_path):
     r = _call(sex_cohort, tmp_path / "a", "--ploidy", "3")
     assert r.exit_code == 2 and "Invalid value for '--ploidy'" in r.output
+
+
+def test_api_options_and_redacted_manifest(sex_cohort, tmp_path):
+    """The Python API takes the same options; the manifest's paths are redacted with the
+    other paths."""
+    import json
+
+    import varcall
+
+    out = tmp_path / "api"
+    varcall.call(
+        sex_cohort / "reference.fa", [sex_cohort / f"{s}.bam" for s in SAMPLES], out,
+        single_process=True, regions=["chrX"], par_bed=sex_cohort / "par.bed",
+        samples_file=sex_cohort / "sexes.txt", redact_paths=True,
+    )  # fmt: skip
+    params = json.loads((out / "manifest.json").read_text())["params"]
+    assert params["par_bed"] == "par.bed" and params["samples_file"] == "sexes.txt"
+    assert ["chrX", 0, PAR_END, "M", 2] in params["sex_ploidy"]
+    with pytest.raises(InputError, match="--ploidy GRCh99: give 1, 2 or one of GRCh37, GRCh38"):
+        varcall.call(sex_cohort / "reference.fa", sex_cohort / "M1.bam", tmp_path / "x",
+                     ploidy="GRCh99", single_process=True)  # fmt: skip
+    with pytest.raises(InputError, match="--ploidy 3: out of range"):
+        varcall.call(sex_cohort / "reference.fa", sex_cohort / "M1.bam", tmp_path / "x",
+                     ploidy=3, single_process=True)  # fmt: skip
