@@ -265,6 +265,13 @@ def test_cli_run_vcf_and_zarr(sex_cohort, tmp_path):
 
     ds = open_dataset(out)
     assert int((ds["call_genotype"] == -2).sum()) > 0
+    # QC (concordance, report): a male's haploid calls in mixed records count as called
+    from varcall.evaluate.qc import qc_stats
+
+    qc = qc_stats(ds)["samples"]
+    n = int(ds.sizes["variants"])
+    assert qc["M1"]["n_called"] == n and qc["F1"]["n_called"] == n - 1  # F1: chrY missing
+    assert qc["M1"]["n_hom_alt"] == 3  # hemizygous ALT at chrX 4,001 and 10,001, chrY 6,001
 
 
 @pytest.mark.parametrize(

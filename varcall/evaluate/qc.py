@@ -110,24 +110,30 @@ def open_dataset(vcz: str | os.PathLike) -> xr.Dataset:
         raise InputError(f"{vcz}: cannot open as a VCF Zarr store ({e}); check the store") from e
 
 
-def _split_ploidy(ds: xr.Dataset) -> list[xr.Dataset]:
-    """Diploid variants, and haploid ones reduced to one ploidy slot (either may be empty)."""
+def _split_ploidy(ds: xr.Dataset) -> list[tuple[np.ndarray, np.ndarray, xr.Dataset]]:
+    """(variant indexes, sample indexes, dataset) parts of one ploidy each: records are
+    grouped by which samples are haploid (GT slot 1 FILL: sex chromosomes, ploidy 0 too),
+    and each group split into its diploid samples and its haploid ones reduced to one
+    ploidy slot, so that sgkit sees no mixed-ploidy call (either part may be absent)."""
     gt = np.asarray(ds["call_genotype"].values)
+    n_var, n_s = gt.shape[:2]
     if gt.shape[2] < 2:
-        return [ds]
-    haploid = np.all(gt[:, :, 1] == FILL, axis=1) if gt.shape[1] else np.zeros(gt.shape[0], bool)
-    parts = []
+        return [(np.arange(n_var), np.arange(n_s), ds)]
+    haploid = gt[:, :, 1] == FILL
     keep = [v for v in ("call_genotype", "variant_allele", "sample_id") if v in ds]
     base = ds[keep].copy()  # new variables: dropping an attribute must not touch ``ds``
     base["call_genotype"].attrs = {
         k: v for k, v in base["call_genotype"].attrs.items() if k != "mixed_ploidy"
     }
-    dip = np.flatnonzero(~haploid)
-    hap = np.flatnonzero(haploid)
-    if dip.size:
-        parts.append(base.isel(variants=dip))
-    if hap.size:
-        parts.append(base.isel(variants=hap, ploidy=slice(0, 1)))
+    parts = []
+    patterns, group = np.unique(haploid, axis=0, return_inverse=True)
+    for k, pattern in enumerate(patterns):
+        rows = np.flatnonzero(group.reshape(-1) == k)
+        for hap in (False, True):
+            cols = np.flatnonzero(pattern == hap)
+            if cols.size:
+                part = base.isel(variants=rows, samples=cols)
+                parts.append((rows, cols, part.isel(ploidy=slice(0, 1)) if hap else part))
     return parts
 
 
@@ -150,24 +156,33 @@ def qc_stats(ds: xr.Dataset) -> dict:
     out: dict[str, Any] = {"n_variants": n_var, "n_samples": len(samples)}
     zeros = np.zeros(len(samples), np.int64)
     called, het, hom_alt, hom_ref = zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy()
+    n_alleles = int(ds.sizes.get("alleles", 0))
+    allele_count = np.zeros((n_var, n_alleles), np.int64)
+    allele_total = np.zeros(n_var, np.int64)
+    n_called_v = np.zeros(n_var, np.int64)
+    if n_var:
+        for rows, cols, part in _split_ploidy(ds):
+            ss = sgkit.sample_stats(part, merge=False).compute()
+            called[cols] += ss["sample_n_called"].values.astype(np.int64)
+            het[cols] += ss["sample_n_het"].values.astype(np.int64)
+            hom_alt[cols] += ss["sample_n_hom_alt"].values.astype(np.int64)
+            hom_ref[cols] += ss["sample_n_hom_ref"].values.astype(np.int64)
+            vs = sgkit.variant_stats(part, merge=False).compute()
+            allele_count[rows] += np.asarray(vs["variant_allele_count"].values, np.int64)
+            allele_total[rows] += np.asarray(vs["variant_allele_total"].values, np.int64)
+            n_called_v[rows] += np.asarray(vs["variant_n_called"].values, np.int64)
     af_values: list[np.ndarray] = []
     ac_values: list[np.ndarray] = []
     call_rate_v: list[np.ndarray] = []
     if n_var:
-        for part in _split_ploidy(ds):
-            ss = sgkit.sample_stats(part, merge=False).compute()
-            called += ss["sample_n_called"].values.astype(np.int64)
-            het += ss["sample_n_het"].values.astype(np.int64)
-            hom_alt += ss["sample_n_hom_alt"].values.astype(np.int64)
-            hom_ref += ss["sample_n_hom_ref"].values.astype(np.int64)
-            vs = sgkit.variant_stats(part, merge=False).compute()
-            allele = np.asarray(part["variant_allele"].values)
-            real = (allele != "") & (allele != b"") & (allele != ".")
-            af = np.asarray(vs["variant_allele_frequency"].values)[:, 1:]
-            ac = np.asarray(vs["variant_allele_count"].values)[:, 1:]
-            af_values.append(af[real[:, 1:] & ~np.isnan(af)])
-            ac_values.append(ac[real[:, 1:]])
-            call_rate_v.append(np.asarray(vs["variant_call_rate"].values, dtype=float))
+        allele = np.asarray(ds["variant_allele"].values)
+        real = ((allele != "") & (allele != b"") & (allele != "."))[:, 1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            af = allele_count[:, 1:] / allele_total[:, None]
+        af_values.append(af[real & ~np.isnan(af)])
+        ac_values.append(allele_count[:, 1:][real])
+        if samples:
+            call_rate_v.append(n_called_v / len(samples))
     titv_s, titv_all = _ti_tv(ds)
     mean_dp = _mean_depth(ds)
     out["samples"] = {
