@@ -324,7 +324,11 @@ def _sex_profile(
 
 @functools.lru_cache(maxsize=256)
 def contig_ploidy(params: CallParams, samples: tuple[str, ...], contig: str, length: int) -> ContigPloidy:
-    """The per-sample ploidy along ``contig`` (module docstring: which rule wins)."""
+    """The per-sample ploidy along ``contig`` (module docstring: which rule wins).
+    ValueError for ``params`` whose files were not read (:func:`resolve_ploidy`)."""
+    given = isinstance(params.ploidy, str) or params.par_bed or params.ploidy_file
+    if (given or params.samples_file) and not params.sample_sex:
+        raise ValueError("ploidy files not read: pass params through resolve_ploidy first")
     cuts = {0, length}
     for c, start, end, _, _ in params.sex_ploidy:
         if c == contig:
