@@ -17,6 +17,10 @@ Conventions
   (diploid); for haploid calls index = allele, padded with ``FILL``.
 - ``filters`` is a boolean matrix against ``filter_ids``; ``filter_ids[0]`` is always
   ``"PASS"``. A record with no filter set is written with FILTER ``.`` (unfiltered).
+- Site annotations (:data:`INFO_FLOAT_KEYS`: strand bias, allele balance, mapping quality,
+  read position) are float32 columns ``info_<KEY>``, NaN where an engine does not compute
+  them or they are undefined (e.g. no REF or no ALT reads); what each counts is in
+  :mod:`varcall.core.filters`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "MISSING",
     "FILL",
     "FILTER_IDS",
+    "INFO_FLOAT_KEYS",
     "CallSet",
     "save_callset",
     "load_callset",
@@ -47,6 +52,12 @@ MISSING = -1
 FILL = -2
 #: Filters varcall's own engines may set. Other engines may add their own ids.
 FILTER_IDS: tuple[str, ...] = ("PASS", "LowQual")
+#: Float site annotations: CallSet attribute ``info_<KEY>``, VCF INFO/<KEY>, VCF Zarr
+#: ``variant_<KEY>`` (definitions: :mod:`varcall.core.filters`).
+INFO_FLOAT_KEYS: tuple[str, ...] = (
+    "FS", "SOR", "AB", "ABQ", "MQ0F", "MQ", "MQM", "MQMR", "MQRankSum", "ReadPosRankSum",
+)  # fmt: skip
+_INFO_FLOAT_FIELDS = tuple(f"info_{k}" for k in INFO_FLOAT_KEYS)
 
 
 def n_genotypes(n_alleles: int, ploidy: int = 2) -> int:
@@ -69,6 +80,7 @@ _ARRAY_FIELDS = (
     "DP",
     "AD",
     "PL",
+    *_INFO_FLOAT_FIELDS,
 )
 
 
@@ -89,6 +101,9 @@ class CallSet:
         genotype: (V, S, 2) int8 allele indexes, MISSING / FILL.
         GQ: (V, S) int32.  DP: (V, S) int32.
         AD: (V, S, A) int32.  PL: (V, S, G) int32.
+        info_FS, info_SOR, info_AB, info_ABQ, info_MQ0F, info_MQ, info_MQM, info_MQMR,
+        info_MQRankSum, info_ReadPosRankSum: (V,) float32 site annotations (:data:`INFO_FLOAT_KEYS`),
+        NaN = missing; None when constructed means all missing.
     """
 
     contig: str
@@ -104,10 +119,25 @@ class CallSet:
     DP: np.ndarray
     AD: np.ndarray
     PL: np.ndarray
+    info_FS: np.ndarray | None = None
+    info_SOR: np.ndarray | None = None
+    info_AB: np.ndarray | None = None
+    info_ABQ: np.ndarray | None = None
+    info_MQ0F: np.ndarray | None = None
+    info_MQ: np.ndarray | None = None
+    info_MQM: np.ndarray | None = None
+    info_MQMR: np.ndarray | None = None
+    info_MQRankSum: np.ndarray | None = None
+    info_ReadPosRankSum: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.samples = tuple(self.samples)
         self.filter_ids = tuple(self.filter_ids)
+        for name in _INFO_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                value = np.full(self.n_variants, np.nan, np.float32)
+            setattr(self, name, np.asarray(value, np.float32))
         self.validate()
 
     # ------------------------------------------------------------------ shape
@@ -138,6 +168,7 @@ class CallSet:
             "DP": (v, s),
             "AD": (v, s, a),
             "PL": (v, s, self.PL.shape[2] if self.PL.ndim == 3 else -1),
+            **{name: (v,) for name in _INFO_FLOAT_FIELDS},
         }
         for name, shape in expect.items():
             got = getattr(self, name).shape
@@ -258,7 +289,8 @@ class CallSet:
     def _words_per_record(self) -> int:
         s, a = self.n_samples, self.max_alleles
         width = max(1, self.alleles.dtype.itemsize // 4)
-        return 8 + 4 * s + a + a * width + self.filters.shape[1] + s * a + self.PL.shape[2] * s
+        words = 8 + 4 * s + a + a * width + self.filters.shape[1] + s * a + self.PL.shape[2] * s
+        return words + len(_INFO_FLOAT_FIELDS)
 
 
 #: Upper bound on the int64 words one block of :meth:`CallSet.update_digest` builds.
@@ -270,13 +302,22 @@ def _name_code(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little", signed=True)
 
 
+def _float_bits(values: np.ndarray) -> np.ndarray:
+    """float32 bits of ``values`` as int64, every NaN as 0x7FC00000."""
+    f = np.asarray(values, np.float32)
+    bits = f.view(np.int32).astype(np.int64)
+    bits[np.isnan(f)] = 0x7FC00000
+    return bits
+
+
 def _record_words(cs: CallSet, lo: int, hi: int) -> np.ndarray:
     """The canonical encoding of records ``[lo, hi)`` of ``cs``, record after record, as
     one little-endian int64 array. A record is: contig code, POS (0-based), QUAL as float32
     bits (every NaN as 0x7FC00000), INFO/DP, number of alleles ``na``, number of filters
     set, number of PL entries, number of samples; GT (S x 2), GQ (S), DP (S); the length of
     each of the ``na`` alleles, then their code points; the codes of the set filters
-    (ascending); AD (S x na); PL (S x entries below ``na*(na+1)/2`` that are not FILL)."""
+    (ascending); AD (S x na); PL (S x entries below ``na*(na+1)/2`` that are not FILL);
+    the :data:`INFO_FLOAT_KEYS` annotations as float32 bits (NaN as QUAL's)."""
     v = hi - lo
     s = cs.n_samples
     alleles = cs.alleles[lo:hi]
@@ -296,9 +337,7 @@ def _record_words(cs: CallSet, lo: int, hi: int) -> np.ndarray:
     codes = np.array([_name_code(f) for f in cs.filter_ids], np.int64)
     order = np.argsort(codes, kind="stable")
     filters = cs.filters[lo:hi][:, order]
-    qual = cs.quality[lo:hi].astype(np.float32)
-    qbits = qual.view(np.int32).astype(np.int64)
-    qbits[np.isnan(qual)] = 0x7FC00000
+    qbits = _float_bits(cs.quality[lo:hi])
     fixed = np.stack(
         [
             np.full(v, _name_code(cs.contig), np.int64),
@@ -325,6 +364,7 @@ def _record_words(cs: CallSet, lo: int, hi: int) -> np.ndarray:
             np.broadcast_to(allele_ok[:, None, :], (v, s, a)).reshape(v, s * a),
         ),
         (pl.reshape(v, -1), pl_ok.reshape(v, -1)),
+        (np.stack([_float_bits(getattr(cs, n)[lo:hi]) for n in _INFO_FLOAT_FIELDS], axis=1), None),
     ]
     values = np.concatenate([b for b, _ in blocks], axis=1)
     mask = np.concatenate([np.ones(b.shape, bool) if m is None else m for b, m in blocks], axis=1)
@@ -373,5 +413,6 @@ def load_callset(path: str | os.PathLike) -> CallSet:
             contig=str(z["contig"]),
             samples=tuple(z["samples"].tolist()),
             filter_ids=tuple(z["filter_ids"].tolist()),
-            **{name: z[name] for name in _ARRAY_FIELDS},
+            # annotations absent from a file of an older version: missing
+            **{name: z[name] for name in _ARRAY_FIELDS if name in z.files},
         )

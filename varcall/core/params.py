@@ -48,6 +48,9 @@ class CallParams:
     sample_sex: resolved (sample, sex) of every cohort sample. Engines use only these two
         (:mod:`varcall.plan.ploidy`: ploidy per sample and position).
     engine_args: extra command-line words passed to an external engine.
+    max_fs ... min_readpos_ranksum: the thresholds of the native engine's annotation
+    FILTERs (StrandBias, AlleleBalance, MappingQuality, ReadPosBias; definitions in
+    :mod:`varcall.core.filters`); ``inf`` / ``-inf`` turns a test off.
     """
 
     engine: str = "native"
@@ -63,6 +66,17 @@ class CallParams:
     samples_file: str | None = None
     sex_ploidy: tuple[tuple[str, int, int, str, int], ...] = ()
     sample_sex: tuple[tuple[str, str], ...] = ()
+    max_fs: float = 60.0
+    max_sor: float = 5.0
+    max_fs_indel: float = 200.0
+    max_sor_indel: float = 10.0
+    min_allele_balance: float = 0.2
+    max_abq: float = 40.0
+    max_mq0f: float = 0.5
+    min_rms_mapq: float = 30.0
+    max_alt_mapq_drop: float = 30.0
+    min_mq_ranksum: float = -12.5
+    min_readpos_ranksum: float = -8.0
 
     #: Fields read from the files of other fields when a run is prepared (no option).
     RESOLVED: ClassVar[tuple[str, ...]] = ("sex_ploidy", "sample_sex")

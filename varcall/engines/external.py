@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from varcall.core.callset import CallSet, concat_callsets
+from varcall.core.callset import INFO_FLOAT_KEYS, CallSet, concat_callsets
 from varcall.core.errors import InputError, VarcallError
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
@@ -157,7 +157,10 @@ def ploidy_exceptions(inputs: CallInputs, params: CallParams) -> list[tuple[str,
 
 
 # ----------------------------------------------------------------------------- identity
-_COMPARED_FIELDS = ("quality", "filters", "info_DP", "genotype", "GQ", "DP", "AD", "PL")
+_COMPARED_FIELDS = (
+    "quality", "filters", "info_DP", "genotype", "GQ", "DP", "AD", "PL",
+    *(f"info_{key}" for key in INFO_FLOAT_KEYS),
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

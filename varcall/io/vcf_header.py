@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from varcall.core.callset import INFO_FLOAT_KEYS
+from varcall.core.filters import INFO_FLOAT_DESCRIPTIONS
 
 __all__ = [
     "FILTER_DESCRIPTIONS",
@@ -28,19 +31,35 @@ logger = logging.getLogger(__name__)
 FILTER_DESCRIPTIONS: dict[str, str] = {
     "PASS": "All filters passed",
     "LowQual": "QUAL below the --min-qual threshold",
+    "StrandBias": "Strand bias: INFO/FS or INFO/SOR above the --max-fs / --max-sor thresholds",
+    "AlleleBalance": "INFO/AB below the --min-allele-balance threshold and INFO/ABQ above "
+    "--max-abq",
+    "MappingQuality": "INFO/MQ0F, INFO/MQ, INFO/MQMR - INFO/MQM or INFO/MQRankSum beyond "
+    "the --max-mq0f, --min-rms-mapq, --max-alt-mapq-drop or --min-mq-ranksum thresholds",
+    "ReadPosBias": "INFO/ReadPosRankSum below the --min-readpos-ranksum threshold",
 }
 
 INFO_LINES: tuple[str, ...] = (
-    '##INFO=<ID=DP,Number=1,Type=Integer,Description="Total read depth at the site">',
+    '##INFO=<ID=DP,Number=1,Type=Integer,Description="Total read depth at the site. native '
+    "engine: the reads used at the site summed over the samples (the sum of FORMAT/DP: MAPQ >= "
+    "--min-mapq, flag filters, base quality >= --min-baseq at SNV sites, overlapping mates "
+    'counted once); bcftools / freebayes: their own INFO/DP">',
     '##INFO=<ID=AC,Number=A,Type=Integer,Description="Allele count in genotypes, for each ALT allele, in the same order as listed">',
     '##INFO=<ID=AN,Number=1,Type=Integer,Description="Total number of alleles in called genotypes">',
+    *(
+        f'##INFO=<ID={key},Number=1,Type=Float,Description="{INFO_FLOAT_DESCRIPTIONS[key]}">'
+        for key in INFO_FLOAT_KEYS
+    ),
 )
 FORMAT_LINES: tuple[str, ...] = (
-    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype: native engine, the genotype '
+    "of highest posterior probability (the likelihoods of PL times the population prior from "
+    'the cohort allele frequencies)">',
     '##FORMAT=<ID=GQ,Number=1,Type=Integer,Description="Phred-scaled genotype quality">',
     '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth of the sample at the site">',
     '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Read depth for each allele">',
-    '##FORMAT=<ID=PL,Number=G,Type=Integer,Description="Phred-scaled genotype likelihoods, normalised so the best is 0">',
+    '##FORMAT=<ID=PL,Number=G,Type=Integer,Description="Phred-scaled genotype likelihoods '
+    '(the reads only, no prior), normalised so the best is 0">',
 )
 FORMAT_KEYS = "GT:GQ:DP:AD:PL"
 _CONTIG_RE = re.compile(r"^##contig=<ID=([^,>]+)(?:,.*?length=(\d+))?")
@@ -59,6 +78,7 @@ def vcf_header(
     reference: str | None = None,
     extra_lines: Sequence[str] = (),
     format_fields: Sequence[str] | None = None,
+    filter_descriptions: Mapping[str, str] | None = None,
 ) -> str:
     """The complete VCF 4.2 header (meta lines and the ``#CHROM`` line), ending in a newline.
 
@@ -68,6 +88,8 @@ def vcf_header(
     contigs: (name, length in bp) in reference order. filter_ids: every id a record may carry
     (PASS is always declared). ``extra_lines`` are ``##`` lines added before the command line;
     an extra ``##FILTER=<ID=X,...>`` line replaces varcall's generic line for X.
+    filter_descriptions: descriptions by filter id (e.g. naming the run's thresholds,
+    :func:`varcall.core.filters.filter_descriptions`) over :data:`FILTER_DESCRIPTIONS`.
     """
     extra = [line.rstrip("\n") for line in extra_lines]
     for line in extra:
@@ -88,7 +110,9 @@ def vcf_header(
     for fid in ids:
         if fid in extra_filters:
             continue
-        desc = FILTER_DESCRIPTIONS.get(fid, f"Filter {fid} set by the calling engine")
+        desc = {**FILTER_DESCRIPTIONS, **(filter_descriptions or {})}.get(
+            fid, f"Filter {fid} set by the calling engine"
+        )
         lines.append(f'##FILTER=<ID={fid},Description="{desc}">')
     lines.extend(INFO_LINES)
     fields = FORMAT_KEYS.split(":") if format_fields is None else list(format_fields)

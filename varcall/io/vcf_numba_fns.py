@@ -183,6 +183,8 @@ def write_lines(
     pl: np.ndarray,
     format_keys: np.ndarray,
     fields: np.ndarray,
+    info_bytes: np.ndarray,
+    info_off: np.ndarray,
 ) -> int:
     """Write records ``lo..hi-1`` into ``buf`` (uint8); returns the bytes written.
 
@@ -193,6 +195,7 @@ def write_lines(
     arrays are int32 (genotype any int). format_keys: uint8 FORMAT text of the fields
     written, e.g. ``GT:GQ:DP:AD:PL`` (empty: sites-only, no FORMAT and sample columns).
     fields: (5,) uint8 flags of GT, GQ, DP, AD, PL (which the sample columns carry).
+    info_bytes/info_off: the INFO texts written after AN (``;FS=...``), a text table.
     """
     p = 0
     n_samples = genotype.shape[1]
@@ -211,6 +214,7 @@ def write_lines(
         p = _put_bytes(buf, p + 1, filt_bytes, filt_off[f], filt_off[f + 1])
         buf[p] = _TAB
         p = _put_info(buf, p + 1, v, info_dp, genotype, n_alt)
+        p = _put_bytes(buf, p, info_bytes, info_off[v], info_off[v + 1])
         if n_samples > 0 and format_keys.shape[0] > 0:
             buf[p] = _TAB
             p = _put_bytes(buf, p + 1, format_keys, 0, format_keys.shape[0])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from varcall.core.callset import FILL, MISSING, CallSet, n_genotypes
+from varcall.core.callset import FILL, INFO_FLOAT_KEYS, MISSING, CallSet, n_genotypes
 from varcall.core.errors import InputError, VarcallError
 
 __all__ = [
@@ -84,6 +84,20 @@ def _header_filter_ids(vcf) -> list[str]:
     return ids
 
 
+def _header_float_info(vcf) -> tuple[str, ...]:
+    """The :data:`INFO_FLOAT_KEYS` the header declares as varcall does (Number=1,
+    Type=Float): another tool's field of the same name and another meaning (bcftools'
+    Integer MQ) is not read."""
+    keys = []
+    for rec in vcf.header_iter():
+        info = rec.info()
+        if info.get("HeaderType") != "INFO" or info.get("ID") not in INFO_FLOAT_KEYS:
+            continue
+        if info.get("Number") == "1" and info.get("Type") == "Float":
+            keys.append(info["ID"])
+    return tuple(k for k in INFO_FLOAT_KEYS if k in keys)
+
+
 # ----------------------------------------------------------------------------- columns
 def _to_int(values: np.ndarray) -> np.ndarray:
     """float64 -> int32: NaN and negative values MISSING, others rounded."""
@@ -136,10 +150,18 @@ class _RecordColumns:
     """Records of one contig collected from cyvcf2 (raw, per record, one list per field),
     turned into a CallSet with whole-array operations."""
 
-    def __init__(self, contig: str, samples: tuple[str, ...], filter_ids: list[str]) -> None:
+    def __init__(
+        self,
+        contig: str,
+        samples: tuple[str, ...],
+        filter_ids: list[str],
+        float_keys: tuple[str, ...] = (),
+    ) -> None:
         self.contig = contig
         self.samples = samples
         self.filter_ids = filter_ids
+        #: INFO float annotations read, per key one value per record (NaN: absent)
+        self.info_float: dict[str, list[float]] = {k: [] for k in float_keys}
         self.position: list[int] = []
         self.alleles: list[list[str]] = []
         self.quality: list[float] = []
@@ -190,6 +212,7 @@ class _RecordColumns:
             DP=_scalars(self.dp, v, s),
             AD=_vectors(self.ad, number_r, v, s, a),
             PL=_vectors(self.pl, number_g, v, s, g),
+            **{f"info_{k}": np.array(x, np.float32) for k, x in self.info_float.items()},
         )
 
 
@@ -238,6 +261,7 @@ def read_vcf(
         if np.array_equal(order, np.arange(len(read_order))):
             order = None  # no reordering needed
         filter_ids = _header_filter_ids(vcf)
+        float_keys = _header_float_info(vcf)
         records: Iterator = iter(vcf)
         if region is not None:
             try:
@@ -250,7 +274,9 @@ def read_vcf(
                     f"with 'bcftools index -t'"
                 ) from e
             records = itertools.chain([] if first is None else [first], records)
-        yield from _read_records(p, records, out_samples, order, filter_ids, chunk_size)
+        yield from _read_records(
+            p, records, out_samples, order, (filter_ids, float_keys), chunk_size
+        )
     finally:
         vcf.close()
 
@@ -260,9 +286,11 @@ def _read_records(
     records,
     samples: tuple[str, ...],
     order: np.ndarray | None,
-    filter_ids: list[str],
+    ids: tuple[list[str], tuple[str, ...]],
     chunk_size: int | None,
 ) -> Iterator[CallSet]:
+    """CallSets of the records; ids: the header's filter ids and float INFO keys read."""
+    filter_ids, float_keys = ids
     s = len(samples)
     columns: _RecordColumns | None = None
     seen: set[str] = set()
@@ -278,11 +306,11 @@ def _read_records(
                     f"sort the file with 'bcftools sort'"
                 )
             seen.add(contig)
-            columns = _RecordColumns(contig, samples, filter_ids)
+            columns = _RecordColumns(contig, samples, filter_ids, float_keys)
             last_pos = -1
         elif chunk_size is not None and len(columns) >= chunk_size:
             yield columns.to_callset()
-            columns = _RecordColumns(contig, samples, filter_ids)
+            columns = _RecordColumns(contig, samples, filter_ids, float_keys)
         pos0 = rec.POS - 1
         if pos0 < last_pos:
             raise InputError(
@@ -332,6 +360,9 @@ def _add_record(path: Path, columns: _RecordColumns, rec, s: int, order: np.ndar
     columns.filters.append(fs)
     dp = rec.INFO.get("DP")
     columns.info_dp.append(MISSING if dp is None else int(dp))
+    for key, values in columns.info_float.items():
+        x = rec.INFO.get(key)
+        values.append(np.nan if x is None else float(x))
     columns.gt.append(_record_genotypes(path, rec, s, order))
 
     keys = set(rec.FORMAT) if s else set()

@@ -11,7 +11,10 @@ about 5 us a record of 3 samples), :func:`format_records`, :class:`VcfWriter`:
       VCF Zarr store then hold the same value.
     - FILTER: ``PASS`` when only PASS is set, ``.`` when nothing is set, else the set ids
       (PASS dropped) joined by ``;`` in ``filter_ids`` order.
-    - INFO: ``DP=`` (omitted when MISSING); ``AC=`` per ALT and ``AN=``, computed from GT.
+    - INFO: ``DP=`` (omitted when MISSING); ``AC=`` per ALT and ``AN=``, computed from GT;
+      then the site annotations ``FS= SOR= AB= MQ0F= MQ= MQM= MQMR= MQRankSum=
+      ReadPosRankSum=``
+      (:data:`~varcall.core.callset.INFO_FLOAT_KEYS`, each omitted when NaN), as QUAL.
     - FORMAT ``GT:GQ:DP:AD:PL`` (or the chosen subset, GT first; none for sites-only) for
       every record and sample. MISSING is ``.``; a vector is
       written up to its last non-FILL entry (trailing FILL dropped); a vector with no known
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from varcall.core.callset import FILTER_IDS, CallSet, n_genotypes
+from varcall.core.callset import FILTER_IDS, INFO_FLOAT_KEYS, CallSet, n_genotypes
 from varcall.core.files import temporary_name
 from varcall.io.staged import StagedWriter
 from varcall.io.vcf_header import FORMAT_KEYS, header_contigs
@@ -109,6 +112,21 @@ def _filter_table(callset: CallSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return data, off, np.asarray(inverse, np.int64).ravel()
 
 
+def _info_table(callset: CallSet) -> tuple[np.ndarray, np.ndarray]:
+    """The INFO annotation texts (``;FS=1.2;MQ=60``, without the NaN ones) of every record,
+    as a text table."""
+    columns = []
+    for key in INFO_FLOAT_KEYS:
+        values = getattr(callset, f"info_{key}")
+        missing = np.isnan(values)
+        if missing.all():
+            continue
+        texts = quality_texts(values)
+        columns.append([t and f";{key}={t}" for t in np.where(missing, "", texts).tolist()])
+    rows = ["".join(parts) for parts in zip(*columns)] if columns else [""] * callset.n_variants
+    return _text_table(rows)
+
+
 def _fields_arrays(format_fields: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """The FORMAT text and the (5,) uint8 flags of GT, GQ, DP, AD, PL for the kernel."""
     if format_fields is None:
@@ -144,6 +162,7 @@ def format_bytes(callset: CallSet, format_fields: Sequence[str] | None = None) -
     allele_len = np.char.str_len(callset.alleles).astype(np.int64)
     qual_bytes, qual_off = _text_table(quality_texts(callset.quality))
     filt_bytes, filt_off, filt_idx = _filter_table(callset)
+    info_bytes, info_off = _info_table(callset)
     contig = np.frombuffer(callset.contig.encode("ascii"), np.uint8)
     i32 = np.int32
     genotype = np.ascontiguousarray(callset.genotype, i32)
@@ -163,6 +182,7 @@ def format_bytes(callset: CallSet, format_fields: Sequence[str] | None = None) -
         + a
         + np.diff(qual_off)
         + (filt_off[1:] - filt_off[:-1])[filt_idx]
+        + np.diff(info_off)
         + (a + 3) * (INT_WIDTH + 4)
         + len(FORMAT_KEYS)
         + 16
@@ -180,7 +200,7 @@ def format_bytes(callset: CallSet, format_fields: Sequence[str] | None = None) -
         n = write_lines(
             buf, lo, hi, contig, pos, allele_bytes, allele_len, qual_bytes, qual_off,
             filt_bytes, filt_off, filt_idx, info_dp, genotype, gq, dp, ad, pl,
-            keys, flags,
+            keys, flags, info_bytes, info_off,
         )  # fmt: skip
         out.append(buf[:n].tobytes())
         lo = hi

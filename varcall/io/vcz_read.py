@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from varcall.core.callset import FILL, MISSING, CallSet, concat_callsets, n_genotypes
+from varcall.core.callset import (
+    FILL,
+    INFO_FLOAT_KEYS,
+    MISSING,
+    CallSet,
+    concat_callsets,
+    n_genotypes,
+)
 from varcall.core.errors import InputError
 from varcall.io.vcf_header import vcf_header
 from varcall.io.vcf_read import parse_region
@@ -55,6 +62,16 @@ def _int_or_missing(root: Any, name: str, sl: slice, shape: tuple[int, ...]) -> 
     return np.full(shape, MISSING, np.int32)
 
 
+def _float_or_missing(root: Any, name: str, sl: slice, v: int) -> np.ndarray:
+    """A float variants array as float32, every NaN (missing or fill sentinel) a plain NaN;
+    all NaN when the store has no such float array (an integer one of another tool's
+    field of the same name is not read)."""
+    if name in root and root[name].dtype.kind == "f" and root[name].ndim == 1:
+        x = np.asarray(root[name][sl]).astype(np.float32)
+        return np.where(np.isnan(x), np.float32(np.nan), x)
+    return np.full(v, np.nan, np.float32)
+
+
 def _read_chunk(
     root: Any, sl: slice, contigs: list[str], samples: tuple[str, ...], fids: tuple[str, ...]
 ) -> Iterator[CallSet]:
@@ -91,6 +108,7 @@ def _read_chunk(
         "DP": _int_or_missing(root, "call_DP", sl, (v, s)),
         "AD": _int_or_missing(root, "call_AD", sl, (v, s, a)),
         "PL": _int_or_missing(root, "call_PL", sl, (v, s, g)),
+        **{f"info_{k}": _float_or_missing(root, f"variant_{k}", sl, v) for k in INFO_FLOAT_KEYS},
     }
     if fields["genotype"].shape[2] == 1:
         gt = np.full((v, s, 2), FILL, np.int8)

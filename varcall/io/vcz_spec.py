@@ -21,7 +21,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from varcall.core.callset import FILL, CallSet, n_genotypes
+from varcall.core.callset import FILL, INFO_FLOAT_KEYS, CallSet, n_genotypes
+from varcall.core.filters import INFO_FLOAT_DESCRIPTIONS
 
 __all__ = [
     "FLOAT32_MISSING_BITS",
@@ -199,6 +200,12 @@ VCZ_ARRAYS: tuple[ArraySpec, ...] = (
              "INFO/AC (-2 beyond the record's ALTs)", lambda r: r.info_counts[0]),
     _variant("variant_AN", _V, "int32", "byte", "Total number of alleles in called genotypes",
              "INFO/AN", lambda r: r.info_counts[1]),
+    *(
+        _variant(f"variant_{key}", _V, "float32", "byte", INFO_FLOAT_DESCRIPTIONS[key],
+                 f"INFO/{key} (missing: NaN 0x7F800001)",
+                 lambda r, key=key: _float_sentinels(getattr(r.cs, f"info_{key}")))
+        for key in INFO_FLOAT_KEYS
+    ),
     _variant("call_genotype", (*_VS, "ploidy"), "int8", "bit", "Genotype",
              "GT (-1 missing, -2 fill for haploid calls)", lambda r: r.genotype),
     _variant("call_genotype_mask", (*_VS, "ploidy"), "bool", "bit",

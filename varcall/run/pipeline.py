@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from varcall.core.callset import FILTER_IDS, CallSet, load_callset
 from varcall.core.errors import VarcallError
+from varcall.core.filters import filter_descriptions
 from varcall.core.manifest import Manifest
 from varcall.core.params import CallParams
 from varcall.core.privacy import OutputOptions
@@ -112,6 +113,7 @@ def merge(
     header = {
         "command_line": privacy.command_line(command_line),
         "reference": privacy.path(prep.inputs.reference),
+        "filter_descriptions": filter_descriptions(prep.params),  # naming the thresholds
     }
     with ProgressReporter(len(sidecars), enabled=progress, description="merge") as bar:
         return write_outputs(

@@ -21,7 +21,10 @@ Records
   on the remaining alleles (once).
 - A record is emitted when some sample's GT carries an ALT allele and
   ``QUAL >= params.min_qual / 2``; records with ``QUAL < params.min_qual`` get FILTER
-  ``LowQual``, the others ``PASS``. QUAL is rounded to 2 decimals.
+  ``LowQual``. Site annotations (INFO FS, SOR, AB, ABQ, MQ0F, MQ, MQM, MQMR, MQRankSum,
+  ReadPosRankSum; :mod:`.annotations`) set the FILTERs StrandBias, AlleleBalance,
+  MappingQuality and ReadPosBias (:func:`varcall.core.filters.site_filters`); a record
+  with none of these is ``PASS``. QUAL is rounded to 2 decimals, the annotations to 3.
 - Ploidy is per sample and position (:func:`varcall.plan.ploidy.contig_ploidy`: sexes,
   PARs, ``--ploidy-contig``), taken at the site's POS, so one record can mix diploid and
   haploid samples. Haploid samples: GT slot 1 is FILL, PL has one entry per allele;
@@ -29,8 +32,8 @@ Records
   not read at all.
 
 Parameters used: ``min_mapq``, ``min_baseq``, ``include_supplementary``, ``ploidy`` /
-``ploidy_by_contig`` / ``sex_ploidy`` / ``sample_sex``, ``min_qual``. ``engine_args``
-must be empty.
+``ploidy_by_contig`` / ``sex_ploidy`` / ``sample_sex``, ``min_qual`` and the FILTER
+thresholds (``max_fs`` ... ``min_readpos_ranksum``). ``engine_args`` must be empty.
 """
 
 from __future__ import annotations
@@ -44,10 +47,17 @@ import numba.core.config as numba_config
 import numpy as np
 import pysam
 
-from varcall.core.callset import FILL, FILTER_IDS, CallSet, n_genotypes
+from varcall.core.callset import FILL, CallSet, n_genotypes
 from varcall.core.errors import InputError, RegionError
+from varcall.core.filters import NATIVE_FILTER_IDS, site_filters
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
+from varcall.engines.native.annotations import (
+    allele_balance,
+    drop_low_mapq,
+    read_spans,
+    record_annotations,
+)
 from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.model import JointCalls, joint_call
 from varcall.engines.native.observations import Observations, site_observations
@@ -242,7 +252,7 @@ class NativeEngine:
                 )
                 if recs is not None:
                     parts.append(recs)
-        return _to_callset(region.contig, inputs.samples, parts)
+        return _to_callset(region.contig, inputs.samples, parts, params)
 
     def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
         """One CallSet per reference contig, in reference order (whole-contig regions)."""
@@ -276,9 +286,11 @@ class NativeEngine:
             contig,
             ews,
             ewe,
-            min_mapq=params.min_mapq,
+            min_mapq=0,  # MQ0F counts every read; the pileup sees those >= min_mapq
             include_supplementary=params.include_supplementary,
         )
+        spans = read_spans(batch)
+        batch = drop_low_mapq(batch, params.min_mapq)
         if batch.n_reads == 0:
             return None
         ref_lo, ref_text = _window_reference(fasta, contig, length, batch, ews, ewe)
@@ -324,7 +336,7 @@ class NativeEngine:
             "DP": calls.DP[idx],
             "AD": calls.AD[idx],
             "PL": calls.PL[idx],
-            "min_qual": params.min_qual,
+            "annotations": record_annotations(obs, keep, sites.pos, idx, batch, spans),
         }
 
 
@@ -373,9 +385,11 @@ def _genotype(
     return calls, keep, variant
 
 
-def _to_callset(contig: str, samples: tuple[str, ...], parts: list[dict]) -> CallSet:
+def _to_callset(
+    contig: str, samples: tuple[str, ...], parts: list[dict], params: CallParams
+) -> CallSet:
     if not parts:
-        return CallSet.empty(contig, samples, FILTER_IDS)
+        return CallSet.empty(contig, samples, NATIVE_FILTER_IDS)
     alleles = [a for p in parts for a in p["alleles"]]
     v = len(alleles)
     width = max(2, max(len(a) for a in alleles))
@@ -387,11 +401,6 @@ def _to_callset(contig: str, samples: tuple[str, ...], parts: list[dict]) -> Cal
     for i, a in enumerate(alleles):
         allele_arr[i, : len(a)] = a
     quality = np.round(np.concatenate([p["quality"] for p in parts]), 2).astype(np.float32)
-    min_qual = parts[0]["min_qual"]
-    filters = np.zeros((v, len(FILTER_IDS)), bool)
-    low = quality < min_qual
-    filters[:, FILTER_IDS.index("LowQual")] = low
-    filters[:, 0] = ~low
     dp = np.concatenate([p["DP"] for p in parts]).astype(np.int32)
     ad = np.full((v, s, width), FILL, np.int32)
     pl = np.full((v, s, g), FILL, np.int32)
@@ -403,18 +412,30 @@ def _to_callset(contig: str, samples: tuple[str, ...], parts: list[dict]) -> Cal
         gg = min(g, p["PL"].shape[2])
         pl[row : row + n, :, :gg] = p["PL"][:, :, :gg]
         row += n
+    genotype = np.concatenate([p["genotype"] for p in parts]).astype(np.int8)
+    info = {
+        key: np.concatenate([p["annotations"][key] for p in parts])
+        for key in parts[0]["annotations"]
+    }
+    info["AB"], info["ABQ"] = allele_balance(genotype, ad)
+    info = {key: np.round(x, 3).astype(np.float32) for key, x in info.items()}
+    indel = (np.char.str_len(allele_arr) != np.char.str_len(allele_arr[:, :1])) & (allele_arr != "")
+    hom_alt = ((genotype[:, :, 0] > 0) & (genotype[:, :, 1] == genotype[:, :, 0])).any(axis=1)
+    hom_alt |= ((genotype[:, :, 0] > 0) & (genotype[:, :, 1] == FILL)).any(axis=1)  # haploid
+    filters = site_filters(quality, info, indel.any(axis=1), hom_alt, params)
     return CallSet(
         contig=contig,
         samples=samples,
-        filter_ids=FILTER_IDS,
+        filter_ids=NATIVE_FILTER_IDS,
         position=np.concatenate([p["position"] for p in parts]).astype(np.int64),
         alleles=allele_arr,
         quality=quality,
         filters=filters,
         info_DP=dp.sum(axis=1).astype(np.int32),
-        genotype=np.concatenate([p["genotype"] for p in parts]).astype(np.int8),
+        genotype=genotype,
         GQ=np.concatenate([p["GQ"] for p in parts]).astype(np.int32),
         DP=dp,
         AD=ad,
         PL=pl,
+        **{f"info_{key}": x for key, x in info.items()},
     )

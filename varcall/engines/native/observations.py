@@ -19,21 +19,28 @@ __all__ = ["Observations", "site_observations"]
 class Observations:
     """One row per (site, read) used: site (index into Sites), sample, pen (A,) float64
     phred penalty of each allele relative to the read's best (0 for the best; unused
-    allele slots 0), best (int8 allele index the read supports uniquely, -1 if tied)."""
+    allele slots 0), best (int8 allele index the read supports uniquely, -1 if tied),
+    read (int64 index of the read in the window's ReadBatch), qpos (int32 query offset of
+    the read's base aligned at POS; for the site annotations)."""
 
     site: np.ndarray
     sample: np.ndarray
     pen: np.ndarray
     best: np.ndarray
+    read: np.ndarray
+    qpos: np.ndarray
 
 
-def _output_columns(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Uninitialised (site, sample, pen, best) columns of :class:`Observations`, n rows."""
+def _output_columns(n: int) -> tuple[np.ndarray, ...]:
+    """Uninitialised (site, sample, pen, best, read, qpos) columns of
+    :class:`Observations`, n rows."""
     return (
         np.empty(n, np.int64),
         np.empty(n, np.int32),
         np.empty((n, MAX_ALLELES)),
         np.empty(n, np.int8),
+        np.empty(n, np.int64),
+        np.empty(n, np.int32),
     )
 
 

@@ -204,12 +204,12 @@ def obs_pass(
     ``sites``: the Sites columns (pos, n_alleles, hap, cmp_len, indel, cap, allele_indel,
     shift); ``reads``: the ReadBatch columns (start, end, mapq, sample, qoff, qlen, coff,
     cn, cig_op, cig_len, bases, quals, rquals = raw_quals); ``out``: the Observations
-    columns (site, sample, pen, best), as in those classes."""
+    columns (site, sample, pen, best, read, qpos), as in those classes."""
     # unpacked once into local arrays: helpers taking the tuples and reading them inside
     # their loops measured 2x slower (reference counting)
     pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift = sites
     start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = reads
-    o_site, o_sample, o_pen, o_best = out
+    o_site, o_sample, o_pen, o_best, o_read, o_qpos = out
     no = 0
     na_max = hap.shape[1]
     scores = np.zeros(na_max)
@@ -269,5 +269,7 @@ def obs_pass(
                     k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, cmp_len, cap, shift,
                     mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
                 )  # fmt: skip
+            if not count_only:
+                o_read[no], o_qpos[no] = i, qp
             no += 1
     return no
