@@ -64,6 +64,24 @@ class PloidyType(click.ParamType):
         self.fail(f"{text!r}: give 1, 2, {' or '.join(PRESETS)}", param, ctx)
 
 
+#: Help of the native engine's FILTER thresholds (definitions: varcall.core.filters).
+FILTER_OPTION_HELP = {
+    "max_fs": "StrandBias when INFO/FS (Fisher strand, phred) is above this (SNV records).",
+    "max_sor": "StrandBias when INFO/SOR (symmetric odds ratio) is above this (SNV records).",
+    "max_fs_indel": "StrandBias when INFO/FS is above this (records with an indel ALT).",
+    "max_sor_indel": "StrandBias when INFO/SOR is above this (records with an indel ALT).",
+    "min_allele_balance": "AlleleBalance when INFO/AB (ALT share of het carriers' reads) is "
+    "below this, ABQ is above --max-abq and no sample is hom-ALT.",
+    "max_abq": "AlleleBalance needs INFO/ABQ (binomial phred of so few ALT reads) above this.",
+    "max_mq0f": "MappingQuality when INFO/MQ0F (share of MAPQ-0 reads) is above this.",
+    "min_rms_mapq": "MappingQuality when INFO/MQ (RMS MAPQ of the reads used) is below this.",
+    "max_alt_mapq_drop": "MappingQuality when INFO/MQMR - MQM (mean MAPQ of REF reads minus "
+    "that of ALT reads) is above this.",
+    "min_mq_ranksum": "MappingQuality when INFO/MQRankSum (ALT vs REF MAPQ, Z) is below this.",
+    "min_readpos_ranksum": "ReadPosBias when INFO/ReadPosRankSum (ALT vs REF distance to "
+    "the read end, Z) is below this.",
+}
+
 #: How to call: the fields of CallParams.
 PARAM_OPTIONS = OptionGroup(
     CallParams,
@@ -118,6 +136,12 @@ PARAM_OPTIONS = OptionGroup(
         FieldOption(
             "min_qual", ("--min-qual",), type=float, show_default=True,
             help="Records below this QUAL get the LowQual filter.",
+        ),
+        # the annotation FILTERs of the native engine (varcall.core.filters); inf / -inf: off
+        *(
+            FieldOption(field, (f"--{field.replace('_', '-')}",), type=float, show_default=True,
+                        help=text)
+            for field, text in FILTER_OPTION_HELP.items()
         ),
     ],
 )  # fmt: skip
