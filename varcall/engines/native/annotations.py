@@ -73,37 +73,24 @@ def read_spans(batch: ReadBatch) -> ReadSpans:
     )
 
 
-def _gather(offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(source indexes, new offsets) that pack the slices ``[offsets[i], offsets[i] +
-    lengths[i])`` one after the other."""
-    new = np.zeros(lengths.shape[0], np.int64)
-    if lengths.shape[0] > 1:
-        np.cumsum(lengths[:-1], out=new[1:])
-    total = int(lengths.sum())
-    src = np.repeat(offsets - new, lengths) + np.arange(total, dtype=np.int64)
-    return src, new
-
-
 def drop_low_mapq(batch: ReadBatch, min_mapq: int) -> ReadBatch:
-    """The reads of ``batch`` with MAPQ >= ``min_mapq``, in order, with their bases,
-    qualities, CIGARs and the mate pairs both of whose reads stay: the batch
-    :func:`varcall.engines.native.reads.fetch_reads` returns with that ``min_mapq``."""
+    """The reads of ``batch`` with MAPQ >= ``min_mapq``, in order, and the mate pairs both
+    of whose reads stay: read for read the batch :func:`varcall.engines.native.reads.fetch_reads`
+    returns with that ``min_mapq``. The base, quality and CIGAR arrays are shared, not
+    copied (the kept reads' offsets point into them; the dropped reads' entries are never
+    visited)."""
     keep = batch.mapq >= min_mapq
     if keep.all():
         return batch
     idx = np.flatnonzero(keep)
-    qlen, cn = batch.qlen[idx], batch.cn[idx]
-    qsrc, qoff = _gather(batch.qoff[idx], qlen.astype(np.int64))
-    csrc, coff = _gather(batch.coff[idx], cn.astype(np.int64))
     new_index = np.full(batch.n_reads, -1, np.int64)
     new_index[idx] = np.arange(idx.shape[0])
     pairs = new_index[batch.pairs].reshape(-1, 2)
     pairs = pairs[(pairs >= 0).all(axis=1)]
-    return ReadBatch(
-        start=batch.start[idx], end=batch.end[idx], mapq=batch.mapq[idx], flag=batch.flag[idx],
-        sample=batch.sample[idx], qoff=qoff, qlen=qlen, coff=coff, cn=cn,
-        bases=batch.bases[qsrc], quals=batch.quals[qsrc], raw_quals=batch.raw_quals[qsrc],
-        cig_op=batch.cig_op[csrc], cig_len=batch.cig_len[csrc], pairs=pairs,
+    return dataclasses.replace(
+        batch, start=batch.start[idx], end=batch.end[idx], mapq=batch.mapq[idx],
+        flag=batch.flag[idx], sample=batch.sample[idx], qoff=batch.qoff[idx],
+        qlen=batch.qlen[idx], coff=batch.coff[idx], cn=batch.cn[idx], pairs=pairs,
     )  # fmt: skip
 
 
