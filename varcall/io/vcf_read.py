@@ -235,7 +235,9 @@ def read_vcf(
     Fields: GT (haploid calls get FILL in slot 1; ploidy above 2 is an error), GQ (Float
     GQ is rounded), DP, AD, PL — or, when a record has GL but no PL (freebayes),
     PL = round(-10 * (GL - max GL)) per sample. QUAL (missing -> NaN), FILTER (ids from the
-    header's ##FILTER lines, PASS first; undeclared ids are appended), INFO/DP.
+    header's ##FILTER lines, PASS first; undeclared ids are appended), INFO/DP, and the
+    site annotations of :data:`~varcall.core.callset.INFO_FLOAT_KEYS` the header declares
+    Number=1, Type=Float (missing: NaN; bcftools' MQ0F is read, its Integer MQ is not).
     Alleles are stored as written (symbolic alleles included).
     """
     p = Path(path)
