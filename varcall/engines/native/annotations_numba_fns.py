@@ -178,7 +178,9 @@ def annotate_sites(site, pen, read, qpos, keep, want, flag, mapq, qlen, coff, cn
             mq_v = np.empty(m)
             pos_v = np.empty(m)
             is_alt = np.zeros(m, np.bool_)
+            pos_alt = np.zeros(m, np.bool_)
             used = 0
+            n_pos = 0
             sq = 0.0
             t = np.zeros(4)  # REF fwd, REF rev, ALT fwd, ALT rev
             mq_sum = np.zeros(2)  # REF, ALT
@@ -203,7 +205,11 @@ def annotate_sites(site, pen, read, qpos, keep, want, flag, mapq, qlen, coff, cn
                 t[2 * int(alt) + int(rev)] += 1.0
                 mq_sum[int(alt)] += mapq[i]
                 mq_v[used] = mapq[i]
-                pos_v[used] = _read_end_distance(i, qpos[r], qlen, coff, cn, cig_op, cig_len)
+                if qpos[r] >= 0:  # reads counted as a spanning deletion have no base here
+                    pos_v[n_pos] = _read_end_distance(i, qpos[r], qlen, coff, cn, cig_op,
+                                                      cig_len)  # fmt: skip
+                    pos_alt[n_pos] = alt
+                    n_pos += 1
                 is_alt[used] = alt
                 used += 1
             out[k, 0] = fisher_strand(t[0], t[1], t[2], t[3])
@@ -214,5 +220,5 @@ def annotate_sites(site, pen, read, qpos, keep, want, flag, mapq, qlen, coff, cn
             out[k, 3] = mq_sum[1] / n_alt if n_alt > 0 else np.nan
             out[k, 4] = mq_sum[0] / n_ref if n_ref > 0 else np.nan
             out[k, 5] = rank_sum_z(mq_v[:used], is_alt[:used])
-            out[k, 6] = rank_sum_z(pos_v[:used], is_alt[:used])
+            out[k, 6] = rank_sum_z(pos_v[:n_pos], pos_alt[:n_pos])
         r0 = r1

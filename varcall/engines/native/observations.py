@@ -44,6 +44,18 @@ def _output_columns(n: int) -> tuple[np.ndarray, ...]:
     )
 
 
+def _mates(batch: ReadBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(mate (R,) int64: the index of the read's overlapping mate or -1; first (R,) bool:
+    the read is the first mate of such a pair) from ``batch.pairs``."""
+    mate = np.full(batch.n_reads, -1, np.int64)
+    first = np.zeros(batch.n_reads, bool)
+    if batch.pairs.shape[0]:
+        mate[batch.pairs[:, 0]] = batch.pairs[:, 1]
+        mate[batch.pairs[:, 1]] = batch.pairs[:, 0]
+        first[batch.pairs[:, 0]] = True
+    return mate, first
+
+
 def site_observations(
     sites: Sites,
     batch: ReadBatch,
@@ -68,11 +80,12 @@ def site_observations(
     # the column tuples obs_pass unpacks (see its docstring for the order)
     site_cols = (
         sites.pos, sites.n_alleles, sites.hap, sites.cmp_len, sites.indel, sites.cap,
-        sites.allele_indel, sites.shift,
+        sites.allele_indel, sites.shift, sites.del_end, sites.cand, sites.hap_cand,
     )  # fmt: skip
     read_cols = (
         batch.start, batch.end, batch.mapq, batch.sample, batch.qoff, batch.qlen, batch.coff,
         batch.cn, batch.cig_op, batch.cig_len, batch.bases, batch.quals, batch.raw_quals,
+        *_mates(batch),
     )  # fmt: skip
     args = (
         site_cols, read_cols, emit, order, sorted_start, max_span, ref, ref_lo, min_baseq,

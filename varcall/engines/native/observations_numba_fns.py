@@ -18,6 +18,8 @@ __all__ = [
     "aligned_at",
     "misaligned",
     "indel_row",
+    "spanning_deletion",
+    "mate_counts",
     "obs_pass",
 ]
 
@@ -58,12 +60,15 @@ def query_offset(p, rstart, c0, c1, cig_op, cig_len):
 
 
 @numba.njit(cache=True, nogil=True)
-def hap_scores(k, qp, qo, rlen, cmp_len, shift, flank, hap, na, bases, rquals, min_baseq, scores):
+def hap_scores(
+    k, qp, qo, rlen, cmp_len, shift, flank, hap, hap_cand, na, bases, rquals, min_baseq, scores,
+):  # fmt: skip
     """Score the read against each haplotype of indel site k: read bases from
     ``qp - flank`` to ``qp + cmp_len`` (query offsets; qp = the base aligned at POS) are
     compared ungapped, for every placement shift in [-shift, shift], with the haplotype;
     a mismatching base costs its base-quality penalty; the best shift counts. Returns
-    (best allele, unique best, high-quality mismatches against the best)."""
+    (best allele, unique best, high-quality mismatches against the best combined with
+    the candidate SNV alleles ``hap_cand`` along it: a base showing one is no mismatch)."""
     sh = shift[k]
     v = qp - flank - sh  # query offset facing haplotype index 0 at shift 0
     j0 = max(0, qp - flank)
@@ -97,19 +102,23 @@ def hap_scores(k, qp, qo, rlen, cmp_len, shift, flank, hap, na, bases, rquals, m
     nmm = 0
     for j in range(j0, j1):
         b = bases[qo + j]
-        if b < 4 and b != hap[k, ib, j - v + best_shift] and rquals[qo + j] >= min_baseq:
-            nmm += 1
+        h = j - v + best_shift
+        if b < 4 and b != hap[k, ib, h] and rquals[qo + j] >= min_baseq:
+            if not (hap_cand[k, ib, h] >> b) & 1:
+                nmm += 1
     return ib, unique, nmm
 
 
 @numba.njit(cache=True, nogil=True)
 def aligned_at(
-    i, p, snv, snv_context, ref, ref_lo, min_baseq, start, qoff, coff, cn, cig_op, cig_len,
-    bases, rquals,
+    i, p, snv, snv_context, ref, ref_lo, cand, min_baseq, start, qoff, coff, cn, cig_op,
+    cig_len, bases, rquals,
 ):  # fmt: skip
     """(query offset of read i's base aligned at p or -1, and at an SNV site (``snv``)
-    the high-quality mismatches with the reference within ``snv_context`` bp of p, p
-    itself excepted)."""
+    the high-quality mismatches within ``snv_context`` bp of p, p itself excepted, with
+    the best local haplotype: the reference combined with the candidate SNV alleles
+    ``cand`` (bit b of ``cand[x - ref_lo]``: base b is a candidate at x) the read
+    carries, so a base showing a candidate allele is no mismatch)."""
     qp = -1
     nmm = 0
     rpos = start[i]
@@ -128,7 +137,13 @@ def aligned_at(
                     if rpos + j == p:
                         continue
                     b = bases[qo + qpos + j]
-                    if b < 4 and rquals[qo + qpos + j] >= min_baseq and b != ref[rpos + j - ref_lo]:
+                    x = rpos + j - ref_lo
+                    if (
+                        b < 4
+                        and rquals[qo + qpos + j] >= min_baseq
+                        and b != ref[x]
+                        and not (cand[x] >> b) & 1
+                    ):
                         nmm += 1
             rpos += ln
             qpos += ln
@@ -143,7 +158,7 @@ def aligned_at(
 
 @numba.njit(cache=True, nogil=True)
 def misaligned(
-    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, cmp_len, indel,
+    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, cmp_len, indel,
     allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
 ):  # fmt: skip
     """A read aligned without gaps across an indel site j in ``[k0, k)`` whose compared
@@ -161,8 +176,8 @@ def misaligned(
         if qp - q_j != p - pos[j]:
             continue
         ib, uniq, _ = hap_scores(
-            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, n_alleles[j], bases, rquals,
-            min_baseq, scores,
+            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, n_alleles[j], bases,
+            rquals, min_baseq, scores,
         )  # fmt: skip
         if uniq and allele_indel[j, ib]:
             return True
@@ -170,16 +185,69 @@ def misaligned(
 
 
 @numba.njit(cache=True, nogil=True)
+def spanning_deletion(
+    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, cmp_len, indel,
+    cap, shift, del_end, mapq, start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
+    mate, first,
+):  # fmt: skip
+    """Phred evidence that read i (query offset of its base at p: qp, -1 if none) carries
+    a deletion spanning p, 0 when it does not: the read's unique best allele at an indel
+    site j in ``[k0, k)`` (nearest first) is a deletion removing p (``del_end[j, a] >
+    p``). The weight is that allele's lead over the best allele keeping p, capped and
+    down-weighted as at site j (:func:`indel_row`). A read without a base at p speaks for
+    its pair only as :func:`mate_counts` says."""
+    if qp < 0 and not mate_counts(i, p, mate, first, start, end, coff, cn, cig_op, cig_len):
+        return 0.0
+    for j in range(k - 1, k0 - 1, -1):
+        if not indel[j]:
+            continue
+        spans = False
+        for a in range(n_alleles[j]):
+            if del_end[j, a] > p:
+                spans = True
+        if not spans:
+            continue
+        q_j = query_offset(pos[j], start[i], coff[i], coff[i] + cn[i], cig_op, cig_len)
+        if q_j < 0:
+            continue
+        ib, uniq, nmm = hap_scores(
+            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, n_alleles[j], bases,
+            rquals, min_baseq, scores,
+        )  # fmt: skip
+        if not uniq or del_end[j, ib] <= p:
+            continue
+        lead = 1e300
+        for a in range(n_alleles[j]):
+            if del_end[j, a] <= p and scores[a] - scores[ib] < lead:
+                lead = scores[a] - scores[ib]
+        return min(lead, float(mapq[i]), cap[j]) / (1.0 + max(0, nmm - 1) ** 2)
+    return 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def mate_counts(i, p, mate, first, start, end, coff, cn, cig_op, cig_len):
+    """Whether read i, without a base at p, speaks for its pair there: not when its
+    overlapping mate has a base aligned at p (that base counts), nor when both lack one
+    and i is the second mate (the first mate counts)."""
+    m = mate[i]
+    if m < 0 or not (start[m] <= p < end[m]):
+        return True
+    if query_offset(p, start[m], coff[m], coff[m] + cn[m], cig_op, cig_len) >= 0:
+        return False
+    return first[i]
+
+
+@numba.njit(cache=True, nogil=True)
 def indel_row(
-    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, cmp_len, cap, shift, mapq,
-    sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
+    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, hap_cand, cmp_len, cap, shift,
+    mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
 ):  # fmt: skip
     """Write row ``no``: read i (base aligned at POS: query offset qp) scored against the
     haplotypes of indel site k, its penalties capped (see varcall.engines.native.pileup)."""
     na = n_alleles[k]
     ib, unique, nmm = hap_scores(
-        k, qp, qoff[i], qlen[i], cmp_len, shift, flank, hap, na, bases, rquals, min_baseq,
-        scores,
+        k, qp, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, na, bases, rquals,
+        min_baseq, scores,
     )  # fmt: skip
     c_read = min(float(mapq[i]), cap[k]) / (1.0 + max(0, nmm - 1) ** 2)
     for a in range(hap.shape[1]):
@@ -193,6 +261,22 @@ def indel_row(
 
 
 @numba.njit(cache=True, nogil=True)
+def snv_row(no, k, s, na, hap, w, b, o_site, o_sample, o_pen, o_best):
+    """Write row ``no`` of SNV site k: a read of sample s showing base code b costs ``w``
+    on every allele but b's; b < 0 stands for a spanning deletion, which costs ``w`` on
+    every allele but REF (allele 0: "not this SNV")."""
+    best = -1
+    for a in range(hap.shape[1]):
+        carried = a < na and (hap[k, a, 0] == b if b >= 0 else a == 0)
+        o_pen[no, a] = 0.0 if carried or a >= na else w
+        if carried:
+            best = a
+    o_site[no] = k
+    o_sample[no] = s
+    o_best[no] = best
+
+
+@numba.njit(cache=True, nogil=True)
 def obs_pass(
     sites, reads, emit, order, sorted_start, max_span, ref, ref_lo, min_baseq,
     flank, snv_context, max_compare, count_only, out,
@@ -202,23 +286,23 @@ def obs_pass(
     (``order``, ``sorted_start``; ``max_span`` the longest read span).
 
     ``sites``: the Sites columns (pos, n_alleles, hap, cmp_len, indel, cap, allele_indel,
-    shift); ``reads``: the ReadBatch columns (start, end, mapq, sample, qoff, qlen, coff,
-    cn, cig_op, cig_len, bases, quals, rquals = raw_quals); ``out``: the Observations
-    columns (site, sample, pen, best, read, qpos), as in those classes."""
+    shift, del_end, cand, hap_cand); ``reads``: the ReadBatch columns (start, end, mapq,
+    sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = raw_quals), mate
+    (overlapping mate or -1), first (first mate); ``out``: the Observations columns (site,
+    sample, pen, best, read, qpos; qpos -1 for a read counted as a spanning deletion)."""
     # unpacked once into local arrays: helpers taking the tuples and reading them inside
     # their loops measured 2x slower (reference counting)
-    pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift = sites
-    start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = reads
+    pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift, del_end, cand, hap_cand = sites
+    start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals, \
+        mate, first = reads  # fmt: skip
     o_site, o_sample, o_pen, o_best, o_read, o_qpos = out
     no = 0
-    na_max = hap.shape[1]
-    scores = np.zeros(na_max)
-    shadow_scores = np.zeros(na_max)
+    scores = np.zeros(hap.shape[1])
+    shadow_scores = np.zeros(hap.shape[1])
     for k in range(pos.shape[0]):
         if not emit[k]:
             continue
         p = pos[k]
-        na = n_alleles[k]
         snv = not indel[k]
         # indel sites before p whose compared stretch covers p ("shadowing" sites)
         k0 = k
@@ -232,42 +316,45 @@ def obs_pass(
             if end[i] <= p:
                 continue
             qp, nmm = aligned_at(
-                i, p, snv, snv_context, ref, ref_lo, min_baseq, start, qoff, coff, cn, cig_op,
-                cig_len, bases, rquals,
+                i, p, snv, snv_context, ref, ref_lo, cand, min_baseq, start, qoff, coff, cn,
+                cig_op, cig_len, bases, rquals,
             )  # fmt: skip
-            if qp < 0:
-                continue
-            qo = qoff[i]
-            q0 = quals[qo + qp]
-            if q0 == 0:
-                continue
-            if snv:
-                b = bases[qo + qp]
-                if q0 < min_baseq or b >= 4:
+            b = -1  # the read's base at p; -1: a deletion spanning p
+            q0 = 0
+            if qp >= 0:
+                q0 = quals[qoff[i] + qp]
+                b = bases[qoff[i] + qp]
+                if q0 == 0 or (snv and (q0 < min_baseq or b >= 4)):
                     continue
-                if k0 < k and misaligned(
+            w = 0.0
+            if snv and (qp < 0 or (k0 < k and misaligned(
+                k0, k, p, i, qp, flank, min_baseq, shadow_scores, pos, n_alleles, hap, hap_cand,
+                cmp_len, indel, allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len,
+                bases, rquals,
+            ))):  # fmt: skip
+                # no base at p, or a misaligned one: evidence only as a spanning deletion
+                w = spanning_deletion(
                     k0, k, p, i, qp, flank, min_baseq, shadow_scores, pos, n_alleles, hap,
-                    cmp_len, indel, allele_indel, shift, start, qoff, qlen, coff, cn, cig_op,
-                    cig_len, bases, rquals,
-                ):  # fmt: skip
+                    hap_cand, cmp_len, indel, cap, shift, del_end, mapq, start, end, qoff, qlen,
+                    coff, cn, cig_op, cig_len, bases, rquals, mate, first,
+                )  # fmt: skip
+                if w <= 0.0:
                     continue
-                if not count_only:
-                    w = mismatch_penalty(float(q0), float(mapq[i])) / (1.0 + max(0, nmm - 1))
-                    best = -1
-                    for a in range(na_max):
-                        if a < na and hap[k, a, 0] != b:
-                            o_pen[no, a] = w
-                        else:
-                            o_pen[no, a] = 0.0
-                        if a < na and hap[k, a, 0] == b:
-                            best = a
-                    o_site[no] = k
-                    o_sample[no] = sample[i]
-                    o_best[no] = best
-            elif not count_only:
+                b = -1
+            elif qp < 0:
+                continue
+            elif snv:
+                w = mismatch_penalty(float(q0), float(mapq[i])) / (1.0 + max(0, nmm - 1))
+            if count_only:
+                pass
+            elif snv:
+                snv_row(no, k, sample[i], n_alleles[k], hap, w, b, o_site, o_sample, o_pen,
+                        o_best)  # fmt: skip
+            else:
                 indel_row(
-                    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, cmp_len, cap, shift,
-                    mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
+                    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, hap_cand, cmp_len, cap,
+                    shift, mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen,
+                    o_best,
                 )  # fmt: skip
             if not count_only:
                 o_read[no], o_qpos[no] = i, qp

@@ -70,9 +70,16 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
      of extra reads on both sides, so the indel sites before (shadowing) and after (ending
      a comparison) a site are always seen.
 
+   - Spanning deletions: at an SNV-only site, a read without a base at POS (or a
+     misaligned one, above) whose unique best allele at an earlier indel site is a
+     deletion removing POS counts for allele 0 ("not this SNV"), weighted by that
+     deletion's lead capped as at the indel site
+     (:func:`.observations_numba_fns.spanning_deletion`); the reads of an overlapping
+     pair count once. No ``*`` allele is written: GT at an SNV site is about the SNV.
+
    A read counts at a site only when its base aligned at POS is present (not deleted, not
    masked as the weaker mate); at SNV-only sites that base must also have quality >=
-   ``min_baseq`` and not be N.
+   ``min_baseq`` and not be N. Spanning deletions (above) are the one exception.
 
 Everything at a position depends only on the reads overlapping it and on the parameters;
 windows only batch work, so any split of a region gives the same calls.

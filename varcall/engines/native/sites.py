@@ -12,6 +12,7 @@ import numpy as np
 from varcall.engines.native.evidence import Evidence
 from varcall.engines.native.pileup import (
     BASES,
+    CALL_REACH,
     INDEL_CAP,
     INDEL_CAP_MIN,
     INDEL_FLANK,
@@ -43,7 +44,14 @@ class Sites:
     hap: (N, A, H) uint8 haplotype codes from POS on; cmp_len: (N,) int32 bases compared
     (1 at SNV-only sites); indel: (N,) bool; cap: (N,) float64 per-read indel cap (phred);
     allele_indel: (N, A) bool, the allele is an insertion or deletion; shift: (N,) int32
-    largest read shift tried at an indel site (0 at SNV-only sites). At indel sites
+    largest read shift tried at an indel site (0 at SNV-only sites); del_end: (N, A) int64
+    end (0-based, exclusive) of the reference stretch ``[POS + 1, del_end)`` a deletion
+    allele removes, 0 for other alleles (spanning deletions, see
+    :mod:`varcall.engines.native.pileup`); cand: (L,) uint8 over the reference from
+    ``ref_lo`` (L = the reference length given), bit b set where base code b is a
+    candidate SNV allele; hap_cand: (N, A, H) uint8 those bits along each indel site's
+    haplotypes, for candidates within CALL_REACH of POS (0 elsewhere and at SNV-only
+    sites): the local haplotypes a read's context is compared with. At indel sites
     ``hap[k, a, h]`` holds reference position ``POS - INDEL_LEFT_FLANK - shift + h`` of
     the allele's haplotype (left flank, allele, reference after it); at SNV-only sites
     ``hap[k, a, 0]`` is the allele's base.
@@ -59,6 +67,9 @@ class Sites:
     cap: np.ndarray
     allele_indel: np.ndarray
     shift: np.ndarray
+    del_end: np.ndarray
+    cand: np.ndarray
+    hap_cand: np.ndarray
 
     @property
     def n_sites(self) -> int:
@@ -211,14 +222,19 @@ def _site_table(per_site: _PerSite, ref: np.ndarray, ref_lo: int) -> Sites:
                 np.array([BASES.index(a[1])], np.uint8) for a in al[1:]
             ]
         haps.append(hs)
+    hap = _pack_haplotypes(haps)
+    cand = _candidate_bases(pos, alleles_out, ref.shape[0], ref_lo)
     return Sites(
         allele_indel=_allele_indel(alleles_out),
+        del_end=_deletion_ends(pos, alleles_out),
+        cand=cand,
+        hap_cand=_haplotype_candidates(pos, alleles_out, indel, shift, hap.shape[2], cand, ref_lo),
         shift=shift,
         pos=pos,
         n_alleles=n_alleles,
         alleles=alleles_out,
         support=support,
-        hap=_pack_haplotypes(haps),
+        hap=hap,
         cmp_len=cmp_len,
         indel=indel,
         cap=cap,
@@ -264,6 +280,58 @@ def _allele_indel(alleles: list[list[tuple[str, str]]]) -> np.ndarray:
         for a, (kind, _) in enumerate(al):
             allele_indel[k, a] = kind in "ID"
     return allele_indel
+
+
+def _deletion_ends(pos: np.ndarray, alleles: list[list[tuple[str, str]]]) -> np.ndarray:
+    """(N, MAX_ALLELES) int64: end of the reference stretch each deletion allele removes
+    (``POS + 1 + length``), 0 for other alleles."""
+    out = np.zeros((len(alleles), MAX_ALLELES), np.int64)
+    for k, al in enumerate(alleles):
+        for a, (kind, seq) in enumerate(al):
+            if kind == "D":
+                out[k, a] = int(pos[k]) + 1 + len(seq)
+    return out
+
+
+def _candidate_bases(
+    pos: np.ndarray, alleles: list[list[tuple[str, str]]], length: int, ref_lo: int
+) -> np.ndarray:
+    """(length,) uint8 over the reference from ``ref_lo``: bit b set where base code b is
+    a candidate SNV allele (``X``) of some site."""
+    cand = np.zeros(length, np.uint8)
+    for k, al in enumerate(alleles):
+        for kind, seq in al:
+            if kind == "X":
+                cand[int(pos[k]) - ref_lo] |= np.uint8(1 << BASES.index(seq))
+    return cand
+
+
+def _haplotype_candidates(
+    pos: np.ndarray,
+    alleles: list[list[tuple[str, str]]],
+    indel: np.ndarray,
+    shift: np.ndarray,
+    width: int,
+    cand: np.ndarray,
+    ref_lo: int,
+) -> np.ndarray:
+    """(N, MAX_ALLELES, width) uint8: the candidate bits (``cand``) of the reference
+    position each haplotype base of an indel site stands for (none inside an insertion),
+    for positions within CALL_REACH of POS, so that they are the same in every window."""
+    out = np.zeros((len(alleles), MAX_ALLELES, width), np.uint8)
+    for k in np.nonzero(indel)[0].tolist():
+        p = int(pos[k])
+        left = np.arange(p - INDEL_LEFT_FLANK - int(shift[k]), p)
+        for a, (kind, seq) in enumerate(alleles[k]):
+            after = np.arange(p + 1, p + 1 + width)
+            if kind == "D":
+                after = after + len(seq)
+            elif kind == "I":
+                after = np.concatenate([np.full(len(seq), -1), after])
+            x = np.concatenate([left, [p], after])[:width]
+            ok = (x >= max(ref_lo, p - CALL_REACH)) & (x <= p + CALL_REACH)
+            out[k, a, ok] = cand[x[ok] - ref_lo]
+    return out
 
 
 def _ref_codes(ref: np.ndarray, ref_lo: int, start: int, end: int) -> np.ndarray:
