@@ -290,8 +290,7 @@ def obs_pass(
     sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = raw_quals), mate
     (overlapping mate or -1), first (first mate); ``out``: the Observations columns (site,
     sample, pen, best, read, qpos; qpos -1 for a read counted as a spanning deletion)."""
-    # unpacked once into local arrays: helpers taking the tuples and reading them inside
-    # their loops measured 2x slower (reference counting)
+    # unpacked once (helpers reading the tuples in their loops measured 2x slower)
     pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift, del_end, cand, hap_cand = sites
     start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals, \
         mate, first = reads  # fmt: skip
@@ -345,18 +344,14 @@ def obs_pass(
                 continue
             elif snv:
                 w = mismatch_penalty(float(q0), float(mapq[i])) / (1.0 + max(0, nmm - 1))
-            if count_only:
-                pass
-            elif snv:
-                snv_row(no, k, sample[i], n_alleles[k], hap, w, b, o_site, o_sample, o_pen,
-                        o_best)  # fmt: skip
-            else:
-                indel_row(
-                    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, hap_cand, cmp_len, cap,
-                    shift, mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen,
-                    o_best,
-                )  # fmt: skip
             if not count_only:
                 o_read[no], o_qpos[no] = i, qp
+                if snv:
+                    snv_row(no, k, sample[i], n_alleles[k], hap, w, b, o_site, o_sample, o_pen,
+                            o_best)  # fmt: skip
+                else:
+                    indel_row(k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, hap_cand,
+                              cmp_len, cap, shift, mapq, sample, qoff, qlen, bases, rquals,
+                              o_site, o_sample, o_pen, o_best)  # fmt: skip
             no += 1
     return no
