@@ -214,3 +214,75 @@ class FakeEngine:
             cs = _fake_calls(inputs, name, 0, length)
             if cs.n_variants:  # contigs without calls may be skipped
                 yield cs
+
+
+class StallingEngine:
+    """Wraps an engine (``inner``; default :class:`FakeEngine`) to make stragglers on
+    purpose, for the straggler tests. The first call of each region in ``stall`` (region
+    strings) sleeps ``seconds``, or until ``marker_dir/release`` exists; then it fails when
+    ``fail_first``. Every later call of such a region sleeps ``later_seconds`` and fails
+    when ``fail_later``. Calls are told apart by marker files in ``marker_dir`` (shared by
+    threads and processes); ``marker_dir/calls`` logs one line per call."""
+
+    def __init__(
+        self,
+        marker_dir: str,
+        stall: Sequence[str],
+        *,
+        inner: object | None = None,
+        seconds: float = 30.0,
+        fail_first: bool = False,
+        later_seconds: float = 0.0,
+        fail_later: bool = False,
+    ) -> None:
+        self.inner = inner if inner is not None else FakeEngine()
+        self.name = self.inner.name
+        self.marker_dir = marker_dir
+        self.stall = tuple(stall)
+        self.seconds = seconds
+        self.fail_first = fail_first
+        self.later_seconds = later_seconds
+        self.fail_later = fail_later
+
+    @property
+    def version(self) -> str | None:
+        """The inner engine's (so the checkpoint keys are those of the inner engine)."""
+        return getattr(self.inner, "version", None)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def check_params(self, inputs: CallInputs, params: CallParams) -> None:
+        self.inner.check_params(inputs, params)
+
+    def release(self) -> None:
+        """End every stall now."""
+        Path(self.marker_dir, "release").touch()
+
+    def _first_call(self, region: Region) -> bool:
+        marker = Path(self.marker_dir, f"first-{region.contig}_{region.start}_{region.end}")
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        import time
+
+        until = time.monotonic() + seconds
+        while time.monotonic() < until and not Path(self.marker_dir, "release").exists():
+            time.sleep(0.02)
+
+    def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
+        if str(region) in self.stall:
+            first = self._first_call(region)
+            with open(Path(self.marker_dir, "calls"), "a") as fh:
+                fh.write(f"{region} {'first' if first else 'later'}\n")
+            self._sleep(self.seconds if first else self.later_seconds)
+            if self.fail_first if first else self.fail_later:
+                raise RegionError(f"region {region}: simulated {'first' if first else 'later'} failure")
+        return self.inner.call_region(inputs, region, params)
+
+    def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
+        return self.inner.call_whole(inputs, params)

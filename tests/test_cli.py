@@ -94,6 +94,9 @@ def test_call_defaults(run_call, tmp_path):
         "regions_bed": None,
         "pack": True,
         "retries": 2,
+        "speculate": True,
+        "straggler_factor": 5.0,
+        "straggler_min_seconds": 60.0,
         "resume": False,
         "overwrite": False,
         "build_index": False,
@@ -149,6 +152,17 @@ def test_call_parameters_and_run_options(run_call, tmp_path):
     assert kw["retries"] == 0 and kw["chunk_size"] == 7 and kw["progress"] is False
     assert kw["resume"] and kw["overwrite"] and kw["build_index"]
     assert kw["rename_duplicate_samples"] and kw["pack"] is False
+
+
+def test_call_straggler_options(run_call, tmp_path):
+    r = call(tmp_path, "a.bam", "--no-speculate", "--straggler-factor", 2.5,
+             "--straggler-min-seconds", 0.5)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    kw = run_call.kwargs
+    assert kw["speculate"] is False and kw["straggler_factor"] == 2.5
+    assert kw["straggler_min_seconds"] == 0.5
+    r = call(tmp_path, "a.bam", "--straggler-factor", 0.5)
+    assert r.exit_code == 2 and "--straggler-factor" in r.output
 
 
 def test_call_single_process(run_call, tmp_path):

@@ -19,6 +19,7 @@ import difflib
 import gzip
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,13 @@ from click.testing import CliRunner
 from conftest import SMALL_COHORT_CONFIG
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scale_data import StallingEngine
 
 from varcall.cli.main import main
 from varcall.core.errors import InputError
 from varcall.core.params import CallParams
 from varcall.core.regions import Region, read_bed_regions
+from varcall.engines import get_engine
 from varcall.run.clusters import ClusterSpec, open_client
 from varcall.run.pipeline import run_call
 
@@ -395,6 +398,41 @@ def test_resume_reuses_checkpoints_and_overwrite(small_cohort, single, proc2, tm
     m = json.loads((out / "manifest.json").read_text())
     assert len(m["units"]) == 2 and not any(u["resumed"] for u in m["units"])
     assert len(list((out / "work").glob("*.npz"))) == 2
+    assert_same_output(single, out)
+
+
+def test_straggler_copy_changes_nothing(small_cohort, single, thread2, tmp_path):
+    """A region made to straggle gets a second copy on the other worker, whose result
+    wins: the outputs are the single-process ones, the audit lists both attempts, and a
+    --resume reuses every checkpoint (the first attempt, let go after the run, found the
+    copy's checkpoint and wrote nothing)."""
+    markers, out, slow = tmp_path / "markers", tmp_path / "out", "chr1:10001-20000"
+    markers.mkdir()
+    engine = StallingEngine(str(markers), [slow], inner=get_engine("native"), seconds=120.0)
+    kw = {"regions": planted_layout(), "engine": engine, "pack": False}
+    try:
+        result = _distributed(
+            small_cohort, out, thread2, straggler_factor=2.0, straggler_min_seconds=1.0, **kw
+        )
+    finally:
+        engine.release()
+    assert_same_output(single, out)
+    m = result.manifest
+    assert m.planning.speculation == {"enabled": True, "factor": 2.0, "min_seconds": 1.0}
+    unit = {u.region: u for u in m.units}[slow]
+    assert unit.speculated and unit.attempts == 2
+    audit = [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
+    tried = [(a.get("copy", 0), a["outcome"]) for a in audit if a["region"] == slow]
+    assert tried == [(0, "cancelled"), (1, "won")]
+    events = out / "work" / f"{unit.key}.audit.jsonl"
+    for _ in range(400):
+        if json.loads(events.read_text().splitlines()[-1])["event"] == "cancelled":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the released first attempt did not end")
+    again = _distributed(small_cohort, out, thread2, resume=True, **kw)
+    assert all(u.resumed for u in again.manifest.units)
     assert_same_output(single, out)
 
 

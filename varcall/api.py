@@ -78,6 +78,8 @@ _RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "region_size": (int, 1, None),
     "region_count": (int, 1, None),
     "retries": (int, 0, None),
+    "straggler_factor": (float, 1, None),
+    "straggler_min_seconds": (float, 0, None),
     "chunk_size": (int, 1, None),
 }
 
@@ -284,7 +286,7 @@ def call(
         ``scheduler``, ``tls_ca``/``tls_cert``/``tls_key``, ``cluster``, ``cluster_config``,
         ``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``jobs``, ``adapt_max``,
         ``job_extra_directives``, ``cluster_timeout`` (s), ``fallback_local``, ``retries``,
-        ``resume``, ``overwrite``, ``index``, ``rename_duplicate_samples``, ``chunk_size``,
+        ``speculate``, ``straggler_factor``, ``straggler_min_seconds``, ``resume``, ``overwrite``, ``index``, ``rename_duplicate_samples``, ``chunk_size``,
         ``progress`` (default False), ``format_fields`` (``"GT,GQ"`` or a list),
         ``sites_only``, ``pseudonymise_key``, ``pseudonym_map``, ``redact_paths``. See
         :data:`CALL_OPTIONS`.

@@ -276,6 +276,22 @@ run_options = stacked(
         type=click.IntRange(min=0), help="Retries per failing region.",
     ),
     click.option(
+        "--speculate/--no-speculate", default=_run_default("speculate"), show_default=True,
+        help="Start a straggling Dask task a second time on another worker; the first "
+        "result wins (outputs unchanged). See --straggler-factor.",
+    ),
+    click.option(
+        "--straggler-factor", default=_run_default("straggler_factor"), show_default=True,
+        type=click.FloatRange(min=1), metavar="K",
+        help="A task is a straggler after K times the median run time of the finished tasks "
+        "(and at least --straggler-min-seconds).",
+    ),
+    click.option(
+        "--straggler-min-seconds", default=_run_default("straggler_min_seconds"),
+        show_default=True, type=click.FloatRange(min=0), metavar="S",
+        help="Never start a second copy of a task before it ran S seconds.",
+    ),
+    click.option(
         "--pack/--no-pack", default=_run_default("pack"), show_default=True,
         help="Group neighbouring small regions into Dask tasks of similar work (each region "
         "keeps its checkpoint; calls unchanged); --no-pack: one task per region.",

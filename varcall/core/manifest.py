@@ -71,6 +71,8 @@ class UnitRecord:
     worker: str | None = None
     attempts: int = 0
     resumed: bool = False
+    #: its task got a second copy (a straggler, see varcall.run.speculate)
+    speculated: bool = False
 
     @property
     def has_span(self) -> bool:
@@ -119,6 +121,8 @@ class Planning:
     pack: bool = True
     retries: int | None = None
     resume: bool = False
+    #: straggler copies (enabled, factor, min_seconds); None without Dask
+    speculation: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass

@@ -128,7 +128,7 @@ def _tasks(records: Sequence[dict[str, Any]], order: Sequence[str]) -> list[dict
                 "inputs": sorted({b for r in recs for b in (r.get("bams") or [])}),
                 "attempts": attempts,
                 "n_attempts": len(attempts),
-                "outcome": "ok" if "ok" in outcomes else outcomes[-1],
+                "outcome": "ok" if {"ok", "won"} & set(outcomes) else outcomes[-1],
             }
         )
     return tasks
@@ -193,7 +193,8 @@ def _workers(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def summarise_audit(out: str | os.PathLike) -> dict[str, Any]:
     """The summary of run folder ``out`` (JSON-ready): ``runs`` (run ids), ``n_attempts``,
-    ``n_tasks``, ``outcomes`` (attempts per outcome: ok, error, lost), ``first_start`` /
+    ``n_tasks``, ``outcomes`` (attempts per outcome: ok, error, lost; won and cancelled for
+    the two copies of a straggling task), ``first_start`` /
     ``last_end`` (UTC), ``hosts`` (a worker on loopback is on the run's host, named as
     in the manifest), ``workers``, ``inputs`` (each input's ``path``,
     ``role``, ``regions`` read (1-based strings, genomic order), ``bp`` (their merged

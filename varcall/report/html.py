@@ -118,7 +118,8 @@ def _timing(m: Manifest) -> dict[str, Any]:
     units = m.units
     wall = m.timing.wall_seconds
     n_variants = m.n_variants
-    attempts = [u.attempts for u in units if isinstance(u.attempts, int)]
+    # a straggler's second copy is no retry
+    attempts = [u.attempts - u.speculated for u in units if isinstance(u.attempts, int)]
     workers = sorted({str(u.worker) for u in units if u.worker})
     genome_bp = sum(u.end - u.start for u in units if u.has_span) or None
     return {

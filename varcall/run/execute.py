@@ -27,6 +27,7 @@ from varcall.run.checkpoints import checkpoint_key, engine_version, inputs_ident
 from varcall.run.clusters import open_client
 from varcall.run.prepare import PreparedRun
 from varcall.run.single import run_whole_genome
+from varcall.run.speculate import Speculation
 from varcall.run.tasks import run_sequential, scatter_regions
 
 __all__ = ["ExecutedRun", "execute", "probe_workers"]
@@ -40,7 +41,8 @@ class ExecutedRun:
     (:func:`inputs_identity`); engine_ver: the engine's version; sidecars: one per unit
     (checkpoint key, region, digest, ...), in genomic order; keys: their checkpoint keys;
     bed_regions: what ``OUT/regions.bed`` lists (0-based half-open); cluster_doc: the
-    cluster as the manifest records it (None without Dask)."""
+    cluster as the manifest records it (None without Dask); speculation: the straggler
+    policy of a Dask run as the manifest records it (None without Dask)."""
 
     run_id: str
     work: Path
@@ -50,6 +52,7 @@ class ExecutedRun:
     sidecars: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     bed_regions: list[Region] = dataclasses.field(default_factory=list)
     cluster_doc: dict[str, Any] | None = None
+    speculation: dict[str, Any] | None = None
 
 
 @contextlib.contextmanager
@@ -138,10 +141,13 @@ def _scatter(
     retries: int,
     progress: bool,
     fresh: bool = False,
+    speculation: Speculation | None = None,
 ) -> None:
     """One Dask task per region of ``layout``; sets ``run.sidecars`` and ``run.cluster_doc``
     (``fresh``: this run created OUT, see :func:`_probe_or_undo`)."""
     run.cluster_doc = {}
+    speculation = speculation or Speculation()
+    run.speculation = speculation.describe()
     with _session(prep, run.cluster_doc) as client:
         _probe_or_undo(prep, client, run, fresh)
         run.sidecars = scatter_regions(
@@ -157,6 +163,7 @@ def _scatter(
             resume=prep.flags.resume,
             progress=progress,
             packs=prep.packs,
+            speculation=speculation,
         )
 
 
@@ -172,10 +179,17 @@ def _start(prep: PreparedRun) -> ExecutedRun:
     return ExecutedRun(run_id, work, identity, engine_version(prep.engine))
 
 
-def execute(prep: PreparedRun, *, retries: int = 2, progress: bool = False) -> ExecutedRun:
+def execute(
+    prep: PreparedRun,
+    *,
+    retries: int = 2,
+    progress: bool = False,
+    speculation: Speculation | None = None,
+) -> ExecutedRun:
     """Call every unit of the prepared run into ``OUT/work`` (valid checkpoints reused with
-    ``--resume``). retries: Dask retries per region. Raises :class:`RegionError` when
-    units failed (finished checkpoints are kept)."""
+    ``--resume``). retries: Dask retries per region. speculation: when a straggling Dask
+    task gets a second copy (default :class:`Speculation`; unused without Dask). Raises
+    :class:`RegionError` when units failed (finished checkpoints are kept)."""
     fresh = not prep.out.exists()
     run = _start(prep)
     inputs, params, layout, identity = prep.inputs, prep.params, prep.layout, run.identity
@@ -205,5 +219,5 @@ def execute(prep: PreparedRun, *, retries: int = 2, progress: bool = False) -> E
             progress=progress,
         )
     else:
-        _scatter(prep, run, layout, retries, progress, fresh)
+        _scatter(prep, run, layout, retries, progress, fresh, speculation)
     return run

@@ -47,6 +47,7 @@ from varcall.run.execute import ExecutedRun, execute
 from varcall.run.prepare import PlanOptions, PreparedRun, RunFlags, prepare
 from varcall.run.progress import ProgressReporter
 from varcall.run.record import RunClock, record
+from varcall.run.speculate import DEFAULT_FACTOR, DEFAULT_MIN_SECONDS, Speculation
 
 if TYPE_CHECKING:
     from varcall.run.merge import MergeResult
@@ -148,6 +149,9 @@ def run_call(
     regions: Sequence[Region] | None = None,
     pack: bool = True,
     retries: int = 2,
+    speculate: bool = True,
+    straggler_factor: float = DEFAULT_FACTOR,
+    straggler_min_seconds: float = DEFAULT_MIN_SECONDS,
     resume: bool = False,
     overwrite: bool = False,
     build_index: bool = False,
@@ -171,7 +175,10 @@ def run_call(
     regions: an explicit region layout (0-based half-open, no overlaps) instead of planning.
     pack: regions share Dask tasks of similar work (each keeps its checkpoint; calls
         unchanged; :func:`varcall.run.prepare.pack_layout`); False: one task per region.
-    retries: Dask retries per region. resume: reuse valid checkpoints in ``out/work``.
+    retries: Dask retries per region. speculate: a Dask task running over ``straggler_factor``
+    x the median of the finished tasks and ``straggler_min_seconds`` s gets a second copy on
+    another worker, the first result wins (:mod:`varcall.run.speculate`; same outputs).
+    resume: reuse valid checkpoints in ``out/work``.
     overwrite: ``out`` may exist; its outputs are replaced at the end. chunk_size: VCF Zarr
     chunk length along variants.
     output: what the outputs carry (:class:`~varcall.core.privacy.OutputOptions`).
@@ -181,13 +188,14 @@ def run_call(
     """
     clock = RunClock.start()
     params = params or CallParams()
+    speculation = Speculation(speculate, straggler_factor, straggler_min_seconds)
     plan = PlanOptions(region_size, region_count, tuple(region_strings), regions_bed, regions, pack)
     flags = RunFlags(resume, overwrite, build_index, rename_duplicate_samples)
     prep = prepare(
         reference, bams, out, params=params, mode=mode, plan=plan, flags=flags,
         cluster=cluster, client=client, engine=engine, output=output,
     )  # fmt: skip
-    run = execute(prep, retries=retries, progress=progress)
+    run = execute(prep, retries=retries, progress=progress, speculation=speculation)
     clock.t_called = time.time()
     merged = merge(prep, run, progress=progress, chunk_size=chunk_size, command_line=command_line)
     clock.t_merged = time.time()

@@ -127,6 +127,25 @@ def _inputs_doc(inputs: CallInputs) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- audit
+#: The outcome of an attempt by its last event (``error`` for any other; ``lost``: none).
+_OUTCOMES = {"done": "ok", "cancelled": "cancelled"}
+
+
+def _race_outcomes(by_attempt: dict[str, dict[str, Any]], run_id: str, winner: str) -> None:
+    """Label the attempts of run ``run_id`` of a region whose task got a second copy
+    (:mod:`varcall.run.speculate`), when the copy (``"copy": 1``) attempted the region:
+    attempt ``winner`` (the checkpoint in use) ``won``, the others ``cancelled`` unless
+    they failed."""
+    ours = {a: r for a, r in by_attempt.items() if r["run_id"] == run_id}
+    if not any(r.get("copy") for r in ours.values()):
+        return
+    for attempt, rec in ours.items():
+        if attempt == winner:
+            rec["outcome"] = "won"
+        elif rec["outcome"] != "error":
+            rec["outcome"] = "cancelled"
+
+
 def _key_attempts(
     path: Path, run_ids: tuple[str, str | None]
 ) -> dict[str, dict[str, Any]]:
@@ -144,11 +163,13 @@ def _key_attempts(
             {k: ev.get(k) for k in ("key", "region", "worker", "bams", "run_id")}
             | {"start": None, "end": None, "outcome": "lost"},
         )
+        if ev.get("copy"):
+            rec["copy"] = ev["copy"]
         if ev["event"] == "start":
             rec["start"] = ev["time"]
         else:
             rec["end"] = ev["time"]
-            rec["outcome"] = "ok" if ev["event"] == "done" else "error"
+            rec["outcome"] = _OUTCOMES.get(ev["event"], "error")
             if "error" in ev:
                 rec["error"] = ev["error"]
     return by_attempt
@@ -161,6 +182,7 @@ def _collect_audit(
     dest: Path,
     producers: dict[str, str] | None = None,
     privacy: Privacy | None = None,
+    winners: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Write ``dest`` (one JSON line per task attempt: run id, start time, end time, worker,
     region, files, outcome) and return the number of attempts per key in this run.
@@ -168,8 +190,12 @@ def _collect_audit(
     ``producers`` (key -> run id that wrote the checkpoint in use): attempts of an earlier
     run whose checkpoint this run reuses (``--resume``) are listed too, under their own
     ``run_id``, so the audit names who read every region of the output. ``privacy``: the
-    lines are minimised as the manifest (pseudonyms, redacted paths and hosts)."""
+    lines are minimised as the manifest (pseudonyms, redacted paths and hosts). ``winners``
+    (key -> attempt id of the checkpoint in use) for the regions whose task got a second
+    copy: when a copy (``"copy": 1``) attempted the region, the attempts are labelled
+    ``won`` / ``cancelled``."""
     producers = producers or {}
+    winners = winners or {}
     attempts: dict[str, int] = {}
     lines: list[dict[str, Any]] = []
     for key in keys:
@@ -178,6 +204,8 @@ def _collect_audit(
             continue
         by_attempt = _key_attempts(path, (run_id, producers.get(key)))
         attempts[key] = sum(1 for r in by_attempt.values() if r["run_id"] == run_id)
+        if key in winners:
+            _race_outcomes(by_attempt, run_id, winners[key])
         lines.extend(by_attempt.values())
     lines.sort(key=lambda r: (r["start"] or 0.0, r["key"]))
     if privacy is not None:
@@ -216,23 +244,25 @@ def _units(sidecars: Sequence[dict[str, Any]], attempts: dict[str, int]) -> list
             worker=side["worker"],
             attempts=attempts.get(side["key"], 0),
             resumed=side.get("resumed", False),
+            speculated=side.get("speculated", False),
         )
         for side in sidecars
     ]
 
 
-def _planning(prep: PreparedRun, regions_planned: int, retries: int) -> Planning:
+def _planning(prep: PreparedRun, run: ExecutedRun, retries: int) -> Planning:
     plan = prep.plan
     return Planning(
         region_size=plan.region_size,
         region_count=plan.region_count,
-        regions_planned=regions_planned,
+        regions_planned=len(run.bed_regions),
         region_strings=list(plan.region_strings),
         regions_bed=None if plan.regions_bed is None else str(Path(plan.regions_bed).resolve()),
         explicit_layout=plan.regions is not None,
         pack=plan.pack,
         retries=retries,
         resume=prep.flags.resume,
+        speculation=run.speculation,
     )
 
 
@@ -294,7 +324,7 @@ def _manifest(
         versions={**_versions(), **dependency_versions()},
         host={"hostname": platform.node(), "cpus": os.cpu_count(), "platform": sys.platform},
         cluster=run.cluster_doc,
-        planning=_planning(prep, len(run.bed_regions), retries),
+        planning=_planning(prep, run, retries),
         units=units,
         n_units=len(units),
         n_variants=n_variants,
@@ -328,6 +358,7 @@ def record(
         out / "audit.jsonl",
         producers={s["key"]: s.get("run_id") for s in run.sidecars if s.get("resumed")},
         privacy=prep.privacy,
+        winners={s["key"]: s["attempt"] for s in run.sidecars if s.get("speculated")},
     )
     write_bed(run.bed_regions, out / "regions.bed")
     for side, digest in zip(run.sidecars, merged.callset_digests):

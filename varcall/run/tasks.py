@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from varcall.core.regions import Region
 from varcall.engines import Engine, get_engine
 from varcall.run.checkpoints import audit_event, code_digest, read_checkpoint, write_checkpoint
 from varcall.run.progress import ProgressReporter
+from varcall.run.speculate import Speculation, TaskRace, announce
 
 __all__ = [
     "diagnose_failure",
@@ -106,9 +107,14 @@ def run_region_task(
     run_id: str,
     engine: Engine | None = None,
     code: tuple[str, str] | None = None,
+    copy: int = 0,
 ) -> dict[str, Any]:
     """Call one region and checkpoint it; returns the sidecar (see :func:`write_checkpoint`)
     with ``region``, ``seconds``, ``worker``, ``run_id`` and ``attempt``.
+
+    ``copy``: 1 in the second copy of a straggling task (:mod:`varcall.run.speculate`, in
+    the audit). When another copy checkpointed the region first, the result is discarded
+    (identical by construction) and that checkpoint's sidecar returned.
 
     ``code``: the client's (varcall version, :func:`code_digest`); a worker running
     another version raises a :class:`RegionError` (mixed versions would break identity);
@@ -129,6 +135,7 @@ def run_region_task(
         "region": str(region),
         "worker": worker,
         "bams": list(inputs.bams),
+        **({"copy": copy} if copy else {}),
     }
     t0 = time.time()
     quiet_htslib()
@@ -137,6 +144,9 @@ def run_region_task(
         _check_code(region, worker, code)
         callset = _call_checked(region, inputs, params, engine)
         seconds = time.time() - t0
+        first = _written_by_other_copy(work, key, run_id, attempt)
+        if first is not None:
+            return first
         sidecar = write_checkpoint(
             work,
             key,
@@ -168,6 +178,19 @@ def run_region_task(
         },
     )
     return sidecar
+
+
+def _written_by_other_copy(work: Path, key: str, run_id: str, attempt: str) -> dict | None:
+    """The sidecar of region ``key`` when another copy of this run's task checkpointed it
+    first (:mod:`varcall.run.speculate`): this attempt is then audited as ``cancelled``
+    and writes nothing; else None."""
+    first = read_checkpoint(work, key)
+    if first is None or first.get("run_id") != run_id:
+        return None
+    # no paths or hosts here: this line may come after the run minimised OUT/work
+    event = {"key": key, "run_id": run_id, "attempt": attempt, "event": "cancelled"}
+    audit_event(work, key, {**event, "time": time.time()})
+    return first
 
 
 def _check_code(region: Region, worker: str, code: tuple[str, str] | None) -> None:
@@ -318,6 +341,7 @@ def scatter_regions(
     progress: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     packs: Sequence[Sequence[int]] | None = None,
+    speculation: Speculation | None = None,
 ) -> list[dict[str, Any]]:
     """Run the regions as Dask tasks on ``client``; return the sidecars in ``regions`` order.
 
@@ -328,6 +352,10 @@ def scatter_regions(
     ``retries`` times; regions that still fail are named in the :class:`RegionError`
     raised after every other region finished (their checkpoints are kept). On any
     exception in the client (e.g. KeyboardInterrupt) the pending tasks are cancelled.
+
+    speculation: when a straggling task gets a second copy on another worker (see
+    :mod:`varcall.run.speculate`; None: never); the sidecars of its regions carry
+    ``speculated: True``.
     """
     # absolute before any task leaves: workers may run in another folder
     work = Path(work_dir).absolute()
@@ -340,36 +368,36 @@ def scatter_regions(
         if not todo:
             return [done[k] for k in keys]
         units = _todo_packs(packs, todo)
-        shared, futures = _submit(
-            client,
-            [[regions[i] for i in unit] for unit in units],
-            [[keys[i] for i in unit] for unit in units],
-            (inputs, params, engine),
-            work,
-            run_id,
-            retries,
-        )
-        region_of = {f.key: regions[unit[0]] for f, unit in zip(futures, units)}
-        size_of = {f.key: len(unit) for f, unit in zip(futures, units)}
-        try:
-            for fut, region in _completed(futures, region_of):
-                if fut.status == "finished":
-                    for side in fut.result():
-                        done[side["key"]] = {**side, "resumed": False}
-                        bar.advance(side["n_variants"])
-                        if on_result is not None:
-                            on_result(side)
-                else:
-                    msg, bad_input = _failure_message(fut, region)
-                    failed.append((region, msg))
-                    damaged = damaged or bad_input
-                    bar.advance(0, size_of[fut.key])
-                fut.release()
-        except BaseException:
-            client.cancel(futures)
-            raise
-        finally:
-            shared.release()
+        unit_regions = [[regions[i] for i in unit] for unit in units]
+        unit_keys = [[keys[i] for i in unit] for unit in units]
+        with TaskRace(client, speculation) as race:
+            task_kw = {"work_dir": str(work), "run_id": run_id, "topic": race.topic}
+            shared, futures = _submit(
+                client, unit_regions, unit_keys, (inputs, params, engine), task_kw, retries
+            )
+            race.track(futures, _copier(client, futures, shared, unit_regions, unit_keys, task_kw))
+            try:
+                for u, fut in race.settled():
+                    region = regions[units[u][0]]
+                    if fut.status == "finished":
+                        for side in fut.result():
+                            done[side["key"]] = {
+                                **side, "resumed": False, "speculated": u in race.copied
+                            }  # fmt: skip
+                            bar.advance(side["n_variants"])
+                            if on_result is not None:
+                                on_result(side)
+                    else:
+                        msg, bad_input = _failure_message(fut, region)
+                        failed.append((region, msg))
+                        damaged = damaged or bad_input
+                        bar.advance(0, len(units[u]))
+                    fut.release()
+            except BaseException:
+                race.cancel()
+                raise
+            finally:
+                shared.release()
     if failed:
         order = {r: i for i, r in enumerate(regions)}
         failed.sort(key=lambda x: order[x[0]])
@@ -411,13 +439,13 @@ def _submit(
     regions: Sequence[Sequence[Region]],
     keys: Sequence[Sequence[str]],
     shared_args: tuple[CallInputs, CallParams, Engine | None],
-    work: Path,
-    run_id: str,
+    task_kw: dict[str, Any],
     retries: int,
 ) -> tuple[Any, list[Any]]:
     """Submit the shared task (inputs, params, engine, client's code) and one task per
-    pack of regions (``regions``/``keys``: per task); returns (the shared future, the
-    tasks' futures in order)."""
+    pack of regions (``regions``/``keys``: per task; ``task_kw``: the keywords of
+    :func:`_run_bundled` they share); returns (the shared future, the tasks' futures in
+    order)."""
     # inputs/params/engine travel once, as a task the scheduler can recompute if the
     # worker holding it dies (unlike scattered data)
     token = uuid.uuid4().hex[:12]  # Dask keys unique per call, even on a shared scheduler
@@ -433,8 +461,7 @@ def _submit(
         [list(r) for r in regions],
         [list(k) for k in keys],
         shared=shared,
-        work_dir=str(work),
-        run_id=run_id,
+        **task_kw,
         key=[f"varcall-region-{token}-{k[0]}" for k in keys],
         retries=retries,
         pure=False,
@@ -442,22 +469,26 @@ def _submit(
     return shared, futures
 
 
-def _completed(futures: list[Any], region_of: dict[Any, Region]) -> Iterator[tuple[Any, Region]]:
-    """(future, its region) as each future finishes or fails; a future whose result was
-    lost with its worker is waited for again (the scheduler recomputes it)."""
-    from distributed import as_completed
+def _copier(
+    client: Any,
+    futures: Sequence[Any],
+    shared: Any,
+    regions: Sequence[list[Region]],
+    keys: Sequence[list[str]],
+    task_kw: dict[str, Any],
+) -> Callable[[int, list[str] | None], Any]:
+    """``copy_of(i, workers)`` for :meth:`TaskRace.track`: submit a second copy of task
+    ``futures[i]`` (``regions[i]`` into checkpoints ``keys[i]``; no retries; ahead of
+    queued tasks), preferring ``workers`` (elsewhere when none of them is left)."""
 
-    completed = as_completed(futures)
-    for fut in completed:
-        if fut.status in ("lost", "pending"):
-            # its result died with its worker (e.g. a cancelled batch job) after
-            # it finished; the scheduler computes it again
-            logger.warning(
-                "region %s: result lost with its worker; recomputing", region_of[fut.key]
-            )
-            completed.add(fut)
-            continue
-        yield fut, region_of[fut.key]
+    def copy_of(i: int, workers: list[str] | None) -> Any:
+        return client.submit(
+            _run_bundled, regions[i], keys[i], shared=shared, copy=1, **task_kw,
+            key=f"{futures[i].key}-copy", workers=workers, allow_other_workers=True,
+            retries=0, priority=1, pure=False,
+        )  # fmt: skip
+
+    return copy_of
 
 
 def _failure_message(fut: Any, region: Region) -> tuple[str, bool]:
@@ -483,10 +514,23 @@ def _bundle(
 
 
 def _run_bundled(
-    regions: list[Region], keys: list[str], *, shared: tuple, work_dir: str, run_id: str
+    regions: list[Region],
+    keys: list[str],
+    *,
+    shared: tuple,
+    work_dir: str,
+    run_id: str,
+    topic: str | None = None,
+    copy: int = 0,
 ) -> list[dict[str, Any]]:
-    inputs, params, engine, code = shared
-    return run_pack_task(regions, keys, inputs, params, work_dir, run_id, engine, code)
+    """A Dask task: :func:`run_pack_task`, its start and end announced on ``topic`` (for
+    the straggler watch, :mod:`varcall.run.speculate`)."""
+    announce(topic, "start")
+    try:
+        inputs, params, engine, code = shared
+        return run_pack_task(regions, keys, inputs, params, work_dir, run_id, engine, code, copy)
+    finally:
+        announce(topic, "end")
 
 
 def run_pack_task(
@@ -498,6 +542,7 @@ def run_pack_task(
     run_id: str,
     engine: Engine | None = None,
     code: tuple[str, str] | None = None,
+    copy: int = 0,
 ) -> list[dict[str, Any]]:
     """Call several regions one after the other (:func:`run_region_task` each: its own
     checkpoint ``keys[i]``, its own audit); returns their sidecars in order.
@@ -506,7 +551,7 @@ def run_pack_task(
     retry of the task) is not called again. When regions fail the others are still
     called, then the first failure is raised (Dask retries the task: only the failed
     regions run again). The worker's open files are reused from region to region
-    (:mod:`varcall.io.handles`)."""
+    (:mod:`varcall.io.handles`). copy: see :func:`run_region_task`."""
     sidecars: list[dict[str, Any]] = []
     first_error: Exception | None = None
     for region, key in zip(regions, keys):
@@ -516,7 +561,7 @@ def run_pack_task(
             continue
         try:
             sidecars.append(
-                run_region_task(region, inputs, params, work_dir, key, run_id, engine, code)
+                run_region_task(region, inputs, params, work_dir, key, run_id, engine, code, copy)
             )
         except Exception as e:  # audited by run_region_task; the rest of the pack goes on
             first_error = first_error or e
