@@ -180,12 +180,15 @@ class TaskRace:
         """(unit index, future) as each unit is decided: its first copy that finished, or,
         when every copy failed, the first failure. A result lost with its worker is waited
         for again (the scheduler recomputes it)."""
-        completed = self._completed
+        completed, looked = self._completed, 0.0
         while not completed.is_empty():
-            if self.policy is not None and not completed.has_ready():
-                self._look_for_stragglers()
-                time.sleep(_TICK)
-                continue
+            if self.policy is not None:
+                if time.monotonic() - looked >= _TICK:  # also while results flow in
+                    self._look_for_stragglers()
+                    looked = time.monotonic()
+                if not completed.has_ready():
+                    time.sleep(_TICK)
+                    continue
             try:
                 fut = next(completed)
             except StopIteration:
