@@ -51,7 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 
 bench-scale: install
-	$(BIN)/python benchmarks/run.py --scale
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) data/cohort .pytest_cache build *.egg-info varcall.egg-info

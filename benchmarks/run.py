@@ -12,8 +12,8 @@ VCF records are identical to its single-process run's.
 Writes ``benchmarks/results/latest.json`` and ``latest.md`` (and, between the markers
 ``<!-- bench:start -->`` / ``<!-- bench:end -->``, the README's table) and prints the table.
 
-``--scale``: 1, 2, 4, 8 and 16 workers on a larger dataset, the speedup curve as a PNG
-(``benchmarks/results/scale.{json,md,png}``).
+``--scale`` runs ``benchmarks/scale.py`` (`make bench-scale`: regions, samples and
+workers sweeps, ``benchmarks/results/scale.{json,md,png}``).
 
 Accuracy is measured on records with QUAL >= 20 and FILTER PASS or ``.``, the same filter
 for every tool. Rows whose tool is missing (or whose varcall command does not exist yet) are
@@ -631,23 +631,16 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     missing = ensure_peers() if not args.no_install else {}
     if missing:
         logger.warning("still missing: %s (their rows are skipped)", ", ".join(missing))
-    spec = SPECS[args.dataset or ("scale" if args.scale else "bench")]
+    spec = SPECS[args.dataset or "bench"]
     ds = build_dataset(spec, CACHE, threads=os.cpu_count())
     dsinfo = json.loads((ds / "dataset.json").read_text())
     work = CACHE / "runs" / ds.name
     work.mkdir(parents=True, exist_ok=True)
     vc = Varcall()
-    cores = os.cpu_count() or 1
 
-    if args.scale:
-        rows = peer_rows(ds, work, cores, args.window)[:1]
-        rows += varcall_rows(vc, ds, work, args.region_size, [1, 2, 4, 8, 16], ["native"])
-    else:
-        rows = peer_rows(ds, work, 2, args.window)
-        rows += varcall_rows(
-            vc, ds, work, args.region_size, [1, 2], ["native", "bcftools", "freebayes"]
-        )
-        rows += extra_native_rows(rows, work, dsinfo, args.region_size)
+    rows = peer_rows(ds, work, 2, args.window)
+    rows += varcall_rows(vc, ds, work, args.region_size, [1, 2], ["native", "bcftools", "freebayes"])
+    rows += extra_native_rows(rows, work, dsinfo, args.region_size)
     if args.only:
         rows = [r for r in rows if any(re.search(p, r.name) for p in args.only)]
 
@@ -704,7 +697,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             r["cpu_ratio_to_bcftools"] = round(r["cpu_s"] / max(base["cpu_s"], 1e-9), 3)
     result = {
         "version": 1,
-        "kind": "scale" if args.scale else "bench",
+        "kind": "bench",
         "started": started,
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -730,18 +723,11 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "rows": list(by_name.values()),
     }
     result["targets"] = targets(by_name)
-    if not args.scale:
-        result["small_scaling"] = scaling_targets(by_name, "2.0 Mb, 3 samples")
-    if not args.scale and not args.only:
+    result["small_scaling"] = scaling_targets(by_name, "2.0 Mb, 3 samples")
+    if not args.only:
         result["cohort"] = cohort_scaling(vc, args, by_name)
         result["simulated"] = simulated_cohort(vc, args)
         result["accuracy_section"] = accuracy_section(vc, args, ACCURACY_DATASETS)
-    if args.scale:
-        result["targets"] += scaling_targets(by_name, "cohort")
-        result["speedup"] = speedup(by_name)
-        result["targets"] += client_memory_across_genomes(
-            by_name, spec.total_length, args.results / "latest.json"
-        )
     return result
 
 
@@ -1041,73 +1027,6 @@ def cohort_markdown(cohort: dict, small: list[dict]) -> list[str]:
     return lines
 
 
-def client_memory_across_genomes(rows: dict[str, dict], length: int, latest: Path) -> list[dict]:
-    """The driver's peak RSS with 2 workers here and in the last `make bench` (a smaller
-    genome): it must stay about flat."""
-    if not latest.is_file():
-        return []
-    prev = json.loads(latest.read_text())
-    small = next((r for r in prev["rows"] if r["name"] == "varcall-native-w2"), None)
-    return client_rss_target(
-        small,
-        rows.get("varcall-native-w2"),
-        f"{prev['dataset']['length_bp'] / 1e6:.1f} Mb -> {length / 1e6:.1f} Mb",
-    )
-
-
-def speedup(rows: dict[str, dict]) -> list[dict]:
-    single = rows.get("varcall-native-single")
-    w1 = rows.get("varcall-native-w1")
-    out = []
-    for r in rows.values():
-        if r["mode"] == "distributed" and r["status"] == "ok":
-            out.append(
-                {
-                    "workers": r["workers"],
-                    "wall_s": r["wall_s"],
-                    "speedup_vs_single": round(single["wall_s"] / r["wall_s"], 3)
-                    if single and single["status"] == "ok"
-                    else None,
-                    "speedup_vs_1_worker": round(w1["wall_s"] / r["wall_s"], 3)
-                    if w1 and w1["status"] == "ok"
-                    else None,
-                }
-            )
-    return sorted(out, key=lambda x: x["workers"])
-
-
-def plot_speedup(result: dict, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = result["speedup"]
-    if not pts:
-        return
-    w = [p["workers"] for p in pts]
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    ax.plot(w, w, "--", color="grey", label="ideal")
-    if all(p["speedup_vs_single"] is not None for p in pts):
-        ax.plot(w, [p["speedup_vs_single"] for p in pts], "o-", label="vs single-process")
-    if all(p["speedup_vs_1_worker"] is not None for p in pts):
-        ax.plot(w, [p["speedup_vs_1_worker"] for p in pts], "s-", label="vs 1 worker")
-    ax.axvline(
-        result["machine"]["cores"], color="red", lw=0.8, label=f"{result['machine']['cores']} cores"
-    )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(w, [str(x) for x in w])
-    ax.set_xlabel("workers")
-    ax.set_ylabel("speedup (wall time)")
-    ax.set_title(
-        f"varcall native, {result['dataset']['length_bp'] / 1e6:.1f} Mb x {len(result['dataset']['samples'])} samples"
-    )
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-
-
 def accuracy_only(args: argparse.Namespace) -> int:
     """``--accuracy-only``: the accuracy section for the chosen datasets, merged into the
     last full results when there are some."""
@@ -1136,7 +1055,7 @@ def accuracy_only(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--scale", action="store_true", help="1..16 workers on the larger dataset, speedup PNG."
+        "--scale", action="store_true", help="Run benchmarks/scale.py (make bench-scale) instead."
     )
     p.add_argument(
         "--region-size",
@@ -1148,7 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dataset",
         choices=sorted(SPECS),
         default=None,
-        help="Dataset to use (default: bench, or scale with --scale).",
+        help="Dataset to use (default: bench).",
     )
     p.add_argument("--window", type=int, default=100_000, help="freebayes-parallel window (bp).")
     p.add_argument("--timeout", type=float, default=900, help="Seconds before one run is killed.")
@@ -1180,7 +1099,13 @@ def main(argv: list[str] | None = None) -> int:
         f"`make bench` runs it on {', '.join(ACCURACY_DATASETS)}) and merge it into "
         "latest.json/md (accuracy.json/md when there is no latest.json).",
     )
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
+    if args.scale:
+        import scale
+
+        return scale.main(rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.accuracy_only:
         return accuracy_only(args)
     if args.render:
@@ -1199,16 +1124,12 @@ def main(argv: list[str] | None = None) -> int:
     result["total_seconds"] = round(time.perf_counter() - t0, 1)
     args.results.mkdir(parents=True, exist_ok=True)
     # a partial run (--only) never replaces the full results
-    stem = ("scale" if args.scale else "latest") if not args.only else "partial"
+    stem = "latest" if not args.only else "partial"
     md = markdown(result)
-    if args.scale:
-        png = args.results / f"{stem}.png"
-        plot_speedup(result, png)
-        md += f"\n![speedup]({png.name})\n"
     (args.results / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.results / f"{stem}.md").write_text(md)
     print(md)
-    if not args.scale and not args.only and update_readme(md):
+    if not args.only and update_readme(md):
         print("README.md table updated")
     print(
         f"wrote {args.results / (stem + '.json')} and {stem}.md in {result['total_seconds']:.0f} s"
