@@ -60,11 +60,11 @@ def test_rates_and_projection_arithmetic():
     # 150 CPU s over 0.2 Mb x 500 samples at 2x = 1.5 s/Mb-sample, x15 to 30x
     assert swept["cpu_s_per_mb_sample"] == pytest.approx(22.5)
     assert "500 samples" in swept["how"]
-    proj = scale.projection(1.2, (1, 100, 1000))
+    proj = scale.projection([1.2, 0.6], (1, 100, 1000))
     assert [p["samples"] for p in proj] == [1, 100, 1000]
     # 1.2 s x 3100 Mb / 3600 = 1.033 core-hours per genome; linear in samples
-    assert proj[0]["varcall_core_hours"] == pytest.approx(1.03, abs=0.01)
-    assert proj[2]["varcall_core_hours"] == pytest.approx(1033.33, abs=0.01)
+    assert proj[0]["varcall_core_hours"] == pytest.approx([1.03, 0.52], abs=0.01)
+    assert proj[2]["varcall_core_hours"][0] == pytest.approx(1033.33, abs=0.01)
     # DeepVariant: 323 min x 64 vCPUs per genome
     assert proj[0]["deepvariant_vcpu_hours"] == pytest.approx(344.5, abs=0.1)
     assert proj[1]["deepvariant_vcpu_hours"] == pytest.approx(34453.3, abs=0.1)
@@ -89,6 +89,8 @@ def test_rate_from_bench_results(tmp_path):
 def test_tables_readme_and_files(tmp_path):
     result = _result(ROWS)
     md = scale.markdown(result)
+    # one projection column per rate (only the sweep's here: no make bench results)
+    assert "| 1,000 | 19,375.0 | 344,533 |" in md and "Rate A: 22.500" in md
     assert "| 1000 | 1000 | 10.0 | 18.0 | 20.0 | 1.00 | – | 10.0 | 300 | 250 |" in md
     assert "| 2 | failed (rc 1) |" in md
     assert "| 1,000 |" in md and "DeepVariant" in md and "doi:10.1186/s12859-019-3169-7" in md
