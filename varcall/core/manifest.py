@@ -58,7 +58,9 @@ class EngineInfo:
 
 @dataclasses.dataclass
 class UnitRecord:
-    """One region task (a single-process run has one unit per contig)."""
+    """One region task (a single-process run has one unit per contig). empty_by_index:
+    the region's contig has no read in any alignment index, so it was not called (no
+    task, no checkpoint: ``key`` is None, 0 variants; see :mod:`varcall.run.empty`)."""
 
     region: str | None = None
     contig: str | None = None
@@ -73,6 +75,7 @@ class UnitRecord:
     resumed: bool = False
     #: its task got a second copy (a straggler, see varcall.run.speculate)
     speculated: bool = False
+    empty_by_index: bool = False
 
     @property
     def has_span(self) -> bool:
@@ -110,7 +113,8 @@ class Throughput:
 
 @dataclasses.dataclass
 class Planning:
-    """How the regions were planned (as the user asked)."""
+    """How the regions were planned (as the user asked); regions_empty_by_index: how many
+    of the run's units are on contigs without reads in any index (not called)."""
 
     region_size: int | None = None
     region_count: int | None = None
@@ -123,6 +127,7 @@ class Planning:
     resume: bool = False
     #: straggler copies (enabled, factor, min_seconds); None without Dask
     speculation: dict[str, Any] | None = None
+    regions_empty_by_index: int = 0
 
 
 @dataclasses.dataclass

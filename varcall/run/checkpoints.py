@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "inputs_identity",
     "engine_version",
     "checkpoint_key",
+    "checkpoint_keys",
     "code_digest",
     "write_checkpoint",
     "read_checkpoint",
@@ -85,16 +87,49 @@ def checkpoint_key(
     """SHA-256 (hex) naming a checkpoint. ``kind`` is ``region`` (one region of a
     distributed run) or ``whole`` (one contig of the engine's single-process run, then
     ``contig`` names it and ``region`` is None)."""
+    shared = _shared_digest(identity, params, engine_name, engine_ver)
+    return _unit_key(shared, region, kind, contig)
+
+
+def checkpoint_keys(
+    regions: Sequence[Region],
+    identity: dict[str, Any],
+    params: CallParams,
+    engine_name: str,
+    engine_ver: str,
+    *,
+    kind: str = "region",
+) -> list[str]:
+    """:func:`checkpoint_key` of every region, the shared part (inputs, parameters,
+    engine, versions; large for many files or contigs) hashed once. ``kind`` ``whole``:
+    the keys of the whole contigs of ``regions`` (by contig name)."""
+    shared = _shared_digest(identity, params, engine_name, engine_ver)
+    if kind == "whole":
+        return [_unit_key(shared, None, kind, r.contig) for r in regions]
+    return [_unit_key(shared, r, kind, None) for r in regions]
+
+
+def _shared_digest(
+    identity: dict[str, Any], params: CallParams, engine_name: str, engine_ver: str
+) -> str:
+    """SHA-256 of what every checkpoint key of a run shares."""
     doc = {
-        "kind": kind,
-        "region": None if region is None else [region.contig, region.start, region.end],
-        "contig": contig,
         "inputs": identity,
         "params": params.as_dict(),
         "engine": engine_name,
         "engine_version": engine_ver,
         "varcall": __version__,
         "code": code_digest(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _unit_key(shared: str, region: Region | None, kind: str, contig: str | None) -> str:
+    doc = {
+        "kind": kind,
+        "region": None if region is None else [region.contig, region.start, region.end],
+        "contig": contig,
+        "shared": shared,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

@@ -23,8 +23,9 @@ from typing import Any
 from varcall.core.errors import InputError
 from varcall.core.manifest import MANIFEST_NAME
 from varcall.core.regions import Region
-from varcall.run.checkpoints import checkpoint_key, engine_version, inputs_identity
+from varcall.run.checkpoints import checkpoint_keys, engine_version, inputs_identity
 from varcall.run.clusters import open_client
+from varcall.run.empty import with_empty_units
 from varcall.run.prepare import PreparedRun
 from varcall.run.single import run_whole_genome
 from varcall.run.speculate import Speculation
@@ -196,17 +197,17 @@ def execute(
     if prep.mode == "single" and layout is None:
         run.sidecars = run_whole_genome(
             inputs, params, prep.engine, identity, run.engine_ver, run.work, run.run_id,
-            prep.flags.resume, progress,
+            prep.flags.resume, progress, frozenset(r.contig for r in prep.empty_regions),
         )  # fmt: skip
-        run.keys = [s["key"] for s in run.sidecars]
+        run.keys = [s["key"] for s in run.sidecars if s["key"] is not None]
         run.bed_regions = [Region(c, 0, n) for c, n in inputs.contigs]
         return run
     assert layout is not None
-    run.keys = [
-        checkpoint_key(r, identity, params, params.engine, run.engine_ver) for r in layout
-    ]
+    run.keys = checkpoint_keys(layout, identity, params, params.engine, run.engine_ver)
     run.bed_regions = list(layout)
-    if prep.mode == "single":
+    if not layout:  # every region is on a contig without reads
+        pass
+    elif prep.mode == "single":
         run.sidecars = run_sequential(
             layout,
             run.keys,
@@ -220,4 +221,9 @@ def execute(
         )
     else:
         _scatter(prep, run, layout, retries, progress, fresh, speculation)
+    if prep.empty_regions:  # no task, no checkpoint: varcall.run.empty
+        order = [c for c, _ in inputs.contigs]
+        run.sidecars, run.bed_regions = with_empty_units(
+            run.sidecars, layout, prep.empty_regions, order
+        )
     return run

@@ -43,6 +43,7 @@ from varcall.core.privacy import OutputOptions
 from varcall.core.regions import Region
 from varcall.engines import Engine
 from varcall.run.clusters import ClusterSpec
+from varcall.run.empty import called_sidecars
 from varcall.run.execute import ExecutedRun, execute
 from varcall.run.prepare import PlanOptions, PreparedRun, RunFlags, prepare
 from varcall.run.progress import ProgressReporter
@@ -103,7 +104,7 @@ def merge(
     and ``OUT/calls.vcz`` (chunk_size: VCF Zarr chunk length along variants)."""
     from varcall.run.merge import write_outputs
 
-    sidecars = run.sidecars
+    sidecars = called_sidecars(run.sidecars)  # empty-by-index units add no records
     filter_ids = list(FILTER_IDS)
     for side in sidecars:
         for f in side["filter_ids"]:

@@ -20,6 +20,7 @@ from varcall.core.params import CallInputs, CallParams
 from varcall.core.privacy import OutputOptions, Privacy, resolve_privacy
 from varcall.core.regions import Region, merge_regions, sort_regions
 from varcall.engines import Engine, get_engine
+from varcall.plan.empty import contigs_without_reads
 from varcall.plan.ploidy import resolve_ploidy
 from varcall.plan.regions import (
     DEFAULT_REGION_SIZE,
@@ -29,6 +30,7 @@ from varcall.plan.regions import (
     region_costs,
 )
 from varcall.run.clusters import ClusterSpec, ClusterStarter, with_batch_defaults
+from varcall.run.empty import split_empty
 
 __all__ = [
     "MODES",
@@ -82,7 +84,9 @@ class PreparedRun:
     :func:`run_call`; starter: the local cluster starting in the background, or None;
     packs: the layout's region indexes of every Dask task (:func:`pack_layout`; None: one
     task per region);
-    privacy: what the outputs carry (FORMAT fields, sample names, redaction)."""
+    privacy: what the outputs carry (FORMAT fields, sample names, redaction);
+    empty_regions: regions of the run on contigs without reads in any index, not in
+    ``layout`` (no task; :mod:`varcall.run.empty`)."""
 
     out: Path
     mode: str
@@ -97,6 +101,7 @@ class PreparedRun:
     starter: ClusterStarter | None
     privacy: Privacy = dataclasses.field(default_factory=lambda: Privacy(OutputOptions(), {}))
     packs: list[list[int]] | None = None
+    empty_regions: list[Region] = dataclasses.field(default_factory=list)
 
     @property
     def spec(self) -> ClusterSpec:
@@ -199,14 +204,27 @@ def _explicit_layout(regions: Sequence[Region], inputs: CallInputs) -> list[Regi
 def _plan_layout(prep: PreparedRun) -> list[Region] | None:
     """The regions of the run: the explicit layout, the distributed plan (by default
     :func:`default_region_count` regions) or, in single mode, the merged restriction
-    (None: the whole genome)."""
+    (None: the whole genome). Regions on contigs without reads in any index are set apart
+    in ``prep.empty_regions`` (whole intervals, not split) and left out of the layout and
+    of the plan, so the called regions are planned as without those contigs."""
     from varcall.plan.validate import validate_regions
 
     plan, inputs = prep.plan, prep.inputs
     contig_order = [c for c, _ in inputs.contigs]
     restrict = validate_regions(plan.region_strings, plan.regions_bed, inputs.contigs) or None
     if plan.regions is not None:
-        return _explicit_layout(plan.regions, inputs)
+        layout = _explicit_layout(plan.regions, inputs)
+        empty = contigs_without_reads(inputs, sorted({r.contig for r in layout}))
+        layout, prep.empty_regions = split_empty(layout, empty)
+        return layout
+    if prep.mode == "distributed" or restrict:
+        wanted = restrict or [Region(c, 0, n) for c, n in inputs.contigs if n > 0]
+        empty = contigs_without_reads(inputs, sorted({r.contig for r in wanted}))
+        if empty:
+            restrict, skipped = split_empty(merge_regions(wanted, contig_order), empty)
+            prep.empty_regions = skipped
+            if not restrict:
+                return []
     if prep.mode == "distributed":
         planned_count = plan.region_count
         if plan.region_size is None and plan.region_count is None:
@@ -216,7 +234,11 @@ def _plan_layout(prep: PreparedRun) -> list[Region] | None:
         return plan_regions(
             inputs, region_size=plan.region_size, region_count=planned_count, restrict=restrict
         )
-    return merge_regions(restrict, contig_order) if restrict else None
+    if restrict:
+        return merge_regions(restrict, contig_order)
+    empty = contigs_without_reads(inputs)  # the whole genome, single-process
+    prep.empty_regions = [Region(c, 0, n) for c, n in inputs.contigs if c in empty]
+    return None
 
 
 def _validate(

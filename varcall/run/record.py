@@ -40,6 +40,7 @@ from varcall.core.privacy import Privacy
 from varcall.core.regions import Region, write_bed
 from varcall.plan.inputs import dependency_versions, input_checksums
 from varcall.run.checkpoints import code_digest
+from varcall.run.empty import called_sidecars
 from varcall.run.execute import ExecutedRun
 from varcall.run.merge import MergeResult
 from varcall.run.minimise import minimise_audit_lines, minimise_manifest, minimise_work
@@ -245,6 +246,7 @@ def _units(sidecars: Sequence[dict[str, Any]], attempts: dict[str, int]) -> list
             attempts=attempts.get(side["key"], 0),
             resumed=side.get("resumed", False),
             speculated=side.get("speculated", False),
+            empty_by_index=side.get("empty_by_index", False),
         )
         for side in sidecars
     ]
@@ -260,6 +262,7 @@ def _planning(prep: PreparedRun, run: ExecutedRun, retries: int) -> Planning:
         regions_bed=None if plan.regions_bed is None else str(Path(plan.regions_bed).resolve()),
         explicit_layout=plan.regions is not None,
         pack=plan.pack,
+        regions_empty_by_index=len(prep.empty_regions),
         retries=retries,
         resume=prep.flags.resume,
         speculation=run.speculation,
@@ -361,7 +364,7 @@ def record(
         winners={s["key"]: s["attempt"] for s in run.sidecars if s.get("speculated")},
     )
     write_bed(run.bed_regions, out / "regions.bed")
-    for side, digest in zip(run.sidecars, merged.callset_digests):
+    for side, digest in zip(called_sidecars(run.sidecars), merged.callset_digests):
         if side["digest"] != digest:  # the checkpoint changed between task and merge
             raise VarcallError(
                 f"{work / side['key']}.npz: content differs from its sidecar digest; "

@@ -23,10 +23,11 @@ from varcall.core.regions import Region
 from varcall.engines import Engine
 from varcall.run.checkpoints import (
     audit_event,
-    checkpoint_key,
+    checkpoint_keys,
     read_checkpoint,
     write_checkpoint,
 )
+from varcall.run.empty import empty_unit
 from varcall.run.progress import ProgressReporter
 from varcall.run.tasks import diagnose_failure, peak_rss_mb, quiet_htslib
 
@@ -54,12 +55,17 @@ class _ContigSaver:
         self.bar = bar
         self.worker = f"single-process@{platform.node()}:{os.getpid()}"
         self.sidecars: dict[str, dict[str, Any]] = {}
+        self.empty: frozenset[str] = frozenset()
 
     def save(self, cs: CallSet, name: str, started: float, seconds: float) -> None:
         """Checkpoint ``cs`` as contig ``name``: started (epoch seconds) and seconds
         (calling time) go into the audit and the sidecar."""
         key, run_id, worker = self.keys[name], self.run_id, self.worker
         length = self.inputs.contig_length(name)
+        if name in self.empty and cs.n_variants == 0:  # no read in any index: no checkpoint
+            self.sidecars[name] = empty_unit(Region(name, 0, length))
+            self.bar.advance(0)
+            return
         base = {
             "key": key,
             "run_id": run_id,
@@ -122,26 +128,30 @@ def run_whole_genome(
     run_id: str,
     resume: bool,
     progress: bool = False,
+    empty: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     """Run ``engine.call_whole`` and checkpoint one CallSet per contig (empty ones for
-    contigs it skipped); all contigs' sidecars in reference order. With ``resume`` and
-    every contig's checkpoint valid, nothing is called. Raises :class:`RegionError`
-    naming the contig on a failure of the engine."""
-    keys = {
-        name: checkpoint_key(
-            None, identity, params, params.engine, engine_ver, kind="whole", contig=name
-        )
-        for name, _ in inputs.contigs
-    }
+    contigs it skipped); all contigs' sidecars in reference order. Contigs of ``empty``
+    (no read in any index) that come without calls get no checkpoint, only their unit
+    (:func:`varcall.run.empty.empty_unit`). With ``resume`` and every other contig's
+    checkpoint valid, nothing is called. Raises :class:`RegionError` naming the contig on
+    a failure of the engine."""
+    units = [Region(name, 0, length) for name, length in inputs.contigs]
+    whole = checkpoint_keys(units, identity, params, params.engine, engine_ver, kind="whole")
+    keys = {u.contig: k for u, k in zip(units, whole)}
     done = {name: read_checkpoint(work, k) for name, k in keys.items()} if resume else {}
-    if resume and all(done.get(name) is not None for name in keys):
+    if resume and all(done.get(name) is not None for name in keys if name not in empty):
         logger.info("resume: every contig is already done")
-        return [{**done[name], "resumed": True} for name in keys]
+        return [
+            empty_unit(u) if u.contig in empty else {**done[u.contig], "resumed": True}
+            for u in units
+        ]
     order = [name for name, _ in inputs.contigs]
     pending = iter(order)
     t0 = time.time()
     bar = ProgressReporter(len(order), enabled=progress, description="contigs")
     saver = _ContigSaver(inputs, keys, work, run_id, bar)
+    saver.empty = empty
     quiet_htslib()  # a damaged file is named by varcall, in one line
     with bar:
         try:

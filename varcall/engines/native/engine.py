@@ -71,6 +71,7 @@ from varcall.engines.native.pileup import (
 )
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
 from varcall.engines.native.sites import Sites, find_sites
+from varcall.io import handles as _handles
 from varcall.plan.inputs import sample_columns
 from varcall.plan.ploidy import ContigPloidy, contig_ploidy
 
@@ -243,7 +244,8 @@ class NativeEngine:
             end = start
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
         parts: list[dict] = []
-        with pysam.FastaFile(inputs.reference) as fasta:
+        # the worker's open FASTA of this file version (varcall.io.handles), not one per region
+        with _handles.checkout(inputs.reference, pysam.FastaFile, "fasta") as fasta:
             step = window_size(len(inputs.samples))
             for ws in range(start, end, step):
                 we = min(end, ws + step)
