@@ -89,7 +89,9 @@ def small_ref(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ref
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(reads=st.lists(_read, max_size=12), fmt=st.sampled_from(["bai", "csi", "cram"]))
 def test_index_finds_exactly_the_contigs_with_records(
     reads: list, fmt: str, small_ref: Path, tmp_path_factory: pytest.TempPathFactory
@@ -188,7 +190,8 @@ def test_single_process_restriction_with_empty_contig(
     run_call(extended, bams, out, mode="single", region_strings=("chr1:1-20000", "extraB"))
     units = _units(out)
     assert [(u["contig"], u["empty_by_index"]) for u in units] == [
-        ("chr1", False), ("extraB", True)
+        ("chr1", False),
+        ("extraB", True),
     ]
 
 

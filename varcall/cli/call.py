@@ -143,6 +143,12 @@ PARAM_OPTIONS = OptionGroup(
                         help=text)
             for field, text in FILTER_OPTION_HELP.items()
         ),
+        FieldOption(
+            "memory_budget", ("--memory-budget",), type=click.IntRange(min=1),
+            show_default=True,
+            help="MiB of memory per task (native engine): windows of reads are sized from "
+            "the indexes to stay within it at any depth. Calls do not depend on it.",
+        ),
     ],
 )  # fmt: skip
 

@@ -51,6 +51,8 @@ class CallParams:
     max_fs ... min_readpos_ranksum: the thresholds of the native engine's annotation
     FILTERs (StrandBias, AlleleBalance, MappingQuality, ReadPosBias; definitions in
     :mod:`varcall.core.filters`); ``inf`` / ``-inf`` turns a test off.
+    memory_budget: MiB of memory a task's process may use (native engine: its windows of
+        reads are sized from the indexes to fit; the calls never depend on it).
     """
 
     engine: str = "native"
@@ -77,6 +79,7 @@ class CallParams:
     max_alt_mapq_drop: float = 30.0
     min_mq_ranksum: float = -12.5
     min_readpos_ranksum: float = -8.0
+    memory_budget: int = 1024
 
     #: Fields read from the files of other fields when a run is prepared (no option).
     RESOLVED: ClassVar[tuple[str, ...]] = ("sex_ploidy", "sample_sex")

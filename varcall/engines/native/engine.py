@@ -1,8 +1,10 @@
 """The native engine: varcall's own joint SNV + indel genotyper.
 
 ``call_region`` fetches the reads overlapping the region from every BAM/CRAM, in windows
-of at most :data:`WINDOW` bp, shorter for large cohorts (:func:`window_size`; memory stays
-flat whatever the region length), each padded by ``pileup.SHADOW_PAD`` bp of reads on both
+of at most :data:`WINDOW` bp, shorter for large cohorts (:func:`window_size`) and where
+the indexes show more reads than ``params.memory_budget`` allows
+(:mod:`varcall.engines.native.windows`; memory stays flat whatever the region length and
+the depth), each padded by ``pileup.SHADOW_PAD`` bp of reads on both
 sides for the neighbouring indel sites the pileup consults, and for each window runs the
 pileup stages described in :mod:`varcall.engines.native.pileup` (read decoding and
 mate-overlap masking in :mod:`.reads`, evidence counting in :mod:`.evidence`, candidate
@@ -32,8 +34,9 @@ Records
   not read at all.
 
 Parameters used: ``min_mapq``, ``min_baseq``, ``include_supplementary``, ``ploidy`` /
-``ploidy_by_contig`` / ``sex_ploidy`` / ``sample_sex``, ``min_qual`` and the FILTER
-thresholds (``max_fs`` ... ``min_readpos_ranksum``). ``engine_args`` must be empty.
+``ploidy_by_contig`` / ``sex_ploidy`` / ``sample_sex``, ``min_qual``, the FILTER
+thresholds (``max_fs`` ... ``min_readpos_ranksum``) and ``memory_budget`` (windows only).
+``engine_args`` must be empty.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from varcall.engines.native.pileup import (
 )
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
 from varcall.engines.native.sites import Sites, find_sites
+from varcall.engines.native.windows import plan_windows
 from varcall.io import handles as _handles
 from varcall.plan.inputs import sample_columns
 from varcall.plan.ploidy import ContigPloidy, contig_ploidy
@@ -244,11 +248,13 @@ class NativeEngine:
             end = start
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
         parts: list[dict] = []
+        windows = plan_windows(
+            inputs, region.contig, length, start, end,
+            window_size(len(inputs.samples)), params.memory_budget,
+        )  # fmt: skip
         # the worker's open FASTA of this file version (varcall.io.handles), not one per region
         with _handles.checkout(inputs.reference, pysam.FastaFile, "fasta") as fasta:
-            step = window_size(len(inputs.samples))
-            for ws in range(start, end, step):
-                we = min(end, ws + step)
+            for ws, we in windows:
                 recs = self._call_window(
                     inputs, fasta, region.contig, length, ws, we, params, ploidy, sample_index
                 )
