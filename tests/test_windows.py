@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scale_data import make_shaped_dataset
 
+from varcall.core.errors import InputError
 from varcall.core.params import CallParams
 from varcall.core.regions import Region
 from varcall.engines.native import NativeEngine
@@ -145,3 +146,11 @@ def test_memory_budget_option() -> None:
     assert any(s.field == "memory_budget" for s in PARAM_OPTIONS.specs)
     result = CliRunner().invoke(main, ["call", "--help"])
     assert "--memory-budget" in result.output
+
+
+def test_memory_budget_api_checked(tmp_path: Path) -> None:
+    """The API checks the range as the command line does."""
+    import varcall
+
+    with pytest.raises(InputError, match="--memory-budget 0: out of range"):
+        varcall.call(tmp_path / "ref.fa", [tmp_path / "a.bam"], tmp_path / "out", memory_budget=0)

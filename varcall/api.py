@@ -69,6 +69,7 @@ _RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "min_baseq": (int, 0, None),
     "ploidy": (int, 1, 2),
     "min_qual": (float, None, None),
+    "memory_budget": (int, 1, None),
     "workers": (int, 1, None),
     "threads_per_worker": (int, 1, None),
     "cores": (int, 1, None),
@@ -281,7 +282,8 @@ def call(
     options: the other ``varcall call`` options with underscores: ``min_mapq``,
         ``min_baseq``, ``include_supplementary``, ``ploidy`` (1, 2, ``"GRCh37"`` or
         ``"GRCh38"``), ``ploidy_contig`` (``{"chrY": 1}`` or ``["chrY=1"]``),
-        ``samples_file``, ``ploidy_file``, ``par_bed`` (paths), ``min_qual``, ``engine_args``, ``region_size``
+        ``samples_file``, ``ploidy_file``, ``par_bed`` (paths), ``min_qual``,
+        ``memory_budget`` (MiB per task), ``engine_args``, ``region_size``
         (bp), ``region_count``, ``single_process``, ``threads_per_worker``, ``worker_type``,
         ``scheduler``, ``tls_ca``/``tls_cert``/``tls_key``, ``cluster``, ``cluster_config``,
         ``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``jobs``, ``adapt_max``,
