@@ -260,3 +260,15 @@ def test_single_process_whole_genome_with_empty_contigs(
     monkeypatch.setattr(prepare_mod, "contigs_without_reads", lambda *a, **k: frozenset())
     run_call(extended, bams, every, mode="single")
     assert_same_output(skip, every)
+
+
+def test_damaged_index_tells_nothing(small_ref: Path, tmp_path: Path) -> None:
+    """An index cut short or of an unknown kind: no contig is known to be empty."""
+    bam = _write(tmp_path / "x.bam", dict(_CONTIGS), [("a", 5, 0), ("c", 9, 0)], "bai")
+    assert contigs_with_reads_in_file(bam, str(small_ref)) == {"a", "c"}
+    bai = Path(f"{bam}.bai")
+    data = bai.read_bytes()
+    bai.write_bytes(data[: len(data) - 40])
+    assert contigs_with_reads_in_file(bam, str(small_ref)) is None
+    bai.write_bytes(b"XYZ\x01" + data[4:])
+    assert contigs_with_reads_in_file(bam, str(small_ref)) is None

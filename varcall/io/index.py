@@ -36,6 +36,7 @@ __all__ = [
     "read_binning_index",
     "read_bai",
     "read_crai",
+    "references_with_records",
     "start_offset",
 ]
 
@@ -166,6 +167,34 @@ def load_binning_index(path: str | os.PathLike) -> BinningIndex | None:
     if data[:4] == b"CSI\x01":
         return _parse_csi(data)
     return None
+
+
+def references_with_records(path: str | os.PathLike) -> np.ndarray | None:
+    """Per reference id of a BAI or CSI file (gzip/BGZF-compressed or not): whether any
+    of its bins (the metadata pseudo-bin aside) has a chunk, i.e. whether the file has a
+    record placed on it; a numba walk over the bins, fast for whole-genome indexes. None
+    when the file is neither. Raises OSError when it cannot be read, ValueError when it
+    is damaged."""
+    from varcall.io.index_numba_fns import refs_with_chunks
+
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    if data[:4] == b"BAI\x01":
+        (n_ref,) = struct.unpack_from("<i", data, 4)
+        off, meta, csi = 8, BAI_PSEUDO_BIN, False
+    elif data[:4] == b"CSI\x01":
+        _, depth, l_aux = struct.unpack_from("<iii", data, 4)
+        (n_ref,) = struct.unpack_from("<i", data, 16 + l_aux)
+        off, meta, csi = 20 + l_aux, ((1 << ((depth + 1) * 3)) - 1) // 7 + 1, True
+    else:
+        return None
+    if n_ref < 0:
+        raise ValueError(f"{path}: damaged index (negative reference count)")
+    has, end = refs_with_chunks(np.frombuffer(data, np.uint8), off, n_ref, meta, csi)
+    if end < 0:
+        raise ValueError(f"{path}: damaged index (ends inside its bins)")
+    return has
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -32,8 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from varcall.core.files import find_index
-from varcall.io.index import load_binning_index, read_crai
+from varcall.io.index import read_crai, references_with_records
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from varcall.core.params import CallInputs
@@ -68,14 +70,10 @@ def contigs_with_reads_in_file(path: str | os.PathLike, reference: str | None) -
                 return None
             tids = {s.ref_id for s in slices if s.ref_id >= 0}
         else:
-            index = load_binning_index(idx)  # parsed, not kept: planning reads each once
-            if index is None:
+            has = references_with_records(idx)
+            if has is None:
                 return None
-            tids = {
-                tid
-                for tid, ref in enumerate(index.references)
-                if any(n_chunk > 0 for _, n_chunk in ref.bins.values())
-            }
+            tids = set(np.flatnonzero(has).tolist())
     except (OSError, ValueError, struct.error) as e:
         logger.debug("%s: index %s not usable to find empty contigs (%s)", path, idx, e)
         return None
