@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_identity import assert_same_output, bams_of
 
+from varcall.core.params import CallParams
 from varcall.core.regions import Region
 from varcall.plan.empty import contigs_with_reads_in_file, contigs_without_reads
 from varcall.plan.inputs import resolve_inputs
@@ -211,7 +212,7 @@ def test_plan_and_packs_as_without_the_empty_contigs(
         preps = []
         for ref, p in ((extended, plan), (small_cohort / "reference.fa", plain_plan)):
             prep = prepare(
-                ref, bams, tmp_path / "never", params=None or prepare_mod.CallParams(),
+                ref, bams, tmp_path / "never", params=CallParams(),
                 mode="distributed", plan=p, flags=RunFlags(), client=thread2,
             )  # fmt: skip
             preps.append(prep)

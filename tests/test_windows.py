@@ -117,12 +117,26 @@ def test_no_index_falls_back_to_length(deep, monkeypatch) -> None:
 
 def test_volume_follows_coverage_bai_and_csi(shaped) -> None:
     """The dense 16 kb windows (2, 3: 10x the coverage) hold about 10x the bytes, from a
-    BAI and from a CSI alike; the total is about the file's decoded size."""
+    BAI, a CSI and a CRAI alike; the BAI's total is about the file's decoded size."""
     import gzip
+
+    import pysam
 
     bai = str(shaped["bams"][0])
     csi = str(Path(bai).with_name("S1.csi.bam"))
+    cram = str(Path(bai).with_name("S1.cram"))
+    if not Path(cram).exists():
+        pysam.view("-C", "-T", str(shaped["reference"]), "-o", cram, bai, catch_stdout=False)
+        pysam.index(cram)
     length = len(shaped["contigs"]["c1"])
+    totals = {}
+    for path in (bai, csi, cram):
+        vol = contig_volume([path], str(shaped["reference"]), "c1", length)
+        assert vol is not None and vol.shape == ((length + WINDOW - 1) // WINDOW,)
+        totals[path] = vol.sum()
+    # CRAM: slices span ~100 kb here (no 16 kb detail); the total errs on the high side
+    assert totals[bai] < totals[cram] < 10 * totals[bai]
+    assert 0.7 * totals[bai] < totals[csi] < 1.3 * totals[bai]
     for path in (bai, csi):
         vol = contig_volume([path], str(shaped["reference"]), "c1", length)
         assert vol is not None and vol.shape == ((length + WINDOW - 1) // WINDOW,)

@@ -14,6 +14,7 @@ modification time), so a worker computes them once per contig.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -82,8 +83,9 @@ def _file_volume(path: str, reference: str | None, contig: str, length: int) -> 
         if index.kind == "BAI":
             ref = index.references[tid]
             prof = _windows_from_linear(ref.linear, ref.end_voff, length, ratio, 14)
-        else:
-            prof = _csi_windows(index, names, lengths, ratio)[contig]
+        else:  # this reference's bins only
+            one = dataclasses.replace(index, references=(index.references[tid],))
+            prof = _csi_windows(one, [contig], lengths, ratio)[contig]
     except (OSError, ValueError, struct.error) as e:
         logger.debug("%s: no read volume from index %s (%s)", path, idx, e)
         return None
