@@ -230,13 +230,16 @@ def test_deterministic_and_window_independent(small_inputs, small_whole, monkeyp
 
 
 def test_fetch_pad_covers_call_reach(small_inputs, small_whole, monkeypatch):
-    """How far a call looks (pileup.CALL_REACH) is covered by the reads fetched around a
-    window (pileup.SHADOW_PAD): the pad is at least the reach, windows are fetched with
+    """How far a call looks (pileup.CALL_REACH), plus how far after a site the reads giving
+    it start (pileup.CLIP_REACH, soft-clipped tails; tests/test_softclip.py checks the
+    events keep to it), is covered by the reads fetched around a window
+    (pileup.SHADOW_PAD): the pad is at least the reach, windows are fetched with
     that pad, pass 2 looks back exactly CALL_REACH bp, and a wider pad changes nothing."""
     from varcall.engines.native import observations, pileup
 
     assert native_mod.SHADOW_PAD == pileup.SHADOW_PAD
-    assert pileup.SHADOW_PAD >= pileup.CALL_REACH >= pileup.MAX_COMPARE
+    assert pileup.SHADOW_PAD >= pileup.CALL_REACH + pileup.CLIP_REACH
+    assert pileup.CALL_REACH >= pileup.MAX_COMPARE
     fetched, reach = [], []
     real_fetch, real_obs = native_mod.fetch_reads, observations.obs_pass
 

@@ -61,11 +61,13 @@ from varcall.engines.native.annotations import (
     read_spans,
     record_annotations,
 )
+from varcall.engines.native.clips import clip_reference_margin
 from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.model import JointCalls, joint_call
 from varcall.engines.native.observations import Observations, site_observations
 from varcall.engines.native.pileup import (
     CALL_REACH,
+    CLIP_REACH,
     MAX_ALLELES,
     REF_LEFT,
     REF_MARGIN,
@@ -83,10 +85,11 @@ __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
 logger = logging.getLogger(__name__)
 
-if SHADOW_PAD < CALL_REACH:  # a development error: windows would change calls
+if SHADOW_PAD < CALL_REACH + CLIP_REACH:  # a development error: windows would change calls
     raise ImportError(
-        f"pileup.SHADOW_PAD ({SHADOW_PAD} bp) < pileup.CALL_REACH ({CALL_REACH} bp): windows "
-        "would miss sites a call looks at; raise SHADOW_PAD"
+        f"pileup.SHADOW_PAD ({SHADOW_PAD} bp) < pileup.CALL_REACH + pileup.CLIP_REACH "
+        f"({CALL_REACH} + {CLIP_REACH} bp): windows would miss sites a call looks at, or "
+        "reads that give them; raise SHADOW_PAD"
     )
 if numba_config.CPU_NAME != os.environ.get("NUMBA_CPU_NAME"):
     # numba was imported before varcall set NUMBA_CPU_NAME (see varcall/__init__.py)
@@ -352,7 +355,8 @@ def _window_reference(
     fasta: pysam.FastaFile, contig: str, length: int, batch: ReadBatch, ews: int, ewe: int
 ) -> tuple[int, str]:
     """(0-based start, upper-case text) of the reference the pileup of the reads of
-    ``[ews, ewe)`` needs: every read plus margins (pileup.REF_LEFT, pileup.REF_MARGIN).
+    ``[ews, ewe)`` needs: every read plus margins (pileup.REF_LEFT, pileup.REF_MARGIN,
+    :func:`.clips.clip_reference_margin`).
     RegionError when a read extends past the contig."""
     if int(batch.end.max()) > length:
         # invalid alignments (Picard: "alignment extends past end of reference");
@@ -361,8 +365,9 @@ def _window_reference(
             f"region {contig}:{ews + 1}-{ewe}: a read extends past the end of {contig} "
             f"({length} bp); the alignments do not match the reference"
         )
-    ref_lo = max(0, min(ews - REF_LEFT, int(batch.start.min())))
-    ref_hi = min(length, max(ewe, int(batch.end.max())) + REF_MARGIN)
+    clip = clip_reference_margin(batch)  # realigned soft clips face reference beyond reads
+    ref_lo = max(0, min(ews - REF_LEFT, int(batch.start.min()) - clip))
+    ref_hi = min(length, max(ewe, int(batch.end.max())) + max(REF_MARGIN, clip))
     return ref_lo, fasta.fetch(contig, ref_lo, ref_hi).upper()
 
 

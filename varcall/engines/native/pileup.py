@@ -27,7 +27,11 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    always overlaps the normalised POS. One indel placed at different offsets of a repeat by
    the aligner is therefore one allele. An indel whose shift is stopped only by that block
    start (its leftmost placement would lie before the read's aligned bases: a read starting
-   inside the repeat) is ambiguous and yields no event.
+   inside the repeat) is ambiguous and yields no event. Soft-clipped read ends are
+   realigned to the reference at the clip point (:mod:`.clips`): a tail that fits an
+   insertion or deletion there adds that indel event, normalised the same way (an
+   event of a left tail may lie up to ``CLIP_REACH`` bp before the read's first aligned
+   base).
 3. :func:`.sites.find_sites` picks candidate alleles, pooled over the cohort: an allele is a
    candidate when ``sum_s c_s [c_s >= 1 and c_s >= MIN_ALT_FRACTION d_s] >= MIN_ALT_READS``
    (``c_s`` reads of sample ``s`` show it, ``d_s`` its depth there; the per-sample floor
@@ -103,6 +107,7 @@ __all__ = [
     "INDEL_LEFT_FLANK",
     "MAX_SHIFT",
     "CALL_REACH",
+    "CLIP_REACH",
     "SHADOW_PAD",
     "REF_MARGIN",
     "REF_LEFT",
@@ -140,10 +145,15 @@ MAX_SHIFT = 32
 #: (``cmp_len <= MAX_COMPARE``) ends at the next indel site, at most this far after POS.
 #: Every use of that distance goes through this constant.
 CALL_REACH = MAX_COMPARE
+#: How far (bp) after an indel's POS the reads giving it can start: an indel found in a
+#: read's left soft clip (:mod:`varcall.engines.native.clips`) lies at most this far
+#: before the read's first aligned base.
+CLIP_REACH = MAX_INDEL_LENGTH + 50
 #: Extra bp of reads fetched on both sides of a window: indel sites there shadow its SNV
-#: sites (left) or end its indel comparisons (right). Must be >= CALL_REACH (checked when
+#: sites (left) or end its indel comparisons (right), and the reads giving an indel site
+#: start up to CLIP_REACH after it. Must be >= CALL_REACH + CLIP_REACH (checked when
 #: :mod:`varcall.engines.native.engine` is imported, and by ``tests/test_native.py``).
-SHADOW_PAD = CALL_REACH
+SHADOW_PAD = CALL_REACH + CLIP_REACH
 #: Reference margin (bp) fetched beyond the reads of a window.
 REF_MARGIN = MAX_INDEL_LENGTH + MAX_COMPARE + MAX_SHIFT + 100
 #: Reference bases needed before the first site of a window.

@@ -1,0 +1,323 @@
+"""Indel candidates from soft-clipped read ends (varcall.engines.native.clips): BAMs built
+here with the clips written into the CIGARs as an aligner would write them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from varcall.core.callset import concat_callsets
+from varcall.core.params import CallInputs, CallParams
+from varcall.core.regions import Region
+from varcall.engines.native import NativeEngine
+from varcall.engines.native import engine as native_mod
+from varcall.engines.native.clips import (
+    CLIP_MIN_LENGTH,
+    clip_events,
+    clip_reference_margin,
+)
+from varcall.engines.native.clips_numba_fns import best_gap
+from varcall.engines.native.evidence import count_evidence
+from varcall.engines.native.pileup import CALL_REACH, CLIP_REACH, SHADOW_PAD, encode_bases
+from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
+from varcall.engines.native.sites import find_sites
+
+CONTIG = "chrC"
+REF = "".join(np.random.default_rng(5).choice(list("ACGT"), 3000))
+P = 1500  # 0-based anchor (VCF POS - 1) of the planted indel
+INSERTED = "TTGACCGATGCATTAG"  # 16 bp
+DELETED = 25  # bp
+ADAPTER = "AGATCGGAAGAGCACACGTCTGAACTCCAGTCAC"
+
+
+class Reads:
+    """Reads of one or more samples (one read group each), written to a sorted, indexed
+    BAM with the reference by :meth:`write`."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, str, str, str]] = []  # start, cigar, seq, sample
+
+    def add(self, start: int, cigar: str, seq: str, sample: str = "S1") -> None:
+        self.reads.append((start, cigar, seq, sample))
+
+    def write(self, folder: Path) -> CallInputs:
+        ref = folder / "ref.fa"
+        ref.write_text(f">{CONTIG}\n{REF}\n")
+        pysam.faidx(str(ref))
+        samples = sorted({r[3] for r in self.reads})
+        header = {
+            "HD": {"VN": "1.6", "SO": "coordinate"},
+            "SQ": [{"SN": CONTIG, "LN": len(REF)}],
+            "RG": [{"ID": s, "SM": s} for s in samples],
+        }
+        unsorted, bam = folder / "unsorted.bam", folder / "reads.bam"
+        with pysam.AlignmentFile(str(unsorted), "wb", header=header) as f:
+            for k, (start, cigar, seq, sample) in enumerate(self.reads):
+                a = pysam.AlignedSegment(f.header)
+                a.query_name = f"r{k}"
+                a.flag = 16 if k % 2 else 0
+                a.reference_id = 0
+                a.reference_start = start
+                a.mapping_quality = 60
+                a.cigarstring = cigar
+                a.query_sequence = seq
+                a.query_qualities = pysam.qualitystring_to_array("?" * len(seq))
+                a.set_tag("RG", sample)
+                f.write(a)
+        pysam.sort("-o", str(bam), str(unsorted))
+        pysam.index(str(bam))
+        return CallInputs(
+            reference=str(ref),
+            bams=(str(bam),),
+            samples=tuple(samples),
+            contigs=((CONTIG, len(REF)),),
+        )
+
+
+def add_reference_reads(
+    reads: Reads, n: int, sample: str = "S1", length: int = 100, p: int = P
+) -> None:
+    """``n`` reference reads spread over the site at ``p``."""
+    for k in range(n):
+        start = p - 80 + 7 * k
+        reads.add(start, f"{length}M", REF[start : start + length], sample)
+
+
+def add_clipped(
+    reads: Reads, alt: str, n: int, sample: str = "S1", skip: int = 1, p: int = P
+) -> None:
+    """``n`` reads of each side carrying ``REF[:p + 1] + alt + REF[p + skip:]`` (an
+    insertion of ``alt`` after anchor ``p``, or with ``skip - 1`` bases deleted) as an
+    aligner that never opens a gap writes them: reads ending past the event clip their
+    right end, reads starting before it their left end. Clips reach 12-29 bases past the
+    event."""
+    after = p + skip  # first reference base after the event
+    hap = REF[: p + 1] + alt + REF[after:]
+    shift = len(alt) - (after - p - 1)  # hap position = ref position + shift after it
+    for k in range(n):
+        m = 12 + (5 * k) % 18  # reference bases past the event in the clip
+        # right clip: aligned [start, p + 1), then alt + m bases of reference after it
+        length = 90
+        end_h = p + 1 + len(alt) + m
+        seq = hap[end_h - length : end_h]
+        reads.add(end_h - length, f"{length - len(alt) - m}M{len(alt) + m}S", seq, sample)
+        # left clip: m reference bases before the event + alt, aligned from `after`
+        start_h = p + 1 - m
+        seq = hap[start_h : start_h + length]
+        clip = m + len(alt)
+        reads.add(after, f"{clip}S{length - clip}M", seq, sample)
+    assert all(hap[i + shift] == REF[i] for i in range(after, after + 50))
+
+
+def left_anchor(p: int, deleted: int) -> int:
+    """The left-normalised anchor of a deletion of ``deleted`` bp after anchor ``p``."""
+    while REF[p] == REF[p + deleted]:
+        p -= 1
+    return p
+
+
+def call(inputs: CallInputs, start: int = 0, end: int = len(REF)):
+    return NativeEngine().call_region(inputs, Region(CONTIG, start, end), CallParams())
+
+
+def records(cs) -> list[tuple[int, str, str, list[tuple[int, int]]]]:
+    return [
+        (
+            int(cs.position[i]),
+            str(cs.alleles[i, 0]),
+            str(cs.alleles[i, 1]),
+            [tuple(int(x) for x in g) for g in cs.genotype[i]],
+        )
+        for i in range(cs.n_variants)
+        if cs.filters[i, 0]
+    ]
+
+
+def window_events(inputs: CallInputs, fast: bool = True):
+    batch = fetch_reads(
+        inputs.bams, inputs.reference, {s: i for i, s in enumerate(inputs.samples)}, CONTIG,
+        0, len(REF), min_mapq=20, include_supplementary=False, fast=fast,
+    )  # fmt: skip
+    mask_mate_overlaps(batch)
+    return batch, clip_events(batch, encode_bases(REF), 0, 0, len(REF))
+
+
+# ----------------------------------------------------------------------------- acceptance
+def test_insertion_only_in_soft_clips_is_found_with_its_genotype(tmp_path):
+    """Every read that carries the insertion is clipped (none has an I in its CIGAR): the
+    insertion is a candidate and genotyped het in S1 (with reference reads), hom in S2."""
+    reads = Reads()
+    add_clipped(reads, INSERTED, 6, "S1")
+    add_reference_reads(reads, 10, "S1")
+    add_clipped(reads, INSERTED, 6, "S2")
+    inputs = reads.write(tmp_path)
+    batch, (pos, ln, _, _) = window_events(inputs)
+    assert "I" not in "".join(cig for _, cig, _, _ in reads.reads)
+    assert sorted(set(zip(pos.tolist(), ln.tolist()))) == [(P, len(INSERTED))]
+    assert len(pos) == 24  # every clipped read: 12 right and 12 left tails
+    cs = call(inputs)
+    assert records(cs) == [(P, REF[P], REF[P] + INSERTED, [(0, 1), (1, 1)])]
+
+
+def test_deletion_near_read_ends_is_found_with_its_genotype(tmp_path):
+    reads = Reads()
+    add_clipped(reads, "", 6, "S1", skip=DELETED + 1)
+    add_reference_reads(reads, 10, "S1")
+    add_clipped(reads, "", 6, "S2", skip=DELETED + 1)
+    inputs = reads.write(tmp_path)
+    _, (pos, ln, _, _) = window_events(inputs)
+    a = left_anchor(P, DELETED)
+    assert sorted(set(zip(pos.tolist(), ln.tolist()))) == [(a, -DELETED)]
+    cs = call(inputs)
+    assert records(cs) == [(a, REF[a : a + DELETED + 1], REF[a], [(0, 1), (1, 1)])]
+
+
+def test_adapter_and_junk_clips_give_no_candidate(tmp_path):
+    """Adapter read-through at one point of many fragments, random junk and low-complexity
+    tails: no event, no call."""
+    rng = np.random.default_rng(3)
+    reads = Reads()
+    add_reference_reads(reads, 10)
+    for k in range(8):
+        start = P - 70 + k
+        aligned = P + 1 - start
+        reads.add(start, f"{aligned}M{len(ADAPTER)}S", REF[start : P + 1] + ADAPTER)
+        junk = "".join(rng.choice(list("ACGT"), 30))
+        reads.add(P + 1, "30S60M", junk + REF[P + 1 : P + 61])
+        reads.add(start, f"{aligned}M20S", REF[start : P + 1] + "A" * 20)
+    inputs = reads.write(tmp_path)
+    _, (pos, _, _, _) = window_events(inputs)
+    assert pos.shape[0] == 0
+    assert records(call(inputs)) == []
+
+
+def test_both_decoders_give_the_same_clip_events(tmp_path):
+    reads = Reads()
+    add_clipped(reads, INSERTED, 4)
+    add_clipped(reads, "", 4, skip=DELETED + 1)
+    inputs = reads.write(tmp_path)
+    fast_batch, fast = window_events(inputs, fast=True)
+    slow_batch, slow = window_events(inputs, fast=False)
+    assert fast_batch.n_reads == slow_batch.n_reads == 16
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- exactness
+SECOND = P + 420  # anchor of the second planted indel
+
+
+@pytest.fixture(scope="module")
+def both_inputs(tmp_path_factory):
+    """The insertion at P and a 60-bp deletion at SECOND, both carried only by clipped
+    reads, in two samples, with reference reads."""
+    reads = Reads()
+    for sample in ("S1", "S2"):
+        add_clipped(reads, INSERTED, 5, sample)
+        add_clipped(reads, "", 4, sample, skip=61, p=SECOND)
+        add_reference_reads(reads, 8, sample, length=120)
+        add_reference_reads(reads, 8, sample, length=120, p=SECOND)
+    return reads.write(tmp_path_factory.mktemp("softclip"))
+
+
+def test_calls_identical_across_region_splits_at_the_clips(both_inputs):
+    whole = call(both_inputs)
+    b = left_anchor(SECOND, 60)
+    assert [r[:2] for r in records(whole)] == [(P, REF[P]), (b, REF[b : b + 61])]
+    cuts = {P - 1, P, P + 1, P + 2, P + 20, P - 40, P + 90, SECOND, SECOND + 1, SECOND + 62}
+    # the reach: a window ending CALL_REACH before the left clips of SECOND's reads
+    cuts |= {SECOND + 62 - SHADOW_PAD + d for d in (-1, 0, 1)}
+    cuts |= {SECOND - CALL_REACH + d for d in (-1, 0, 1)}
+    for cut in sorted(cuts):
+        parts = [call(both_inputs, 0, cut), call(both_inputs, cut, len(REF))]
+        assert concat_callsets(parts).equals(whole), cut
+
+
+def test_calls_identical_across_small_windows(both_inputs, monkeypatch):
+    whole = call(both_inputs)
+    for window in (97, 1_001):
+        monkeypatch.setattr(native_mod, "WINDOW", window)
+        assert call(both_inputs).equals(whole)
+
+
+def test_fetch_pad_covers_clip_reach():
+    assert SHADOW_PAD >= CALL_REACH + CLIP_REACH
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    left=st.integers(0, 60),
+    right=st.integers(0, 60),
+    kind=st.sampled_from(["ins", "del", "junk", "repeat"]),
+    ln=st.integers(1, 200),
+)
+def test_clip_events_stay_within_reach(seed, left, right, kind, ln):
+    """Whatever the tails (an indel, junk, a repeat), every clip event is anchored inside
+    [start - CLIP_REACH, end) of its read, at 0 or later, in the event window, and the
+    reference it needs is within clip_reference_margin of the read."""
+    rng = np.random.default_rng(seed)
+    ref_text = "".join(rng.choice(list("ACGT"), 900))
+    if kind == "repeat":
+        ref_text = ref_text[:300] + "CA" * 150 + ref_text[600:]
+    start, aligned = 350, 80
+    mid = ref_text[start : start + aligned]
+    if kind == "junk":
+        lt = "".join(rng.choice(list("ACGT"), left))
+        rt = "".join(rng.choice(list("ACGT"), right))
+    elif kind == "del":
+        lt = ref_text[max(0, start - ln - left) : start - ln]
+        rt = ref_text[start + aligned + ln : start + aligned + ln + right]
+    else:
+        ins = "".join(rng.choice(list("ACGT"), ln))
+        lt = (ref_text[max(0, start - left) : start] + ins)[-left:] if left else ""
+        rt = (ins + ref_text[start + aligned :])[:right]
+    seq = lt + mid + rt
+    cigar_op = [4, 0, 4] if lt and rt else ([4, 0] if lt else [0, 4] if rt else [0])
+    lens = [n for n in (len(lt), aligned, len(rt)) if n]
+    batch = ReadBatch(
+        start=np.array([start], np.int64), end=np.array([start + aligned], np.int64),
+        mapq=np.array([60], np.int32), flag=np.array([0], np.int32),
+        sample=np.array([0], np.int32), qoff=np.array([0], np.int64),
+        qlen=np.array([len(seq)], np.int32), coff=np.array([0], np.int64),
+        cn=np.array([len(lens)], np.int32), bases=encode_bases(seq),
+        quals=np.full(len(seq), 30, np.uint8), raw_quals=np.full(len(seq), 30, np.uint8),
+        cig_op=np.array(cigar_op, np.uint8), cig_len=np.array(lens, np.int32),
+        pairs=np.zeros((0, 2), np.int64),
+    )  # fmt: skip
+    assert clip_reference_margin(batch) <= 900
+    pos, evlen, read, _ = clip_events(batch, encode_bases(ref_text), 0, 0, 900)
+    for p in pos.tolist():
+        assert max(0, start - CLIP_REACH) <= p < start + aligned
+    assert (read == 0).all()
+    window = clip_events(batch, encode_bases(ref_text), 0, 400, 420)[0]
+    assert ((window >= 400) & (window < 420)).all()
+
+
+def test_best_gap_finds_an_indel_and_refuses_ties():
+    rng = np.random.default_rng(0)
+    r = encode_bases("".join(rng.choice(list("ACGT"), 300)))
+    # tail: 5 aligned bases, then the reference after a 7-bp deletion
+    t = np.concatenate([r[:5], r[12:40]])
+    assert best_gap(t, r, t.shape[0], 5, 200, 8, 6) == (1, 7, 5)
+    # the same with an insertion of 9 random bases
+    ins = encode_bases("ACGTTGCAG")
+    t = np.concatenate([r[:5], ins, r[5:25]])
+    assert best_gap(t, r, t.shape[0], 5, 200, 8, 6) == (2, 9, 5)
+    # a tail that leaves a dinucleotide repeat 6 bases after the clip: deletions of 2
+    # and 4 bp explain it equally (the repeat's end is too close): nothing
+    rep = encode_bases("GTCCA" + "CA" * 3 + "GGTACGTTAGCATTCAGGATC")
+    t = np.concatenate([rep[:5], rep[9:]])
+    u = np.concatenate([rep[:5], rep[7:]])
+    assert best_gap(t, rep, t.shape[0], 5, 10, 8, 6)[:2] == (1, 4)
+    assert best_gap(u, rep, u.shape[0], 5, 10, 8, 6)[:2] == (1, 2)
+    # the same tail cut to junk after the clip: no explanation
+    junk = np.concatenate([rep[:5], encode_bases("TTTTGGGGCCCCAAAATTTT")])
+    assert best_gap(junk, rep, junk.shape[0], 5, 10, 8, 6)[0] == 0
+    # too short a clip to tell
+    assert CLIP_MIN_LENGTH >= 5
