@@ -18,14 +18,13 @@ from varcall.engines.native import NativeEngine
 from varcall.engines.native import engine as native_mod
 from varcall.engines.native.clips import (
     CLIP_MIN_LENGTH,
-    clip_events,
     clip_reference_margin,
+    realign_clips,
 )
 from varcall.engines.native.clips_numba_fns import best_gap
 from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.pileup import CALL_REACH, CLIP_REACH, SHADOW_PAD, encode_bases
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
-from varcall.engines.native.sites import find_sites
 
 CONTIG = "chrC"
 REF = "".join(np.random.default_rng(5).choice(list("ACGT"), 3000))
@@ -139,12 +138,37 @@ def records(cs) -> list[tuple[int, str, str, list[tuple[int, int]]]]:
 
 
 def window_events(inputs: CallInputs, fast: bool = True):
+    """(realigned batch, (ev_pos, ev_len)) of the whole test contig, as the engine
+    computes them."""
     batch = fetch_reads(
         inputs.bams, inputs.reference, {s: i for i, s in enumerate(inputs.samples)}, CONTIG,
         0, len(REF), min_mapq=20, include_supplementary=False, fast=fast,
     )  # fmt: skip
+    ref = encode_bases(REF)
+    batch = realign_clips(batch, ref, 0)
     mask_mate_overlaps(batch)
-    return batch, clip_events(batch, encode_bases(REF), 0, 0, len(REF))
+    ev = count_evidence(batch, ref, 0, 0, len(REF), len(inputs.samples), 13)
+    return batch, (ev.ev_pos, ev.ev_len)
+
+
+def cigars(batch: ReadBatch) -> list[str]:
+    out = []
+    for i in range(batch.n_reads):
+        c0, c1 = int(batch.coff[i]), int(batch.coff[i] + batch.cn[i])
+        ops = zip(batch.cig_len[c0:c1].tolist(), batch.cig_op[c0:c1].tolist())
+        out.append("".join(f"{n}{'MIDNSHP=X'[o]}" for n, o in ops))
+    return out
+
+
+def assert_consistent(batch: ReadBatch) -> None:
+    """Every CIGAR consumes its read's bases and its reference span exactly."""
+    for i in range(batch.n_reads):
+        c0, c1 = int(batch.coff[i]), int(batch.coff[i] + batch.cn[i])
+        ops, lens = batch.cig_op[c0:c1], batch.cig_len[c0:c1]
+        assert (lens > 0).all()
+        q = int(lens[np.isin(ops, (0, 1, 4, 7, 8))].sum())
+        r = int(lens[np.isin(ops, (0, 2, 3, 7, 8))].sum())
+        assert q == batch.qlen[i] and r == batch.end[i] - batch.start[i]
 
 
 # ----------------------------------------------------------------------------- acceptance
@@ -156,10 +180,12 @@ def test_insertion_only_in_soft_clips_is_found_with_its_genotype(tmp_path):
     add_reference_reads(reads, 10, "S1")
     add_clipped(reads, INSERTED, 6, "S2")
     inputs = reads.write(tmp_path)
-    batch, (pos, ln, _, _) = window_events(inputs)
+    batch, (pos, ln) = window_events(inputs)
     assert "I" not in "".join(cig for _, cig, _, _ in reads.reads)
     assert sorted(set(zip(pos.tolist(), ln.tolist()))) == [(P, len(INSERTED))]
     assert len(pos) == 24  # every clipped read: 12 right and 12 left tails
+    assert_consistent(batch)
+    assert sum("16I" in c for c in cigars(batch)) == 24
     cs = call(inputs)
     assert records(cs) == [(P, REF[P], REF[P] + INSERTED, [(0, 1), (1, 1)])]
 
@@ -170,7 +196,8 @@ def test_deletion_near_read_ends_is_found_with_its_genotype(tmp_path):
     add_reference_reads(reads, 10, "S1")
     add_clipped(reads, "", 6, "S2", skip=DELETED + 1)
     inputs = reads.write(tmp_path)
-    _, (pos, ln, _, _) = window_events(inputs)
+    batch, (pos, ln) = window_events(inputs)
+    assert_consistent(batch)
     a = left_anchor(P, DELETED)
     assert sorted(set(zip(pos.tolist(), ln.tolist()))) == [(a, -DELETED)]
     cs = call(inputs)
@@ -191,8 +218,9 @@ def test_adapter_and_junk_clips_give_no_candidate(tmp_path):
         reads.add(P + 1, "30S60M", junk + REF[P + 1 : P + 61])
         reads.add(start, f"{aligned}M20S", REF[start : P + 1] + "A" * 20)
     inputs = reads.write(tmp_path)
-    _, (pos, _, _, _) = window_events(inputs)
+    batch, (pos, _) = window_events(inputs)
     assert pos.shape[0] == 0
+    assert sum("S" in c for c in cigars(batch)) == 24  # every clipped read stays clipped
     assert records(call(inputs)) == []
 
 
@@ -204,8 +232,11 @@ def test_both_decoders_give_the_same_clip_events(tmp_path):
     fast_batch, fast = window_events(inputs, fast=True)
     slow_batch, slow = window_events(inputs, fast=False)
     assert fast_batch.n_reads == slow_batch.n_reads == 16
+    assert cigars(fast_batch) == cigars(slow_batch)
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
+    for name in ("start", "end", "coff", "cn"):
+        np.testing.assert_array_equal(getattr(fast_batch, name), getattr(slow_batch, name))
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -257,10 +288,10 @@ def test_fetch_pad_covers_clip_reach():
     kind=st.sampled_from(["ins", "del", "junk", "repeat"]),
     ln=st.integers(1, 200),
 )
-def test_clip_events_stay_within_reach(seed, left, right, kind, ln):
-    """Whatever the tails (an indel, junk, a repeat), every clip event is anchored inside
-    [start - CLIP_REACH, end) of its read, at 0 or later, in the event window, and the
-    reference it needs is within clip_reference_margin of the read."""
+def test_realignment_stays_within_reach(seed, left, right, kind, ln):
+    """Whatever the tails (an indel, junk, a repeat), a realigned read moves its start and
+    end by at most CLIP_REACH, stays on the contig, and its CIGAR consumes its bases and
+    its new span exactly; its indel events lie within its new span."""
     rng = np.random.default_rng(seed)
     ref_text = "".join(rng.choice(list("ACGT"), 900))
     if kind == "repeat":
@@ -278,25 +309,30 @@ def test_clip_events_stay_within_reach(seed, left, right, kind, ln):
         lt = (ref_text[max(0, start - left) : start] + ins)[-left:] if left else ""
         rt = (ins + ref_text[start + aligned :])[:right]
     seq = lt + mid + rt
-    cigar_op = [4, 0, 4] if lt and rt else ([4, 0] if lt else [0, 4] if rt else [0])
-    lens = [n for n in (len(lt), aligned, len(rt)) if n]
+    ops = [(4, len(lt)), (5, 3), (0, aligned), (4, len(rt))]
+    ops = [(o, n) for o, n in ops if n and (o != 5 or lt)]
+    if lt:
+        ops = [ops[1], ops[0], *ops[2:]]  # the hard clip outside the soft clip
     batch = ReadBatch(
         start=np.array([start], np.int64), end=np.array([start + aligned], np.int64),
         mapq=np.array([60], np.int32), flag=np.array([0], np.int32),
         sample=np.array([0], np.int32), qoff=np.array([0], np.int64),
         qlen=np.array([len(seq)], np.int32), coff=np.array([0], np.int64),
-        cn=np.array([len(lens)], np.int32), bases=encode_bases(seq),
+        cn=np.array([len(ops)], np.int32), bases=encode_bases(seq),
         quals=np.full(len(seq), 30, np.uint8), raw_quals=np.full(len(seq), 30, np.uint8),
-        cig_op=np.array(cigar_op, np.uint8), cig_len=np.array(lens, np.int32),
-        pairs=np.zeros((0, 2), np.int64),
+        cig_op=np.array([o for o, _ in ops], np.uint8),
+        cig_len=np.array([n for _, n in ops], np.int32), pairs=np.zeros((0, 2), np.int64),
     )  # fmt: skip
     assert clip_reference_margin(batch) <= 900
-    pos, evlen, read, _ = clip_events(batch, encode_bases(ref_text), 0, 0, 900)
-    for p in pos.tolist():
-        assert max(0, start - CLIP_REACH) <= p < start + aligned
-    assert (read == 0).all()
-    window = clip_events(batch, encode_bases(ref_text), 0, 400, 420)[0]
-    assert ((window >= 400) & (window < 420)).all()
+    ref = encode_bases(ref_text)
+    out = realign_clips(batch, ref, 0)
+    assert_consistent(out)
+    new_start, new_end = int(out.start[0]), int(out.end[0])
+    assert start - CLIP_REACH <= new_start <= start and new_start >= 0
+    assert start + aligned <= new_end <= start + aligned + CLIP_REACH and new_end <= 900
+    assert out.cig_op[0] == 5 or not lt  # the hard clip stays outside
+    ev = count_evidence(out, ref, 0, 0, 900, 1, 13)
+    assert ((ev.ev_pos >= new_start) & (ev.ev_pos < new_end)).all()
 
 
 def test_best_gap_finds_an_indel_and_refuses_ties():

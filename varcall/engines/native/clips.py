@@ -1,7 +1,7 @@
-"""Indel events from soft-clipped read ends (see :mod:`varcall.engines.native.pileup`,
-step 2): an aligner clips a read end that carries an indel near it when the gap costs
+"""Soft-clipped read ends realigned as indels (see :mod:`varcall.engines.native.pileup`,
+step 1): an aligner clips a read end that carries an indel near it when the gap costs
 more than the clip, so CIGARs alone miss indels near read ends (and long indels, which
-most reads that reach them only clip). Kernels: :mod:`.clips_numba_fns`.
+many of the reads that reach them only clip). Kernels: :mod:`.clips_numba_fns`.
 
 Each tail of at least ``CLIP_MIN_LENGTH`` soft-clipped bases (a left tail also takes the
 inserted bases between the clip and the first aligned base) is realigned, together with
@@ -12,21 +12,26 @@ many of its bases. Scores: +1 per matching base, -4 per mismatch, 0 per N, inser
 bases 0. The best hypothesis is kept when the bases after its gap score at least
 ``CLIP_MIN_SCORE``, the tail scores more than ``CLIP_GAP_OPEN`` above its gapless
 alignment, and no hypothesis of another kind or length scores the same (a tail in a
-repeat that fits several lengths gives nothing). Its indel is left-normalised and
-counted like a CIGAR indel (:mod:`.evidence`); a tail that fits nothing (adapter, a
-structural-variant breakpoint, low-quality bases) gives no event.
+repeat that fits several lengths gives nothing). The read's CIGAR then carries that gap
+in place of the clip, so every later stage sees the read as if the aligner had opened
+it: its indel is counted and left-normalised like any CIGAR indel (:mod:`.evidence`),
+its bases count at the positions they now face, and pass 2 scores it at the indel site.
+A tail that fits nothing (adapter, a structural-variant breakpoint, low-quality bases)
+stays clipped.
 
-An event from a left tail can lie before the read's first aligned base; it is not
-shifted more than ``pileup.CLIP_REACH`` bp before it, so every event at POS comes from
-a read overlapping ``[POS, POS + CLIP_REACH]``: the fetch pad (``pileup.SHADOW_PAD``)
+A realignment moves the read's start (left tail) or end (right tail) by at most
+``pileup.CLIP_REACH`` bp, else it is not made: a read's realigned span lies within
+``CLIP_REACH`` of the span it was fetched by, and the fetch pad (``pileup.SHADOW_PAD``)
 covers that as well as ``CALL_REACH``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from varcall.engines.native.clips_numba_fns import clip_pass
+from varcall.engines.native.clips_numba_fns import realign_pass, rewrite_cigars
 from varcall.engines.native.pileup import CLIP_REACH, MAX_INDEL_LENGTH
 from varcall.engines.native.reads import ReadBatch
 
@@ -35,8 +40,8 @@ __all__ = [
     "CLIP_ANCHOR",
     "CLIP_MIN_SCORE",
     "CLIP_GAP_OPEN",
-    "clip_events",
     "clip_reference_margin",
+    "realign_clips",
 ]
 
 #: Soft clips shorter than this (bases) are not realigned.
@@ -56,23 +61,40 @@ def clip_reference_margin(batch: ReadBatch) -> int:
     return max(CLIP_REACH, longest + CLIP_ANCHOR + MAX_INDEL_LENGTH) + 1
 
 
-def clip_events(
-    batch: ReadBatch, ref: np.ndarray, ref_lo: int, ws: int, we: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The left-normalised indel events of the reads' realigned soft-clipped tails with
-    anchor in ``[ws, we)``: (ev_pos, ev_len, ev_read, ev_qoff) as in
-    :class:`varcall.engines.native.evidence.Evidence`. ``ref`` holds base codes of the
-    reference from 0-based ``ref_lo`` on; it must reach :func:`clip_reference_margin` bp
-    beyond every read (or the contig's ends)."""
-    n = 2 * batch.n_reads
-    ev_pos = np.empty(n, np.int64)
-    ev_len = np.empty(n, np.int64)
-    ev_read = np.empty(n, np.int64)
-    ev_qoff = np.empty(n, np.int64)
-    ne = clip_pass(
+def realign_clips(batch: ReadBatch, ref: np.ndarray, ref_lo: int) -> ReadBatch:
+    """``batch`` with every soft-clipped tail that fits an indel (module docstring)
+    realigned: its CIGAR gets the gap in place of the clip, and its start (left tail) or
+    end (right tail) moves, by at most ``CLIP_REACH`` bp. Reads, bases and qualities are
+    unchanged. ``ref`` holds base codes of the reference from 0-based ``ref_lo`` on; it
+    must reach :func:`clip_reference_margin` bp beyond every read (or the contig's ends)."""
+    n = batch.n_reads
+    if n == 0:
+        return batch
+    res = np.zeros((n, 8), np.int64)
+    realign_pass(
         batch.start, batch.end, batch.qoff, batch.qlen, batch.coff, batch.cn, batch.cig_op,
-        batch.cig_len, batch.bases, batch.quals, ref, ref_lo, ws, we, CLIP_MIN_LENGTH,
-        CLIP_ANCHOR, MAX_INDEL_LENGTH, CLIP_MIN_SCORE, CLIP_GAP_OPEN, CLIP_REACH,
-        ev_pos, ev_len, ev_read, ev_qoff,
+        batch.cig_len, batch.bases, ref, ref_lo, CLIP_MIN_LENGTH, CLIP_ANCHOR,
+        MAX_INDEL_LENGTH, CLIP_MIN_SCORE, CLIP_GAP_OPEN, CLIP_REACH, res,
     )  # fmt: skip
-    return ev_pos[:ne], ev_len[:ne], ev_read[:ne], ev_qoff[:ne]
+    if not (res[:, 0].any() or res[:, 4].any()):
+        return batch
+    size = batch.cig_op.shape[0] + 4 * n
+    new_op = np.empty(size, np.uint8)
+    new_len = np.empty(size, np.int32)
+    new_coff = np.empty(n, np.int64)
+    new_cn = np.empty(n, np.int32)
+    new_start = np.empty(n, np.int64)
+    new_end = np.empty(n, np.int64)
+    k = rewrite_cigars(
+        batch.start, batch.end, batch.qlen, batch.coff, batch.cn, batch.cig_op, batch.cig_len,
+        res, new_op, new_len, new_coff, new_cn, new_start, new_end,
+    )  # fmt: skip
+    return dataclasses.replace(
+        batch,
+        start=new_start,
+        end=new_end,
+        coff=new_coff,
+        cn=new_cn,
+        cig_op=new_op[:k],
+        cig_len=new_len[:k],
+    )

@@ -1,5 +1,6 @@
 """numba kernels of :mod:`varcall.engines.native.clips`: soft-clipped read tails realigned
-to the local reference as an insertion or a deletion at the clip point. Pure computation;
+to the local reference as an insertion or a deletion at the clip point, and the CIGARs
+rewritten with that gap. Pure computation;
 reference positions 0-based, ``ref`` holds base codes from ``ref_lo`` on; query offsets
 index a read's bases from its first (non-hard-clipped) base.
 
@@ -14,9 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from varcall.engines.native.evidence_numba_fns import left_normalise
-
-__all__ = ["best_gap", "clip_pass"]
+__all__ = ["best_gap", "realign_pass", "rewrite_cigars"]
 
 _MATCH = 1
 _MISMATCH = -4
@@ -141,97 +140,164 @@ def _block(c_from, step, c_end, cig_op, cig_len):
 
 
 @numba.njit(cache=True, nogil=True)
-def _record(
-    i, insertion, rpos, qpos, ln, block, qo, bases, quals, ref, ref_lo, ws, we, ne,
-    ev_pos, ev_len, ev_read, ev_qoff,
+def realign_pass(
+    start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, ref, ref_lo, min_clip,
+    anchor_bases, max_indel, min_score, gap_open, reach, out,
 ):  # fmt: skip
-    """Left-normalise the indel found in read i (as a CIGAR walk meets it: ``rpos`` the
-    first deleted base / the base after the insertion, ``qpos`` the query offset after the
-    deletion / of the first inserted base; not shifted before ``block``) and append it to
-    the ev_* arrays at ``ne`` when its anchor lies in ``[ws, we)``, its anchor base is
-    unmasked and the shift was not stopped by ``block``. Returns the new event count."""
-    if rpos - 1 < block:
-        return ne
-    anchor, qa, ambiguous = left_normalise(insertion, bases, ref, ref_lo, qo, rpos, qpos, ln, block)
-    if ambiguous or not ws <= anchor < we or quals[qo + qa] < 1:
-        return ne
-    ev_pos[ne] = anchor
-    ev_len[ne] = ln if insertion else -ln
-    ev_read[ne] = i
-    ev_qoff[ne] = qa + 1 if insertion else -1
-    return ne + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def clip_pass(
-    start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, ref, ref_lo, ws, we,
-    min_clip, anchor_bases, max_indel, min_score, gap_open, reach,
-    ev_pos, ev_len, ev_read, ev_qoff,
-):  # fmt: skip
-    """Realign the soft-clipped tails (>= ``min_clip`` bases) of every read with
-    :func:`best_gap` (up to ``anchor_bases`` aligned bases next to the clip may move
-    behind the gap) and append the left-normalised indel events anchored in ``[ws, we)``
-    to the ev_* arrays (room for two per read; fields as in
-    :class:`varcall.engines.native.evidence.Evidence`). A left-tail event is not shifted
-    more than ``reach`` bp before the read's first aligned base (nor before position 0):
-    every event at POS comes from a read that overlaps ``[POS, POS + reach]``. Returns the
-    number of events."""
-    ne = 0
+    """For every read, realign its soft-clipped tails (>= ``min_clip`` bases) with
+    :func:`best_gap` (up to ``anchor_bases`` aligned bases next to a clip may move behind
+    the gap). ``out`` (R, 8) int64 receives per read: left kind, left L, left break
+    (first reference base after the gap), left query offset there, then the same for the
+    right tail (kind 0: not realigned). A realignment is kept only when it moves the read's
+    start (end) by at most ``reach`` bp, within the fetched reference, and, when both
+    tails of one aligned block move, leaves a base of the block between them."""
     width = 0
     for i in range(start.shape[0]):
         width = max(width, qlen[i])
     t = np.empty(width + anchor_bases + 1, np.uint8)
     r = np.empty(width + anchor_bases + max_indel + 1, np.uint8)
+    ref_hi = ref_lo + ref.shape[0]
     for i in range(start.shape[0]):
+        out[i, :] = 0
         c0 = coff[i]
         c1 = c0 + cn[i]
         left, first, right, last = _tails(c0, c1, cig_op, cig_len)
         qo = qoff[i]
+        s = start[i]
+        e = end[i]
+        lo_used = s  # reference before this is taken by the left realignment
+        if left >= min_clip:
+            blen = _block(first, 1, c1, cig_op, cig_len)
+            a = min(anchor_bases, blen - 1)
+            n = a + left
+            for j in range(n):
+                t[j] = bases[qo + left + a - 1 - j]
+            for j in range(n + max_indel):
+                r[j] = _ref_at(ref, ref_lo, s + a - 1 - j)
+            kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open)
+            if kind:
+                b = s + a - k
+                new_start = s - left - ln if kind == 1 else s - left + ln
+                if s - new_start <= reach and new_start >= ref_lo:
+                    out[i, 0] = kind
+                    out[i, 1] = ln
+                    out[i, 2] = b
+                    out[i, 3] = left + a - k
+                    lo_used = b
         if right >= min_clip:
-            # forwards from the last `a` aligned bases: t[j] = query qe - a + j
             blen = _block(last, -1, c0 - 1, cig_op, cig_len)
             a = min(anchor_bases, blen - 1)
-            e = end[i]
-            qe = qo
+            qe = 0
             for c in range(c0, last + 1):
                 op = cig_op[c]
                 if op == 0 or op == 1 or op == 4 or op == 7 or op == 8:
                     qe += cig_len[c]
             n = a + right
             for j in range(n):
-                t[j] = bases[qe - a + j]
+                t[j] = bases[qo + qe - a + j]
             for j in range(n + max_indel):
                 r[j] = _ref_at(ref, ref_lo, e - a + j)
             kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open)
             if kind:
                 b = e - a + k
-                qb = qe - qo - a + k
-                ne = _record(
-                    i, kind == 2, b, qb, ln, e - blen, qo, bases, quals, ref, ref_lo, ws, we,
-                    ne, ev_pos, ev_len, ev_read, ev_qoff,
-                )  # fmt: skip
-        if left >= min_clip:
-            # backwards from the first `a` aligned bases: t[j] = query qs + a - 1 - j
-            blen = _block(first, 1, c1, cig_op, cig_len)
-            a = min(anchor_bases, blen - 1)
-            s = start[i]
-            qs = left
-            n = a + left
-            for j in range(n):
-                t[j] = bases[qo + qs + a - 1 - j]
-            for j in range(n + max_indel):
-                r[j] = _ref_at(ref, ref_lo, s + a - 1 - j)
-            kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open)
-            if kind:
-                b = s + a - k  # first reference base after the gap
-                qb = qs + a - k
-                lim = max(0, s - reach)
-                if kind == 1:  # query 0 faces s - qs - ln
-                    rpos, qpos, block = b - ln, qb, max(lim, s - qs - ln)
-                else:  # query 0 faces s - qs + ln
-                    rpos, qpos, block = b, qb - ln, max(lim, s - qs + ln)
-                ne = _record(
-                    i, kind == 2, rpos, qpos, ln, block, qo, bases, quals, ref, ref_lo, ws, we,
-                    ne, ev_pos, ev_len, ev_read, ev_qoff,
-                )  # fmt: skip
-    return ne
+                new_end = e + right + ln if kind == 1 else e + right - ln
+                if new_end - e <= reach and new_end <= ref_hi and b > lo_used:
+                    out[i, 4] = kind
+                    out[i, 5] = ln
+                    out[i, 6] = b
+                    out[i, 7] = qe - a + k
+
+
+@numba.njit(cache=True, nogil=True)
+def _put(op, ln, k, new_op, new_len):
+    """Append op ``op`` of length ``ln`` at ``k`` (nothing when ``ln`` is 0); new k."""
+    if ln <= 0:
+        return k
+    new_op[k] = op
+    new_len[k] = ln
+    return k + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def rewrite_cigars(
+    start, end, qlen, coff, cn, cig_op, cig_len, res, new_op, new_len, new_coff, new_cn,
+    new_start, new_end,
+):  # fmt: skip
+    """The CIGARs of the reads with the gaps of ``res`` (see :func:`realign_pass`) in
+    place of their realigned soft clips: a left tail becomes ``M`` up to the gap, the gap
+    (``D`` or ``I``), and the aligned run continues from the break; a right tail likewise.
+    Hard clips stay outside. Writes new_op/new_len (room for ``cn + 4`` ops per read),
+    new_coff, new_cn, new_start, new_end; returns the number of ops written."""
+    k = 0
+    for i in range(start.shape[0]):
+        c0 = coff[i]
+        c1 = c0 + cn[i]
+        new_coff[i] = k
+        new_start[i] = start[i]
+        new_end[i] = end[i]
+        lk, rk = res[i, 0], res[i, 4]
+        if lk == 0 and rk == 0:
+            for c in range(c0, c1):
+                k = _put(cig_op[c], cig_len[c], k, new_op, new_len)
+            new_cn[i] = k - new_coff[i]
+            continue
+        left, first, right, last = _tails(c0, c1, cig_op, cig_len)
+        # reference bases cut from the front / back of the aligned ops
+        trim_l = res[i, 2] - start[i] if lk else 0
+        trim_r = end[i] - res[i, 6] if rk else 0
+        lead = c0
+        while lead < first and cig_op[lead] == 5:  # leading hard clips
+            k = _put(5, cig_len[lead], k, new_op, new_len)
+            lead += 1
+        if lk:
+            ln, qb = res[i, 1], res[i, 3]
+            if lk == 1:
+                new_start[i] = res[i, 2] - ln - qb
+                k = _put(0, qb, k, new_op, new_len)
+                k = _put(2, ln, k, new_op, new_len)
+            else:
+                new_start[i] = res[i, 2] - (qb - ln)
+                k = _put(0, qb - ln, k, new_op, new_len)
+                k = _put(1, ln, k, new_op, new_len)
+        else:
+            for c in range(lead, first):
+                k = _put(cig_op[c], cig_len[c], k, new_op, new_len)
+        # the aligned ops, trim_l bases cut from the front and trim_r from the back
+        cut = trim_l
+        tail_from = k
+        for c in range(first, last + 1):
+            op = cig_op[c]
+            ln = cig_len[c]
+            if cut > 0 and (op == 0 or op == 7 or op == 8):
+                d = min(cut, ln)
+                cut -= d
+                ln -= d
+            k = _put(op, ln, k, new_op, new_len)
+        cut = trim_r
+        j = k - 1
+        while cut > 0 and j >= tail_from:
+            d = min(cut, new_len[j])
+            cut -= d
+            new_len[j] -= d
+            if new_len[j] == 0:
+                k -= 1
+            j -= 1
+        if rk:
+            ln, qb = res[i, 5], res[i, 7]
+            rest = qlen[i] - qb  # query bases from the break to the read's end
+            if rk == 1:
+                new_end[i] = res[i, 6] + ln + rest
+                k = _put(2, ln, k, new_op, new_len)
+                k = _put(0, rest, k, new_op, new_len)
+            else:
+                new_end[i] = res[i, 6] + rest - ln
+                k = _put(1, ln, k, new_op, new_len)
+                k = _put(0, rest - ln, k, new_op, new_len)
+            for c in range(last + 1, c1):
+                if cig_op[c] == 5:
+                    k = _put(5, cig_len[c], k, new_op, new_len)
+        else:
+            for c in range(last + 1, c1):
+                k = _put(cig_op[c], cig_len[c], k, new_op, new_len)
+        new_cn[i] = k - new_coff[i]
+    return k

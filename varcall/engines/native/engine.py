@@ -61,7 +61,7 @@ from varcall.engines.native.annotations import (
     read_spans,
     record_annotations,
 )
-from varcall.engines.native.clips import clip_reference_margin
+from varcall.engines.native.clips import clip_reference_margin, realign_clips
 from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.model import JointCalls, joint_call
 from varcall.engines.native.observations import Observations, site_observations
@@ -306,6 +306,7 @@ class NativeEngine:
             return None
         ref_lo, ref_text = _window_reference(fasta, contig, length, batch, ews, ewe)
         ref = encode_bases(ref_text)
+        batch = realign_clips(batch, ref, ref_lo)
         mask_mate_overlaps(batch)
         n_s = len(inputs.samples)
         ev = count_evidence(batch, ref, ref_lo, ews, ewe, n_s, params.min_baseq)

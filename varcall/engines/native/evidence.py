@@ -1,5 +1,5 @@
 """Pass 1 over a window's reads: per-position base counts and left-normalised indel
-events, from CIGARs and soft clips (see :mod:`varcall.engines.native.pileup`, step 2). Kernels:
+events (see :mod:`varcall.engines.native.pileup`, step 2). Kernels:
 :mod:`.evidence_numba_fns`."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import dataclasses
 
 import numpy as np
 
-from varcall.engines.native.clips import clip_events
 from varcall.engines.native.evidence_numba_fns import count_pass
 from varcall.engines.native.pileup import CIGAR_DEL, CIGAR_INS, MAX_INDEL_LENGTH
 from varcall.engines.native.reads import ReadBatch
@@ -49,8 +48,7 @@ def count_evidence(
     min_baseq: int,
 ) -> Evidence:
     """Pass 1 over the reads: base counts for positions in ``[ws, we)`` and the
-    left-normalised indel events anchored there, from CIGARs and then from realigned
-    soft-clipped tails (:mod:`.clips`). ``ref`` holds base codes of the
+    left-normalised indel events anchored there. ``ref`` holds base codes of the
     reference from 0-based ``ref_lo`` on, covering every read of the batch plus margin."""
     w = we - ws
     counts = np.zeros((n_samples, w, 4), np.int32)
@@ -65,19 +63,14 @@ def count_evidence(
         batch.bases, batch.quals, batch.sample, ref, ref_lo, ws, we, min_baseq,
         MAX_INDEL_LENGTH, counts, cover, ev_pos, ev_len, ev_read, ev_qoff,
     )  # fmt: skip
-    clipped = clip_events(batch, ref, ref_lo, ws, we)
-    ev_pos, ev_len, ev_read, ev_qoff = (
-        np.concatenate([cig[:ne], clp])
-        for cig, clp in zip((ev_pos, ev_len, ev_read, ev_qoff), clipped)
-    )
     return Evidence(
         ws=ws,
         we=we,
         counts=counts,
         depth=counts.sum(axis=2, dtype=np.int32),
         cover=cover,
-        ev_pos=ev_pos,
-        ev_len=ev_len,
-        ev_read=ev_read,
-        ev_qoff=ev_qoff,
+        ev_pos=ev_pos[:ne],
+        ev_len=ev_len[:ne],
+        ev_read=ev_read[:ne],
+        ev_qoff=ev_qoff[:ne],
     )

@@ -17,7 +17,10 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    ``SM``. Mates of one pair whose alignments overlap are paired up, and
    :func:`.reads.mask_mate_overlaps` counts each overlapping reference base once: of the two
    aligned bases the one with the higher base quality is kept, the other gets quality 0
-   (ties keep the first mate, flag 0x40).
+   (ties keep the first mate, flag 0x40). Before that, :func:`.clips.realign_clips`
+   realigns soft-clipped read ends that fit an insertion or deletion at the clip point:
+   the read's CIGAR gets the gap in place of the clip (its start or end moves by at most
+   ``CLIP_REACH`` bp), and every later stage sees it as an aligned read.
 2. :func:`.evidence.count_evidence` (numba) walks every CIGAR once: per sample and
    position, counts of A/C/G/T with base quality >= ``min_baseq``, and every insertion/deletion event,
    left-normalised against the reference. Normalisation shifts an indel left while the
@@ -27,11 +30,7 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
    always overlaps the normalised POS. One indel placed at different offsets of a repeat by
    the aligner is therefore one allele. An indel whose shift is stopped only by that block
    start (its leftmost placement would lie before the read's aligned bases: a read starting
-   inside the repeat) is ambiguous and yields no event. Soft-clipped read ends are
-   realigned to the reference at the clip point (:mod:`.clips`): a tail that fits an
-   insertion or deletion there adds that indel event, normalised the same way (an
-   event of a left tail may lie up to ``CLIP_REACH`` bp before the read's first aligned
-   base).
+   inside the repeat) is ambiguous and yields no event.
 3. :func:`.sites.find_sites` picks candidate alleles, pooled over the cohort: an allele is a
    candidate when ``sum_s c_s [c_s >= 1 and c_s >= MIN_ALT_FRACTION d_s] >= MIN_ALT_READS``
    (``c_s`` reads of sample ``s`` show it, ``d_s`` its depth there; the per-sample floor
@@ -145,13 +144,13 @@ MAX_SHIFT = 32
 #: (``cmp_len <= MAX_COMPARE``) ends at the next indel site, at most this far after POS.
 #: Every use of that distance goes through this constant.
 CALL_REACH = MAX_COMPARE
-#: How far (bp) after an indel's POS the reads giving it can start: an indel found in a
-#: read's left soft clip (:mod:`varcall.engines.native.clips`) lies at most this far
-#: before the read's first aligned base.
+#: How far (bp) a read's realigned soft clips (:mod:`varcall.engines.native.clips`) may
+#: move its start or end: a read counts at positions up to this far outside the span it
+#: is fetched by.
 CLIP_REACH = MAX_INDEL_LENGTH + 50
 #: Extra bp of reads fetched on both sides of a window: indel sites there shadow its SNV
-#: sites (left) or end its indel comparisons (right), and the reads giving an indel site
-#: start up to CLIP_REACH after it. Must be >= CALL_REACH + CLIP_REACH (checked when
+#: sites (left) or end its indel comparisons (right), and reads realigned to reach them
+#: are fetched up to CLIP_REACH further out. Must be >= CALL_REACH + CLIP_REACH (checked when
 #: :mod:`varcall.engines.native.engine` is imported, and by ``tests/test_native.py``).
 SHADOW_PAD = CALL_REACH + CLIP_REACH
 #: Reference margin (bp) fetched beyond the reads of a window.
