@@ -21,7 +21,7 @@ from varcall.engines.native.clips import (
     clip_reference_margin,
     realign_clips,
 )
-from varcall.engines.native.clips_numba_fns import best_gap
+from varcall.engines.native.clips_numba_fns import best_gap, in_own_repeat
 from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.pileup import CALL_REACH, CLIP_REACH, SHADOW_PAD, encode_bases
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
@@ -340,20 +340,58 @@ def test_best_gap_finds_an_indel_and_refuses_ties():
     r = encode_bases("".join(rng.choice(list("ACGT"), 300)))
     # tail: 5 aligned bases, then the reference after a 7-bp deletion
     t = np.concatenate([r[:5], r[12:40]])
-    assert best_gap(t, r, t.shape[0], 5, 200, 8, 6) == (1, 7, 5)
+    assert best_gap(t, r, t.shape[0], 5, 200, 8, 6, 1) == (1, 7, 5)
     # the same with an insertion of 9 random bases
     ins = encode_bases("ACGTTGCAG")
     t = np.concatenate([r[:5], ins, r[5:25]])
-    assert best_gap(t, r, t.shape[0], 5, 200, 8, 6) == (2, 9, 5)
-    # a tail that leaves a dinucleotide repeat 6 bases after the clip: deletions of 2
-    # and 4 bp explain it equally (the repeat's end is too close): nothing
+    assert best_gap(t, r, t.shape[0], 5, 200, 8, 6, 1) == (2, 9, 5)
+    # a tail that leaves a dinucleotide repeat 6 bases after the clip: the bases past
+    # the repeat tell a 2-bp from a 4-bp deletion
     rep = encode_bases("GTCCA" + "CA" * 3 + "GGTACGTTAGCATTCAGGATC")
     t = np.concatenate([rep[:5], rep[9:]])
     u = np.concatenate([rep[:5], rep[7:]])
-    assert best_gap(t, rep, t.shape[0], 5, 10, 8, 6)[:2] == (1, 4)
-    assert best_gap(u, rep, u.shape[0], 5, 10, 8, 6)[:2] == (1, 2)
+    assert best_gap(t, rep, t.shape[0], 5, 10, 8, 6, 1)[:2] == (1, 4)
+    assert best_gap(u, rep, u.shape[0], 5, 10, 8, 6, 1)[:2] == (1, 2)
+    # a tail that fits deletions of 3 and 7 bp (and 11, ...) equally: nothing
+    per = encode_bases("ACGTAGGT" + "TCAG" * 12)
+    t = np.concatenate([per[:5], per[8:40]])
+    assert best_gap(t, per, t.shape[0], 5, 20, 8, 6, 1) == (0, 0, 0)
     # the same tail cut to junk after the clip: no explanation
     junk = np.concatenate([rep[:5], encode_bases("TTTTGGGGCCCCAAAATTTT")])
-    assert best_gap(junk, rep, junk.shape[0], 5, 10, 8, 6)[0] == 0
-    # too short a clip to tell
+    assert best_gap(junk, rep, junk.shape[0], 5, 10, 8, 6, 1)[0] == 0
     assert CLIP_MIN_LENGTH >= 5
+
+
+def test_indels_in_their_own_tandem_repeat_are_recognised():
+    ref = encode_bases("GGATC" + "CATTA" * 6 + "GCGTT" + "AC" * 3 + "TTGCA")
+    seq = encode_bases("CATTACATTA" + "TCGAT" + "ATTAC")
+    # deletions of one or two units anywhere in the CATTA repeat slide by their length
+    assert in_own_repeat(True, 10, 5, seq, 0, ref, 0)
+    assert in_own_repeat(True, 7, 10, seq, 0, ref, 0)
+    # ... and in the 3-unit AC repeat (starting at 40), 2 bp but not 6
+    assert in_own_repeat(True, 41, 2, seq, 0, ref, 0)
+    assert not in_own_repeat(True, 40, 6, seq, 0, ref, 0)
+    # a unit inserted into the repeat (any rotation) does; other sequence does not
+    assert in_own_repeat(False, 15, 5, seq, 0, ref, 0)
+    assert in_own_repeat(False, 16, 5, seq, 15, ref, 0)  # ATTAC inserted before ATTAC
+    assert in_own_repeat(False, 15, 10, seq, 0, ref, 0)
+    assert not in_own_repeat(False, 15, 5, seq, 10, ref, 0)
+    assert not in_own_repeat(True, 1, 3, seq, 0, ref, 0)
+
+
+def test_clipped_tails_in_a_tandem_repeat_stay_clipped(tmp_path):
+    """Reads that end inside a repeat whose copy number they change are not realigned
+    (their lengths come from the reads the aligner gapped)."""
+    global REF
+    saved = REF
+    try:
+        REF = REF[: P + 1] + "CAGT" * 12 + REF[P + 49 :]
+        reads = Reads()
+        add_clipped(reads, "CAGT" * 2, 5)
+        add_reference_reads(reads, 10)
+        inputs = reads.write(tmp_path)
+        batch, (pos, _) = window_events(inputs)
+        assert sum("S" in c for c in cigars(batch)) == 10
+        assert pos.shape[0] == 0
+    finally:
+        REF = saved

@@ -12,7 +12,11 @@ many of its bases. Scores: +1 per matching base, -4 per mismatch, 0 per N, inser
 bases 0. The best hypothesis is kept when the bases after its gap score at least
 ``CLIP_MIN_SCORE``, the tail scores more than ``CLIP_GAP_OPEN`` above its gapless
 alignment, and no hypothesis of another kind or length scores the same (a tail in a
-repeat that fits several lengths gives nothing). The read's CIGAR then carries that gap
+repeat that fits several lengths gives nothing). An indel that lies in a tandem repeat of
+its own sequence (it slides along the reference by at least its length) is not made
+either: such a clipped tail holds few bases past the repeat to tell its length, and
+repeats are where PCR stutter lives; their lengths come from the reads the aligner
+gapped. The read's CIGAR then carries that gap
 in place of the clip, so every later stage sees the read as if the aligner had opened
 it: its indel is counted and left-normalised like any CIGAR indel (:mod:`.evidence`),
 its bases count at the positions they now face, and pass 2 scores it at the indel site.
@@ -40,6 +44,7 @@ __all__ = [
     "CLIP_ANCHOR",
     "CLIP_MIN_SCORE",
     "CLIP_GAP_OPEN",
+    "CLIP_MIN_MARGIN",
     "clip_reference_margin",
     "realign_clips",
 ]
@@ -52,6 +57,8 @@ CLIP_ANCHOR = 10
 CLIP_MIN_SCORE = 8
 #: The gapped tail must score more than this above its gapless alignment.
 CLIP_GAP_OPEN = 6
+#: ... and at least this above any explanation of another kind or length (1: no tie).
+CLIP_MIN_MARGIN = 1
 
 
 def clip_reference_margin(batch: ReadBatch) -> int:
@@ -74,7 +81,7 @@ def realign_clips(batch: ReadBatch, ref: np.ndarray, ref_lo: int) -> ReadBatch:
     realign_pass(
         batch.start, batch.end, batch.qoff, batch.qlen, batch.coff, batch.cn, batch.cig_op,
         batch.cig_len, batch.bases, ref, ref_lo, CLIP_MIN_LENGTH, CLIP_ANCHOR,
-        MAX_INDEL_LENGTH, CLIP_MIN_SCORE, CLIP_GAP_OPEN, CLIP_REACH, res,
+        MAX_INDEL_LENGTH, CLIP_MIN_SCORE, CLIP_GAP_OPEN, CLIP_MIN_MARGIN, CLIP_REACH, res,
     )  # fmt: skip
     if not (res[:, 0].any() or res[:, 4].any()):
         return batch

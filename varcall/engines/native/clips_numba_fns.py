@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["best_gap", "realign_pass", "rewrite_cigars"]
+__all__ = ["best_gap", "in_own_repeat", "realign_pass", "rewrite_cigars"]
 
 _MATCH = 1
 _MISMATCH = -4
@@ -33,7 +33,7 @@ def _s(b, r):
 
 
 @numba.njit(cache=True, nogil=True)
-def best_gap(t, r, n, a, max_indel, min_score, gap_open):
+def best_gap(t, r, n, a, max_indel, min_score, gap_open, min_margin):
     """Best gapped explanation of tail ``t[:n)`` (local frame, ``a`` aligned bases) against
     ``r`` (at least ``n + max_indel`` bases). Hypotheses: a break after ``k`` of the aligned
     bases (``0 <= k <= a``), then a deletion of L reference bases (``t[j]`` faces
@@ -42,7 +42,8 @@ def best_gap(t, r, n, a, max_indel, min_score, gap_open):
     matching base, -4 per mismatch, 0 per N, inserted bases 0. A hypothesis qualifies when
     the bases after its gap score ``>= min_score`` and the whole tail scores more than the
     gapless alignment plus ``gap_open``. Returns (kind, L, k): kind 1 deletion, 2
-    insertion, 0 none (nothing qualifies, or two different (kind, L) tie for the best);
+    insertion, 0 none (nothing qualifies, or the best scores less than ``min_margin``
+    above every hypothesis of another (kind, L) whose gap is followed by ``min_score``);
     within one (kind, L) the smallest k wins."""
     pre = np.zeros(a + 1, np.int64)
     for j in range(a):
@@ -51,7 +52,8 @@ def best_gap(t, r, n, a, max_indel, min_score, gap_open):
     for j in range(a, n):
         gapless += _s(t[j], r[j])
     best = gapless + gap_open
-    kind, best_l, best_k, tie = 0, 0, 0, False
+    kind, best_l, best_k = 0, 0, 0
+    second = -(1 << 40)  # best score of another (kind, L)
     for ln in range(1, max_indel + 1):
         for ins in range(2):
             # suffix score from index i = k (deletion) or k + L (insertion) on
@@ -75,10 +77,12 @@ def best_gap(t, r, n, a, max_indel, min_score, gap_open):
             if k_l < 0:
                 continue
             if tot_l > best:
-                best, kind, best_l, best_k, tie = tot_l, 2 if ins else 1, ln, k_l, False
-            elif tot_l == best and kind != 0:
-                tie = True
-    if tie:
+                if kind != 0:
+                    second = best
+                best, kind, best_l, best_k = tot_l, 2 if ins else 1, ln, k_l
+            elif tot_l > second:
+                second = tot_l
+    if kind != 0 and best - second < min_margin:
         return 0, 0, 0
     return kind, best_l, best_k
 
@@ -140,9 +144,41 @@ def _block(c_from, step, c_end, cig_op, cig_len):
 
 
 @numba.njit(cache=True, nogil=True)
+def in_own_repeat(deletion, at, ln, bases, ins_off, ref, ref_lo):
+    """Whether an indel lies in a tandem repeat of its own sequence: it slides along the
+    reference by at least its length (left plus right) without changing the haplotype.
+    A deletion removes reference ``[at, at + ln)``; an insertion puts ``bases[ins_off :
+    ins_off + ln)`` before reference position ``at``."""
+    slide = 0
+    j = 0
+    while slide < ln:  # to the right
+        if deletion:
+            same = _ref_at(ref, ref_lo, at + j) == _ref_at(ref, ref_lo, at + ln + j)
+        else:
+            same = bases[ins_off + j % ln] == _ref_at(ref, ref_lo, at + j)
+        if not same or _ref_at(ref, ref_lo, at + j) >= 4:
+            break
+        slide += 1
+        j += 1
+    j = 0
+    while slide < ln:  # to the left
+        if deletion:
+            x = at - 1 - j
+            same = _ref_at(ref, ref_lo, x) == _ref_at(ref, ref_lo, x + ln)
+        else:
+            x = at - 1 - j
+            same = bases[ins_off + ln - 1 - j % ln] == _ref_at(ref, ref_lo, x)
+        if not same or _ref_at(ref, ref_lo, x) >= 4:
+            break
+        slide += 1
+        j += 1
+    return slide >= ln
+
+
+@numba.njit(cache=True, nogil=True)
 def realign_pass(
     start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, ref, ref_lo, min_clip,
-    anchor_bases, max_indel, min_score, gap_open, reach, out,
+    anchor_bases, max_indel, min_score, gap_open, min_margin, reach, out,
 ):  # fmt: skip
     """For every read, realign its soft-clipped tails (>= ``min_clip`` bases) with
     :func:`best_gap` (up to ``anchor_bases`` aligned bases next to a clip may move behind
@@ -174,15 +210,21 @@ def realign_pass(
                 t[j] = bases[qo + left + a - 1 - j]
             for j in range(n + max_indel):
                 r[j] = _ref_at(ref, ref_lo, s + a - 1 - j)
-            kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open)
+            kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open, min_margin)
             if kind:
                 b = s + a - k
-                new_start = s - left - ln if kind == 1 else s - left + ln
-                if s - new_start <= reach and new_start >= ref_lo:
+                qb = left + a - k
+                if kind == 1:
+                    new_start = s - left - ln
+                    rep = in_own_repeat(True, b - ln, ln, bases, 0, ref, ref_lo)
+                else:
+                    new_start = s - left + ln
+                    rep = in_own_repeat(False, b, ln, bases, qo + qb - ln, ref, ref_lo)
+                if s - new_start <= reach and new_start >= ref_lo and not rep:
                     out[i, 0] = kind
                     out[i, 1] = ln
                     out[i, 2] = b
-                    out[i, 3] = left + a - k
+                    out[i, 3] = qb
                     lo_used = b
         if right >= min_clip:
             blen = _block(last, -1, c0 - 1, cig_op, cig_len)
@@ -197,15 +239,21 @@ def realign_pass(
                 t[j] = bases[qo + qe - a + j]
             for j in range(n + max_indel):
                 r[j] = _ref_at(ref, ref_lo, e - a + j)
-            kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open)
+            kind, ln, k = best_gap(t, r, n, a, max_indel, min_score, gap_open, min_margin)
             if kind:
                 b = e - a + k
-                new_end = e + right + ln if kind == 1 else e + right - ln
-                if new_end - e <= reach and new_end <= ref_hi and b > lo_used:
+                qb = qe - a + k
+                if kind == 1:
+                    new_end = e + right + ln
+                    rep = in_own_repeat(True, b, ln, bases, 0, ref, ref_lo)
+                else:
+                    new_end = e + right - ln
+                    rep = in_own_repeat(False, b, ln, bases, qo + qb, ref, ref_lo)
+                if new_end - e <= reach and new_end <= ref_hi and b > lo_used and not rep:
                     out[i, 4] = kind
                     out[i, 5] = ln
                     out[i, 6] = b
-                    out[i, 7] = qe - a + k
+                    out[i, 7] = qb
 
 
 @numba.njit(cache=True, nogil=True)
