@@ -267,6 +267,32 @@ def _put(op, ln, k, new_op, new_len):
 
 
 @numba.njit(cache=True, nogil=True)
+def _put_trimmed(first, last, trim_l, trim_r, cig_op, cig_len, k, new_op, new_len):
+    """Append ops ``[first, last]`` (aligned at both ends) with ``trim_l`` bases cut from
+    the front and ``trim_r`` from the back (both within the aligned runs there); new k."""
+    cut = trim_l
+    k0 = k
+    for c in range(first, last + 1):
+        op = cig_op[c]
+        ln = cig_len[c]
+        if cut > 0 and (op == 0 or op == 7 or op == 8):
+            d = min(cut, ln)
+            cut -= d
+            ln -= d
+        k = _put(op, ln, k, new_op, new_len)
+    cut = trim_r
+    j = k - 1
+    while cut > 0 and j >= k0:
+        d = min(cut, new_len[j])
+        cut -= d
+        new_len[j] -= d
+        if new_len[j] == 0:
+            k -= 1
+        j -= 1
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
 def rewrite_cigars(
     start, end, qlen, coff, cn, cig_op, cig_len, res, new_op, new_len, new_coff, new_cn,
     new_start, new_end,
@@ -310,26 +336,7 @@ def rewrite_cigars(
         else:
             for c in range(lead, first):
                 k = _put(cig_op[c], cig_len[c], k, new_op, new_len)
-        # the aligned ops, trim_l bases cut from the front and trim_r from the back
-        cut = trim_l
-        tail_from = k
-        for c in range(first, last + 1):
-            op = cig_op[c]
-            ln = cig_len[c]
-            if cut > 0 and (op == 0 or op == 7 or op == 8):
-                d = min(cut, ln)
-                cut -= d
-                ln -= d
-            k = _put(op, ln, k, new_op, new_len)
-        cut = trim_r
-        j = k - 1
-        while cut > 0 and j >= tail_from:
-            d = min(cut, new_len[j])
-            cut -= d
-            new_len[j] -= d
-            if new_len[j] == 0:
-                k -= 1
-            j -= 1
+        k = _put_trimmed(first, last, trim_l, trim_r, cig_op, cig_len, k, new_op, new_len)
         if rk:
             ln, qb = res[i, 5], res[i, 7]
             rest = qlen[i] - qb  # query bases from the break to the read's end
