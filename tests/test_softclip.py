@@ -287,8 +287,10 @@ def test_fetch_pad_covers_clip_reach():
     right=st.integers(0, 60),
     kind=st.sampled_from(["ins", "del", "junk", "repeat"]),
     ln=st.integers(1, 200),
+    aligned=st.integers(12, 80),
+    inserted=st.integers(0, 4),
 )
-def test_realignment_stays_within_reach(seed, left, right, kind, ln):
+def test_realignment_stays_within_reach(seed, left, right, kind, ln, aligned, inserted):
     """Whatever the tails (an indel, junk, a repeat), a realigned read moves its start and
     end by at most CLIP_REACH, stays on the contig, and its CIGAR consumes its bases and
     its new span exactly; its indel events lie within its new span."""
@@ -296,7 +298,7 @@ def test_realignment_stays_within_reach(seed, left, right, kind, ln):
     ref_text = "".join(rng.choice(list("ACGT"), 900))
     if kind == "repeat":
         ref_text = ref_text[:300] + "CA" * 150 + ref_text[600:]
-    start, aligned = 350, 80
+    start = 350
     mid = ref_text[start : start + aligned]
     if kind == "junk":
         lt = "".join(rng.choice(list("ACGT"), left))
@@ -309,10 +311,10 @@ def test_realignment_stays_within_reach(seed, left, right, kind, ln):
         lt = (ref_text[max(0, start - left) : start] + ins)[-left:] if left else ""
         rt = (ins + ref_text[start + aligned :])[:right]
     seq = lt + mid + rt
-    ops = [(4, len(lt)), (5, 3), (0, aligned), (4, len(rt))]
+    # the left tail: a hard clip, a soft clip and up to 4 bases written as an insertion
+    ins_n = min(inserted, len(lt))
+    ops = [(5, 3), (4, len(lt) - ins_n), (1, ins_n), (0, aligned), (4, len(rt))]
     ops = [(o, n) for o, n in ops if n and (o != 5 or lt)]
-    if lt:
-        ops = [ops[1], ops[0], *ops[2:]]  # the hard clip outside the soft clip
     batch = ReadBatch(
         start=np.array([start], np.int64), end=np.array([start + aligned], np.int64),
         mapq=np.array([60], np.int32), flag=np.array([0], np.int32),
@@ -333,6 +335,10 @@ def test_realignment_stays_within_reach(seed, left, right, kind, ln):
     assert out.cig_op[0] == 5 or not lt  # the hard clip stays outside
     ev = count_evidence(out, ref, 0, 0, 900, 1, 13)
     assert ((ev.ev_pos >= new_start) & (ev.ev_pos < new_end)).all()
+    if kind == "del" and len(lt) >= 20 and ln >= 5 and len(lt) + ln <= CLIP_REACH:
+        # a clear deletion in the left tail is found
+        if not in_own_repeat(True, start - ln, ln, ref, 0, ref, 0):
+            assert new_start == start - len(lt) - ln
 
 
 def test_best_gap_finds_an_indel_and_refuses_ties():
