@@ -1,7 +1,7 @@
 """Reads -> per-position allele evidence, columnar: the pileup's parameters and base codes.
 
 The stages live in their own modules (their numba kernels in ``*_numba_fns`` modules
-next to them): :mod:`~varcall.engines.native.reads`,
+next to them): :mod:`~varcall.engines.native.reads`, :mod:`~varcall.engines.native.clips`,
 :mod:`~varcall.engines.native.evidence`, :mod:`~varcall.engines.native.sites` and
 :mod:`~varcall.engines.native.observations`.
 
