@@ -63,9 +63,13 @@ CLIP_MIN_MARGIN = 1
 
 def clip_reference_margin(batch: ReadBatch) -> int:
     """Reference bases (bp) the realignment of ``batch``'s tails needs beyond its reads on
-    either side: a tail faces reference up to its length plus the longest indel away."""
+    either side: a tail faces reference up to its length plus the longest indel away, the
+    tandem-repeat check slides an indel by up to its length, and a realigned read moves
+    by up to ``CLIP_REACH``. Within that margin of a read, reference the kernels do not
+    get counts as N only at the contig's ends, so no window changes a realignment."""
     longest = int(batch.qlen.max()) if batch.n_reads else 0
-    return max(CLIP_REACH, longest + CLIP_ANCHOR + MAX_INDEL_LENGTH) + 1
+    tail = longest + CLIP_ANCHOR + MAX_INDEL_LENGTH
+    return max(CLIP_REACH, tail, CLIP_ANCHOR + 2 * MAX_INDEL_LENGTH) + 1
 
 
 def realign_clips(batch: ReadBatch, ref: np.ndarray, ref_lo: int) -> ReadBatch:
