@@ -275,16 +275,32 @@ class CallSet:
         return h.hexdigest()
 
     def update_digest(self, h: hashlib._Hash) -> None:
-        """Feed every record, in order, into the hash object ``h``.
-
-        Each record is encoded canonically as little-endian int64 words (see
-        :func:`_record_words`): the encoding of a record never depends on the allele
-        padding width, on the string width of ``alleles``, on the order or number of
-        ``filter_ids`` columns, nor on the other records, so the bytes fed for a CallSet
-        equal the bytes fed for its pieces in order. Vectorised over blocks of records."""
+        """Feed every record, in order, into the hash object ``h``: the record digests
+        (:meth:`record_digests`), 32 bytes a record. The bytes fed for a CallSet equal the
+        bytes fed for its pieces in order, and pieces can be digested apart (in parallel)
+        and fed in order afterwards."""
         step = max(1, _DIGEST_WORDS // max(1, self._words_per_record()))
         for lo in range(0, self.n_variants, step):
-            h.update(_record_words(self, lo, min(self.n_variants, lo + step)).tobytes())
+            h.update(self.record_digests(lo, min(self.n_variants, lo + step)))
+
+    def record_digests(self, lo: int = 0, hi: int | None = None) -> bytes:
+        """The SHA-256 (32 bytes) of each record of ``[lo, hi)`` (default: all), in order,
+        concatenated. A record's digest is of its canonical encoding as little-endian
+        int64 words (see :func:`_record_words`), which never depends on the allele padding
+        width, on the string width of ``alleles``, on the order or number of
+        ``filter_ids`` columns, nor on the other records. Vectorised over blocks."""
+        hi = self.n_variants if hi is None else hi
+        step = max(1, _DIGEST_WORDS // max(1, self._words_per_record()))
+        out: list[bytes] = []
+        for start in range(lo, hi, step):
+            words, counts = _record_words(self, start, min(hi, start + step))
+            data = memoryview(words.tobytes())
+            ends = np.cumsum(counts * 8).tolist()
+            begin = 0
+            for end in ends:
+                out.append(hashlib.sha256(data[begin:end]).digest())
+                begin = end
+        return b"".join(out)
 
     def _words_per_record(self) -> int:
         s, a = self.n_samples, self.max_alleles
@@ -310,9 +326,10 @@ def _float_bits(values: np.ndarray) -> np.ndarray:
     return bits
 
 
-def _record_words(cs: CallSet, lo: int, hi: int) -> np.ndarray:
+def _record_words(cs: CallSet, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """The canonical encoding of records ``[lo, hi)`` of ``cs``, record after record, as
-    one little-endian int64 array. A record is: contig code, POS (0-based), QUAL as float32
+    one little-endian int64 array, and the number of words of each record. A record is:
+    contig code, POS (0-based), QUAL as float32
     bits (every NaN as 0x7FC00000), INFO/DP, number of alleles ``na``, number of filters
     set, number of PL entries, number of samples; GT (S x 2), GQ (S), DP (S); the length of
     each of the ``na`` alleles, then their code points; the codes of the set filters
@@ -368,7 +385,7 @@ def _record_words(cs: CallSet, lo: int, hi: int) -> np.ndarray:
     ]
     values = np.concatenate([b for b, _ in blocks], axis=1)
     mask = np.concatenate([np.ones(b.shape, bool) if m is None else m for b, m in blocks], axis=1)
-    return values[mask].astype("<i8", copy=False)
+    return values[mask].astype("<i8", copy=False), mask.sum(axis=1)
 
 
 def concat_callsets(parts: Sequence[CallSet]) -> CallSet:

@@ -2,7 +2,11 @@
 
 One dataclass, written by the run (:mod:`varcall.run.pipeline`) and read through
 :func:`load_manifest` by concordance and the report. ``manifest_version`` counts format
-changes; manifests written before it existed (no such key) read as version 1. Free-form
+changes; manifests written before it existed (no such key) read as version 1. Version 2:
+the unit and contig digests are SHA-256 over per-record SHA-256 digests
+(:meth:`varcall.core.callset.CallSet.update_digest`; version 1 hashed the record encodings
+directly, so digests of the two versions never compare: :func:`same_digest_scheme`), and
+``timing.encode_seconds``. Free-form
 sections (``inputs``, ``versions``, ``host``, ``cluster``, ``outputs``, ``params``) stay
 mappings: their content depends on the engine, the cluster and the installation.
 Coordinates in units are 0-based half-open (``start``, ``end``); ``region`` is the
@@ -32,9 +36,12 @@ __all__ = [
     "Manifest",
     "load_manifest",
     "read_manifest",
+    "same_digest_scheme",
 ]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+#: The first manifest version whose digests are over per-record digests.
+RECORD_DIGESTS_SINCE = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -85,11 +92,17 @@ class UnitRecord:
 
 @dataclasses.dataclass
 class Timing:
-    """Seconds: the whole run, calling (with planning), merging, and the tasks' sum."""
+    """Seconds: the whole run, calling (with planning), merging, and the tasks' sum.
+    merge_seconds: the serial part of the merge in the client (creating the store, the
+    VCF header, concatenating the VCF pieces, the index, the store's metadata, renaming);
+    encode_seconds: its parallel part (the encode tasks writing the store's chunks and the
+    VCF pieces; None in manifests before version 2). Together: last region done -> outputs
+    in place."""
 
     wall_seconds: float | None = None
     call_seconds: float | None = None
     merge_seconds: float | None = None
+    encode_seconds: float | None = None
     task_seconds_sum: float | None = None
 
 
@@ -194,6 +207,14 @@ class Manifest:
         path = Path(out) / MANIFEST_NAME
         write_json_atomic(path, self.to_dict())
         return path
+
+
+def same_digest_scheme(a: Manifest, b: Manifest) -> bool:
+    """Whether the unit and contig digests of ``a`` and ``b`` are computed the same way
+    (both before or both since :data:`RECORD_DIGESTS_SINCE`), so that they compare."""
+    return (a.manifest_version >= RECORD_DIGESTS_SINCE) == (
+        b.manifest_version >= RECORD_DIGESTS_SINCE
+    )
 
 
 def read_manifest(run_dir: str | os.PathLike) -> Manifest | None:

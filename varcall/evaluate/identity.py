@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from varcall.core.manifest import Manifest, UnitRecord
+from varcall.core.manifest import Manifest, UnitRecord, same_digest_scheme
 from varcall.evaluate.normalise import GT_CLASSES, NormalisedSet, gt_class
 
 __all__ = [
@@ -275,6 +275,9 @@ def compare_manifests(
         return out
     ma = ma if isinstance(ma, Manifest) else Manifest.from_dict(dict(ma))
     mb = mb if isinstance(mb, Manifest) else Manifest.from_dict(dict(mb))
+    if not same_digest_scheme(ma, mb):
+        out["reason"] = "the manifests' digests are computed differently (manifest versions)"
+        return out
     la, lb = _region_layout(ma), _region_layout(mb)
     if la is not None and la == lb:
         diff = [_unit_name(ua) for ua, ub in zip(ma.units, mb.units) if ua.digest != ub.digest]
