@@ -41,6 +41,9 @@ from varcall.io.vcz_spec import (
 __all__ = [
     "VCF_ZARR_VERSION",
     "VczWriter",
+    "chunk_region_index",
+    "filter_description_texts",
+    "root_attributes",
     "used_max_alleles",
 ]
 
@@ -86,6 +89,58 @@ def _create_array(
     if spec.description is not None:
         arr.attrs["description"] = spec.description
     return arr
+
+
+def filter_description_texts(
+    filter_ids: Sequence[str], meta: Mapping[str, Any], given: Mapping[str, str] | None = None
+) -> list[str]:
+    """The ``filter_description`` texts of ``filter_ids``: ``given``, else the ``##FILTER``
+    lines of ``meta["vcf_header"]``, else varcall's own, else a generic text."""
+    descriptions = dict(FILTER_DESCRIPTIONS)
+    header = meta.get("vcf_header")
+    if isinstance(header, str):
+        descriptions.update(header_filter_descriptions(header))
+    descriptions.update(given or {})
+    return [descriptions.get(f, f"Filter {f} set by the calling engine") for f in filter_ids]
+
+
+def chunk_region_index(
+    chunk: int, contig: np.ndarray, pos: np.ndarray, length: np.ndarray
+) -> list[tuple[int, int, int, int, int, int]]:
+    """The ``region_index`` rows of variants chunk ``chunk`` (its ``variant_contig``,
+    ``variant_position`` and ``variant_length`` values): one per contig, with 1-based
+    first / last POS, max end (inclusive) and the number of records."""
+    end = pos + length - 1
+    bounds = np.flatnonzero(np.diff(contig, append=-1))
+    rows = []
+    start = 0
+    for stop in bounds.tolist():
+        rows.append(
+            (
+                chunk,
+                int(contig[start]),
+                int(pos[start]),
+                int(pos[stop]),
+                int(end[start : stop + 1].max()),
+                stop - start + 1,
+            )
+        )
+        start = stop + 1
+    return rows
+
+
+def root_attributes(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The store's root attributes: ``vcf_zarr_version``, ``source``,
+    ``vcf_meta_information`` (from ``meta["vcf_header"]``) and ``meta``."""
+    attrs: dict[str, Any] = {
+        "vcf_zarr_version": VCF_ZARR_VERSION,
+        "source": f"varcall-{__version__}",
+    }
+    header = meta.get("vcf_header")
+    if isinstance(header, str):
+        attrs["vcf_meta_information"] = _meta_information(header)
+    attrs.update(meta)
+    return attrs
 
 
 def _meta_information(header: str) -> list[list[str]]:
@@ -181,14 +236,7 @@ class VczWriter(StagedWriter):
             raise
 
     def _filter_descriptions(self, given: Mapping[str, str] | None) -> list[str]:
-        descriptions = dict(FILTER_DESCRIPTIONS)
-        header = self.meta.get("vcf_header")
-        if isinstance(header, str):
-            descriptions.update(header_filter_descriptions(header))
-        descriptions.update(given or {})
-        return [
-            descriptions.get(f, f"Filter {f} set by the calling engine") for f in self.filter_ids
-        ]
+        return filter_description_texts(self.filter_ids, self.meta, given)
 
     def _open_store(self, samples_chunk: int) -> None:
         """Create the temporary store: the (empty) variants-axis arrays with their chunk
@@ -297,25 +345,15 @@ class VczWriter(StagedWriter):
                 buf[:] = None
 
     def _index_chunk(self, n: int) -> None:
-        """Add the ``region_index`` rows of the chunk in the buffers (its first ``n`` rows):
-        one per contig, with 1-based first / last POS and max end (inclusive)."""
-        contig = self._buf["variant_contig"][:n]
-        pos = self._buf["variant_position"][:n]
-        end = pos + self._buf["variant_length"][:n] - 1
-        bounds = np.flatnonzero(np.diff(contig, append=-1))
-        start = 0
-        for stop in bounds.tolist():
-            self.region_index_rows.append(
-                (
-                    self._n_chunks,
-                    int(contig[start]),
-                    int(pos[start]),
-                    int(pos[stop]),
-                    int(end[start : stop + 1].max()),
-                    stop - start + 1,
-                )
+        """Add the ``region_index`` rows of the chunk in the buffers (its first ``n`` rows)."""
+        self.region_index_rows.extend(
+            chunk_region_index(
+                self._n_chunks,
+                self._buf["variant_contig"][:n],
+                self._buf["variant_position"][:n],
+                self._buf["variant_length"][:n],
             )
-            start = stop + 1
+        )
 
     # ------------------------------------------------------------------ close
     def finish(self) -> None:
@@ -335,15 +373,7 @@ class VczWriter(StagedWriter):
         self._write_whole("close")
         if "call_genotype" in self.arrays:
             self.arrays["call_genotype"].attrs["mixed_ploidy"] = self._mixed_ploidy
-        attrs: dict[str, Any] = {
-            "vcf_zarr_version": VCF_ZARR_VERSION,
-            "source": f"varcall-{__version__}",
-        }
-        header = self.meta.get("vcf_header")
-        if isinstance(header, str):
-            attrs["vcf_meta_information"] = _meta_information(header)
-        attrs.update(self.meta)
-        self.root.attrs.update(attrs)
+        self.root.attrs.update(root_attributes(self.meta))
         zarr.consolidate_metadata(str(self._tmp))
         self._finished = True
 
