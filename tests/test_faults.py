@@ -30,7 +30,7 @@ import pysam
 import pytest
 import zarr
 
-from varcall.core.errors import RegionError
+from varcall.core.errors import RegionError, VarcallError
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines import get_engine
@@ -356,25 +356,26 @@ def test_permanent_failure_names_region_keeps_checkpoints_then_resume(
 def test_crash_during_merge_leaves_nothing_that_looks_complete(
     tiny_cohort, client, baseline, tmp_path, monkeypatch
 ):
-    """--overwrite over a finished run, then the merge fails half-way: no manifest (the
-    mark of a finished run), the previous VCF untouched, no half-written file at a final
-    path, no temporaries left."""
-    import varcall.run.pipeline as pipeline
+    """--overwrite over a finished run, then an encode task of the merge fails on a worker
+    while others write their chunks and pieces: one-line error, no manifest (the mark of a
+    finished run), the previous VCF untouched, no half-written file at a final path, no
+    temporaries left."""
+    import varcall.run.merge as merge_module
 
     out = tmp_path / "out"
     shutil.copytree(baseline, out)
     before = (out / "calls.vcf.gz").read_bytes()
-    real = pipeline._load_units
+    real = merge_module.plan_encode
 
-    def fail_half_way(*args, **kwargs):
-        units = real(*args, **kwargs)
-        yield next(units)
-        yield next(units)
-        raise OSError("injected: disk full while merging")
+    def lose_a_checkpoint(paths, *args, **kwargs):
+        paths = list(paths)
+        paths[len(paths) // 2] += ".gone"  # its task fails when it gets there
+        return real(paths, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_load_units", fail_half_way)
-    with pytest.raises(OSError, match="disk full"):
-        call(tiny_cohort, out, client, FaultyEngine(), overwrite=True)
+    monkeypatch.setattr(merge_module, "plan_encode", lose_a_checkpoint)
+    with pytest.raises(VarcallError, match="checkpoint cannot be read") as e:
+        call(tiny_cohort, out, client, FaultyEngine(), overwrite=True, chunk_size=2)
+    assert "\n" not in str(e.value)
     assert not (out / "manifest.json").exists()
     assert (out / "calls.vcf.gz").read_bytes() == before
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]

@@ -17,20 +17,13 @@ import pytest
 import zarr
 from _callsets import CONTIGS, SAMPLES, hand_callset, random_callset
 
-from varcall.core.callset import CallSet, concat_callsets, n_genotypes, save_callset
+from varcall.core.callset import CallSet, concat_callsets, save_callset
 from varcall.core.errors import VarcallError
 from varcall.io.vcf_pieces import BGZF_EOF, PieceWriter
 from varcall.run.encode import plan_encode
 from varcall.run.merge import merge_checkpoints, write_outputs
 
 HEADER = {"command_line": "varcall call test", "reference": "/ref.fa"}
-
-
-def _narrow(cs: CallSet) -> CallSet:
-    """``cs`` with its allele padding cut to 2 (its records must have at most 2 alleles)."""
-    return dataclasses.replace(
-        cs, alleles=cs.alleles[:, :2], AD=cs.AD[:, :, :2], PL=cs.PL[:, :, : n_genotypes(2)]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +251,11 @@ def test_changed_checkpoint_fails_and_writes_nothing(tmp_path, units, work):
         merge_checkpoints(out, sidecars, changed, n_tasks=3, **kw)
     assert _outputs(out) == old
     assert _files(before.vcz_path) == old_store
-    assert sorted(p.name for p in out.iterdir()) == ["calls.vcf.gz", "calls.vcf.gz.tbi", "calls.vcz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "calls.vcf.gz",
+        "calls.vcf.gz.tbi",
+        "calls.vcz",
+    ]
 
 
 def test_failing_encode_task_writes_nothing(tmp_path, units, work, client, monkeypatch):
@@ -298,7 +295,9 @@ def test_unreadable_checkpoint_fails_in_one_line(tmp_path, units, work):
 
 def test_store_reads_back(tmp_path, units, work):
     folder, sidecars = work
-    merged = merge_checkpoints(tmp_path, sidecars, folder, n_tasks=2, **_kwargs(units, chunk_size=8))
+    merged = merge_checkpoints(
+        tmp_path, sidecars, folder, n_tasks=2, **_kwargs(units, chunk_size=8)
+    )
     root = zarr.open_consolidated(str(merged.vcz_path), mode="r")
     assert root["variant_position"].shape == (merged.n_variants,)
     assert root["region_index"][:, 5].sum() == merged.n_variants

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,10 @@ def _probe_or_undo(prep: PreparedRun, client: Any, run: ExecutedRun, fresh: bool
         raise
 
 
+#: What runs once every unit is called, while the Dask client (None without Dask) is open.
+AfterCalling = Callable[[ExecutedRun, Any], None]
+
+
 def _scatter(
     prep: PreparedRun,
     run: ExecutedRun,
@@ -143,9 +147,11 @@ def _scatter(
     progress: bool,
     fresh: bool = False,
     speculation: Speculation | None = None,
+    then: Callable[[Any], None] | None = None,
 ) -> None:
     """One Dask task per region of ``layout``; sets ``run.sidecars`` and ``run.cluster_doc``
-    (``fresh``: this run created OUT, see :func:`_probe_or_undo`)."""
+    (``fresh``: this run created OUT, see :func:`_probe_or_undo`); ``then(client)`` runs
+    before the client closes."""
     run.cluster_doc = {}
     speculation = speculation or Speculation()
     run.speculation = speculation.describe()
@@ -166,6 +172,8 @@ def _scatter(
             packs=prep.packs,
             speculation=speculation,
         )
+        if then is not None:
+            then(client)
 
 
 def _start(prep: PreparedRun) -> ExecutedRun:
@@ -186,11 +194,14 @@ def execute(
     retries: int = 2,
     progress: bool = False,
     speculation: Speculation | None = None,
+    then: AfterCalling | None = None,
 ) -> ExecutedRun:
     """Call every unit of the prepared run into ``OUT/work`` (valid checkpoints reused with
     ``--resume``). retries: Dask retries per region. speculation: when a straggling Dask
-    task gets a second copy (default :class:`Speculation`; unused without Dask). Raises
-    :class:`RegionError` when units failed (finished checkpoints are kept)."""
+    task gets a second copy (default :class:`Speculation`; unused without Dask). then:
+    called as ``then(run, client)`` once every unit is called, while the Dask client is
+    still open (None in single mode): the merge's encode tasks run on the same workers.
+    Raises :class:`RegionError` when units failed (finished checkpoints are kept)."""
     fresh = not prep.out.exists()
     run = _start(prep)
     inputs, params, layout, identity = prep.inputs, prep.params, prep.layout, run.identity
@@ -201,29 +212,30 @@ def execute(
         )  # fmt: skip
         run.keys = [s["key"] for s in run.sidecars if s["key"] is not None]
         run.bed_regions = [Region(c, 0, n) for c, n in inputs.contigs]
+        if then is not None:
+            then(run, None)
         return run
     assert layout is not None
     run.keys = checkpoint_keys(layout, identity, params, params.engine, run.engine_ver)
     run.bed_regions = list(layout)
-    if not layout:  # every region is on a contig without reads
-        pass
-    elif prep.mode == "single":
+
+    def called(client: Any) -> None:
+        """Every unit called: the empty-by-index units join, then ``then``."""
+        if prep.empty_regions:  # no task, no checkpoint: varcall.run.empty
+            order = [c for c, _ in inputs.contigs]
+            run.sidecars, run.bed_regions = with_empty_units(
+                run.sidecars, layout, prep.empty_regions, order
+            )
+        if then is not None:
+            then(run, client)
+
+    if layout and prep.mode != "single":
+        _scatter(prep, run, layout, retries, progress, fresh, speculation, called)
+        return run
+    if layout:  # single mode: the layout's regions one after the other, here
         run.sidecars = run_sequential(
-            layout,
-            run.keys,
-            inputs,
-            params,
-            run.work,
-            run_id=run.run_id,
-            engine=prep.engine,
-            resume=prep.flags.resume,
-            progress=progress,
-        )
-    else:
-        _scatter(prep, run, layout, retries, progress, fresh, speculation)
-    if prep.empty_regions:  # no task, no checkpoint: varcall.run.empty
-        order = [c for c, _ in inputs.contigs]
-        run.sidecars, run.bed_regions = with_empty_units(
-            run.sidecars, layout, prep.empty_regions, order
-        )
+            layout, run.keys, inputs, params, run.work, run_id=run.run_id, engine=prep.engine,
+            resume=prep.flags.resume, progress=progress,
+        )  # fmt: skip
+    called(None)  # (no layout: every region is on a contig without reads)
     return run

@@ -402,19 +402,32 @@ def merge_checkpoints(
         vcf.abort()
         shutil.rmtree(layout.path, ignore_errors=True)
         raise
+    return _result(results, sidecars, counts, contigs, vcf, out, encode_seconds)
+
+
+def _result(
+    results: Sequence[EncodeResult],
+    sidecars: Sequence[Mapping[str, Any]],
+    counts: Sequence[int],
+    contigs: Sequence[tuple[str, int]],
+    vcf: VcfAssembler,
+    out: Path,
+    encode_seconds: float,
+) -> MergeResult:
+    """What :func:`merge_checkpoints` wrote, from its tasks' results."""
     contig_digests, unit_digests = _collect(results, contigs, len(sidecars))
     contig_counts = {c: 0 for c, _ in contigs}
     for s, n in zip(sidecars, counts):
         contig_counts[str(s["contig"])] += n
     return MergeResult(
-        n_variants=layout.n_variants,
+        n_variants=sum(counts),
         contig_digests=contig_digests,
         contig_counts=contig_counts,
         callset_digests=unit_digests,
-        callset_counts=counts,
+        callset_counts=list(counts),
         vcf_path=vcf.path,
         index_path=vcf.index_path,
         vcz_path=out / "calls.vcz",
         encode_seconds=round(encode_seconds, 6),
-        n_encode_tasks=len(tasks),
+        n_encode_tasks=len(results),
     )

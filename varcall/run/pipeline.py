@@ -13,9 +13,11 @@ Two modes give identical output:
 
 The stages: :func:`varcall.run.prepare.prepare` validates and plans (nothing is created at
 OUT before it succeeds), :func:`varcall.run.execute.execute` calls the units into
-checkpoints, :func:`merge` streams the checkpoints in genomic order, one at a time, into
-:func:`varcall.run.merge.write_outputs` (``OUT/calls.vcf.gz`` + ``.tbi`` and
-``OUT/calls.vcz``), so the client holds one region's calls at a time, and
+checkpoints, :func:`merge` (while the Dask client is still open) writes
+``OUT/calls.vcf.gz`` + ``.tbi`` and ``OUT/calls.vcz`` from them with the parallel merge
+(:func:`varcall.run.merge.merge_checkpoints`: encode tasks on the workers write the
+store's chunks and bgzipped pieces of the VCF; the client joins them, so it never holds
+the calls), and
 :func:`varcall.run.record.record` writes ``OUT/audit.jsonl``, ``OUT/regions.bed`` and
 ``OUT/manifest.json``, each under a temporary name and renamed into place. ``OUT/work/``
 is kept: ``--resume`` reuses every valid checkpoint there (a checkpoint's name is a hash
@@ -30,12 +32,11 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from varcall.core.callset import FILTER_IDS, CallSet, load_callset
-from varcall.core.errors import VarcallError
+from varcall.core.callset import FILTER_IDS
 from varcall.core.filters import filter_descriptions
 from varcall.core.manifest import Manifest
 from varcall.core.params import CallParams
@@ -75,23 +76,6 @@ class RunResult:
     manifest: Manifest
 
 
-def _load_units(
-    work: Path, sidecars: Sequence[dict[str, Any]], bar: ProgressReporter | None = None
-) -> Iterator[CallSet]:
-    """The checkpointed CallSets in the given (genomic) order, one at a time."""
-    for side in sidecars:
-        path = work / f"{side['key']}.npz"
-        try:
-            callset = load_callset(path)
-        except (OSError, ValueError, KeyError) as e:
-            raise VarcallError(
-                f"{path}: checkpoint cannot be read ({e}); delete it and rerun with --resume"
-            ) from e
-        yield callset
-        if bar is not None:
-            bar.advance(callset.n_variants)
-
-
 def merge(
     prep: PreparedRun,
     run: ExecutedRun,
@@ -99,10 +83,14 @@ def merge(
     progress: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     command_line: str | None = None,
+    client: Any = None,
+    retries: int = 2,
 ) -> MergeResult:
-    """Stream the run's checkpoints, in genomic order, into ``OUT/calls.vcf.gz`` (+ .tbi)
-    and ``OUT/calls.vcz`` (chunk_size: VCF Zarr chunk length along variants)."""
-    from varcall.run.merge import write_outputs
+    """Merge the run's checkpoints into ``OUT/calls.vcf.gz`` (+ .tbi) and ``OUT/calls.vcz``
+    (chunk_size: VCF Zarr chunk length along variants) with the parallel merge
+    (:func:`varcall.run.merge.merge_checkpoints`): its encode tasks run on ``client``'s
+    workers (Dask retries: ``retries``), or in this process without a client or workers."""
+    from varcall.run.merge import merge_checkpoints
 
     sidecars = called_sidecars(run.sidecars)  # empty-by-index units add no records
     filter_ids = list(FILTER_IDS)
@@ -117,10 +105,13 @@ def merge(
         "reference": privacy.path(prep.inputs.reference),
         "filter_descriptions": filter_descriptions(prep.params),  # naming the thresholds
     }
+    if client is not None and not sum(client.nthreads().values()):
+        client = None  # no workers left (e.g. batch jobs ended): encode here
     with ProgressReporter(len(sidecars), enabled=progress, description="merge") as bar:
-        return write_outputs(
+        merged = merge_checkpoints(
             prep.out,
-            _load_units(run.work, sidecars, bar),
+            sidecars,
+            run.work,
             contigs=prep.inputs.contigs,
             samples=prep.inputs.samples,
             filter_ids=tuple(filter_ids),
@@ -129,7 +120,25 @@ def merge(
             chunk_size=chunk_size,
             format_fields=None if privacy.options.is_default else privacy.format_fields,
             output_samples=privacy.samples(prep.inputs.samples),
+            client=client,
+            retries=retries,
         )
+        bar.advance(merged.n_variants, len(sidecars))
+    return merged
+
+
+def _merge_stage(
+    prep: PreparedRun, clock: RunClock, done: list[MergeResult], **merge_kw: Any
+) -> Callable[[ExecutedRun, Any], None]:
+    """The merge as :func:`execute` runs it once every unit is called (client still
+    open): the clock's stage ends set around it, the result appended to ``done``."""
+
+    def merge_outputs(run: ExecutedRun, client: Any) -> None:
+        clock.t_called = time.time()
+        done.append(merge(prep, run, client=client, **merge_kw))
+        clock.t_merged = time.time()
+
+    return merge_outputs
 
 
 # ----------------------------------------------------------------------------- the run
@@ -196,10 +205,11 @@ def run_call(
         reference, bams, out, params=params, mode=mode, plan=plan, flags=flags,
         cluster=cluster, client=client, engine=engine, output=output,
     )  # fmt: skip
-    run = execute(prep, retries=retries, progress=progress, speculation=speculation)
-    clock.t_called = time.time()
-    merged = merge(prep, run, progress=progress, chunk_size=chunk_size, command_line=command_line)
-    clock.t_merged = time.time()
+    done: list[MergeResult] = []
+    merge_kw = {"progress": progress, "chunk_size": chunk_size, "command_line": command_line}
+    then = _merge_stage(prep, clock, done, retries=retries, **merge_kw)
+    run = execute(prep, retries=retries, progress=progress, speculation=speculation, then=then)
+    merged = done[0]
     manifest, wall = record(prep, run, merged, clock, retries=retries, command_line=command_line)
     n_variants = int(merged.n_variants)
     logger.info(

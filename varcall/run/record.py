@@ -270,15 +270,18 @@ def _planning(prep: PreparedRun, run: ExecutedRun, retries: int) -> Planning:
 
 
 def _performance(
-    run: ExecutedRun, n_variants: int, clock: RunClock, wall: float
+    run: ExecutedRun, merged: MergeResult, clock: RunClock, wall: float
 ) -> tuple[Timing, Memory, Throughput]:
-    """Seconds of the stages, peak memory (MB), bases and variants per second."""
+    """Seconds of the stages (the merge's serial part and its encode tasks apart), peak
+    memory (MB), bases and variants per second."""
+    n_variants = int(merged.n_variants)
     sidecars = run.sidecars
     genome_bp = sum(r.length for r in run.bed_regions)
     timing = Timing(
         wall_seconds=round(wall, 3),
         call_seconds=round(clock.t_called - clock.t_start, 3),
-        merge_seconds=round(clock.t_merged - clock.t_called, 3),
+        merge_seconds=round(clock.t_merged - clock.t_called - merged.encode_seconds, 3),
+        encode_seconds=round(merged.encode_seconds, 3),
         task_seconds_sum=round(sum(s["seconds"] for s in sidecars), 3),
     )
     memory = Memory(
@@ -307,7 +310,7 @@ def _manifest(
     n_variants = int(merged.n_variants)
     digest = code_digest()
     engine = prep.engine
-    timing, memory, throughput = _performance(run, n_variants, clock, wall)
+    timing, memory, throughput = _performance(run, merged, clock, wall)
     return Manifest(
         varcall_version=__version__,
         code_digest=digest,
