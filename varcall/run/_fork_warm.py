@@ -1,7 +1,7 @@
 """Imported last by the fork server of a local process cluster (see
 :func:`varcall.run.forkserver.start_fork_server`): runs the ``warm()`` hook of every varcall
-engine module the server imported before it, so that each worker forked from the server
-starts with the engine's numba kernels loaded. Never raises: a failed warm-up only makes
+engine module the server imported before it (and of the VCF writer), so that each worker
+forked from the server starts with the engine's and the merge's numba kernels loaded. Never raises: a failed warm-up only makes
 the first region of each worker slower (multiprocessing's fork server would die on any
 exception other than ImportError)."""
 
@@ -11,6 +11,10 @@ import logging
 import sys
 
 logger = logging.getLogger(__name__)
+
+#: The modules whose ``warm()`` hooks run: the engines', and the VCF writer's (the merge's
+#: encode tasks format the VCF records on the workers).
+_WARMED = ("varcall.engines.", "varcall.io.vcf_write")
 
 
 def _workers_leave_interrupts_to_the_driver() -> None:
@@ -39,7 +43,7 @@ def _workers_leave_interrupts_to_the_driver() -> None:
 def _warm_imported_engines() -> None:
     for name, module in list(sys.modules.items()):
         hook = getattr(module, "warm", None)
-        if name.startswith("varcall.engines.") and callable(hook):
+        if name.startswith(_WARMED) and callable(hook):
             try:
                 hook()
             except Exception as e:  # an optimisation only

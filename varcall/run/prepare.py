@@ -298,8 +298,9 @@ def prepare(
         if mode == "distributed" and client is None and (cluster or ClusterSpec()).kind == "local":
             starter = ClusterStarter(
                 cluster or ClusterSpec(),
-                warm=(f"varcall.engines.{params.engine}",),
-                client_warm=("varcall.io.vcz", "varcall.io.vcf_write"),
+                # the workers run the merge's encode tasks too (VCF records: numba)
+                warm=(f"varcall.engines.{params.engine}", "varcall.io.vcf_write"),
+                client_warm=("varcall.io.vcz_encode",),
             )
         engine = _check_engine(engine, inputs, params)
         if mode == "distributed" and client is None:
