@@ -364,6 +364,9 @@ def test_manifest_and_audit(small_cohort, proc2, tmp_path):
         assert u["seconds"] >= 0 and "127.0.0.1" in u["worker"]
     assert sum(u["n_variants"] for u in m["units"]) == m["n_variants"]
     assert m["timing"]["wall_seconds"] > 0 and m["throughput"]["bp_per_second"] > 0
+    # the merge: its serial part in the client, its encode tasks on the workers
+    assert m["timing"]["merge_seconds"] >= 0 and m["timing"]["encode_seconds"] > 0
+    assert m["manifest_version"] == 2
     audit = [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
     assert len(audit) == 3 and {a["outcome"] for a in audit} == {"ok"}
     paths = [x["path"] for x in m["inputs"]["alignments"]]

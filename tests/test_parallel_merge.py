@@ -301,3 +301,20 @@ def test_store_reads_back(tmp_path, units, work):
     root = zarr.open_consolidated(str(merged.vcz_path), mode="r")
     assert root["variant_position"].shape == (merged.n_variants,)
     assert root["region_index"][:, 5].sum() == merged.n_variants
+
+
+# ----------------------------------------------------------------------------- manifest
+def test_manifest_version_1_still_loads_and_its_digests_never_compare():
+    from varcall.core.manifest import Manifest
+    from varcall.evaluate.identity import compare_manifests
+
+    units = [{"region": "chr1:1-100", "contig": "chr1", "start": 0, "end": 100, "digest": "a"}]
+    old = {"units": units, "contig_digests": {"chr1": "x"}, "timing": {"merge_seconds": 1.5}}
+    m = Manifest.from_dict(old)
+    assert m.manifest_version == 1
+    assert m.timing.merge_seconds == 1.5 and m.timing.encode_seconds is None
+    new = {**old, "manifest_version": 2}
+    assert compare_manifests(old, dict(old))["identical"] is True
+    assert compare_manifests(new, dict(new))["identical"] is True
+    mixed = compare_manifests(old, new)
+    assert mixed["identical"] is None and "manifest versions" in mixed["reason"]
