@@ -110,7 +110,7 @@ def _prepare(
 ) -> tuple[Path, tuple[str, ...], tuple[str, ...] | None, list[str], str]:
     """The output folder (created; stale temporaries of ``names`` removed), the output
     sample names, the FORMAT fields, the filter ids in canonical order and the header."""
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()  # tasks may run in another folder
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         remove_stale_temporaries(out, name)
@@ -378,7 +378,7 @@ def merge_checkpoints(
     if n_tasks is None:
         n_tasks = 1 if client is None else 4 * max(1, sum(client.nthreads().values()))
     tasks = plan_encode(
-        [str(Path(work) / f"{s['key']}.npz") for s in sidecars],
+        [str(Path(work).absolute() / f"{s['key']}.npz") for s in sidecars],
         counts, [str(s["digest"]) for s in sidecars], layout.chunk_size, n_tasks,
     )  # fmt: skip
     meta = {"vcf_header": header}
