@@ -128,17 +128,18 @@ def merge(
 
 
 def _merge_stage(
-    prep: PreparedRun, clock: RunClock, done: list[MergeResult], **merge_kw: Any
-) -> Callable[[ExecutedRun, Any], None]:
+    prep: PreparedRun, clock: RunClock, **merge_kw: Any
+) -> tuple[Callable[[ExecutedRun, Any], None], list[MergeResult]]:
     """The merge as :func:`execute` runs it once every unit is called (client still
-    open): the clock's stage ends set around it, the result appended to ``done``."""
+    open): the clock's stage ends set around it; its result goes into the list returned."""
+    done: list[MergeResult] = []
 
     def merge_outputs(run: ExecutedRun, client: Any) -> None:
         clock.t_called = time.time()
         done.append(merge(prep, run, client=client, **merge_kw))
         clock.t_merged = time.time()
 
-    return merge_outputs
+    return merge_outputs, done
 
 
 # ----------------------------------------------------------------------------- the run
@@ -205,9 +206,8 @@ def run_call(
         reference, bams, out, params=params, mode=mode, plan=plan, flags=flags,
         cluster=cluster, client=client, engine=engine, output=output,
     )  # fmt: skip
-    done: list[MergeResult] = []
     merge_kw = {"progress": progress, "chunk_size": chunk_size, "command_line": command_line}
-    then = _merge_stage(prep, clock, done, retries=retries, **merge_kw)
+    then, done = _merge_stage(prep, clock, retries=retries, **merge_kw)
     run = execute(prep, retries=retries, progress=progress, speculation=speculation, then=then)
     merged = done[0]
     manifest, wall = record(prep, run, merged, clock, retries=retries, command_line=command_line)
