@@ -16,6 +16,8 @@ import pysam
 import pytest
 import zarr
 from _callsets import CONTIGS, SAMPLES, hand_callset, random_callset
+from hypothesis import given
+from hypothesis import strategies as st
 
 from varcall.core.callset import CallSet, concat_callsets, save_callset
 from varcall.core.errors import VarcallError
@@ -212,6 +214,29 @@ def test_plan_encode_cuts_whole_chunks_and_owns_each_unit_once():
     owned = sorted(i for t in tasks for i in t.owns)
     assert owned == list(range(7))
     assert [sorted(u.index for u in t.units) for t in tasks] == [[0, 1, 2, 3, 4], [4], [4, 5, 6]]
+
+
+@given(
+    counts=st.lists(st.integers(0, 9), min_size=1, max_size=30),
+    chunk_size=st.integers(1, 12),
+    n_tasks=st.integers(1, 12),
+)
+def test_plan_encode_invariants(counts, chunk_size, n_tasks):
+    tasks = plan_encode([f"u{i}" for i in range(len(counts))], counts, ["d"] * len(counts),
+                        chunk_size, n_tasks)  # fmt: skip
+    total = sum(counts)
+    assert 1 <= len(tasks) <= max(1, n_tasks)
+    assert [t.start for t in tasks] == [0, *(t.stop for t in tasks[:-1])]
+    assert tasks[-1].stop == total
+    assert [c for t in tasks for c in t.chunks] == list(range(-(-total // chunk_size)))
+    assert sorted(i for t in tasks for i in t.owns) == list(range(len(counts)))
+    offsets = np.cumsum([0, *counts])
+    for t in tasks:
+        assert t.start == (t.chunks[0] * chunk_size if t.chunks else total)
+        overlapping = {i for i, n in enumerate(counts)
+                       if offsets[i] < t.stop and offsets[i] + n > t.start}  # fmt: skip
+        assert overlapping | set(t.owns) == {u.index for u in t.units}
+        assert [u.index for u in t.units] == sorted(u.index for u in t.units)
 
 
 def test_piece_writer_leaves_out_the_eof_block(tmp_path):

@@ -15,6 +15,7 @@ checkpoints it owns. A task rewrites the same files on a retry.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import logging
@@ -94,25 +95,26 @@ def plan_encode(
     n_chunks = -(-total // chunk_size)
     n_tasks = max(1, min(int(n_tasks), n_chunks))
     per = -(-n_chunks // n_tasks) if n_chunks else 0
+    n_tasks = -(-n_chunks // per) if n_chunks else 1  # no task without chunks
     units = [
         UnitRows(i, str(p), offsets[i], int(n), str(d))
         for i, (p, n, d) in enumerate(zip(paths, counts, digests))
     ]
+    starts = offsets[:-1]  # each unit's first row, non-decreasing
     tasks = []
     for t in range(n_tasks):
         chunks = tuple(range(t * per, min(n_chunks, (t + 1) * per)))
         start = min(total, t * per * chunk_size)
-        stop = min(total, (t + 1) * per * chunk_size) if t < n_tasks - 1 else total
         last = t == n_tasks - 1
-        owns = frozenset(
-            u.index for u in units if start <= u.offset < stop or (last and u.offset >= stop)
-        )
-        mine = tuple(
-            u
-            for u in units
-            if u.index in owns or (u.offset < stop and u.offset + u.n_variants > start)
-        )
-        tasks.append(EncodeTask(t, start, stop, chunks, mine, owns))
+        stop = total if last else min(total, (t + 1) * per * chunk_size)
+        # owned: the units whose first row is in [start, stop) (the last task: also the
+        # empty ones at the end); before them at most one unit runs into the range
+        lo = bisect.bisect_left(starts, start)
+        hi = len(units) if last else bisect.bisect_left(starts, stop)
+        mine = list(units[lo:hi])
+        if lo and units[lo - 1].offset + units[lo - 1].n_variants > start:
+            mine.insert(0, units[lo - 1])
+        tasks.append(EncodeTask(t, start, stop, chunks, tuple(mine), frozenset(range(lo, hi))))
     return tasks
 
 
