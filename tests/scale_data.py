@@ -255,6 +255,11 @@ class StallingEngine:
     def check_params(self, inputs: CallInputs, params: CallParams) -> None:
         self.inner.check_params(inputs, params)
 
+    def prepare_params(self, inputs: CallInputs, params: CallParams) -> CallParams:
+        """The inner engine's preparation of a run (the native engine's stutter table)."""
+        prepare = getattr(self.inner, "prepare_params", None)
+        return params if prepare is None else prepare(inputs, params)
+
     def release(self) -> None:
         """End every stall now."""
         Path(self.marker_dir, "release").touch()

@@ -16,6 +16,7 @@ from varcall.engines.native.observations import site_observations
 from varcall.engines.native.pileup import encode_bases
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
 from varcall.engines.native.sites import Sites, find_sites
+from varcall.engines.native.stutter import PRIOR_TABLE, StutterModel
 
 # 0-based: a homopolymer AAAAAA at [60, 66), flanked by C (59) and G (66)
 REF = (
@@ -118,7 +119,7 @@ def run(bam: str, ref_path: str, samples=("S1",), *, min_mapq=20, min_baseq=13, 
     ref = encode_bases(REF)
     mask_mate_overlaps(batch)
     ev = count_evidence(batch, ref, 0, 0, len(REF), len(samples), min_baseq)
-    sites = find_sites(ev, batch, ref, 0, REF)
+    sites = find_sites(ev, batch, ref, 0, REF, StutterModel(PRIOR_TABLE))
     obs = site_observations(sites, batch, ref, 0, min_baseq)
     return batch, ev, sites, obs
 

@@ -208,6 +208,8 @@ def _split_options(options: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
             value = _processes(value)
         elif name == "format_fields":
             value = parse_format_fields(value)
+        elif name == "stutter_table":  # "a,b,..." as on the command line, or numbers
+            value = tuple(float(v) for v in (value.split(",") if isinstance(value, str) else value))
         elif name == "job_extra_directives" and isinstance(value, str):
             value = (value,)
         elif name == "job_extra_directives":
@@ -283,7 +285,8 @@ def call(
         ``min_baseq``, ``include_supplementary``, ``ploidy`` (1, 2, ``"GRCh37"`` or
         ``"GRCh38"``), ``ploidy_contig`` (``{"chrY": 1}`` or ``["chrY=1"]``),
         ``samples_file``, ``ploidy_file``, ``par_bed`` (paths), ``min_qual``,
-        ``memory_budget`` (MiB per task), ``engine_args``, ``region_size``
+        ``memory_budget`` (MiB per task), ``engine_args``, ``indel_errors`` (``"estimate"``
+        or ``"prior"``), ``stutter_table`` (26 numbers), ``region_size``
         (bp), ``region_count``, ``single_process``, ``threads_per_worker``, ``worker_type``,
         ``scheduler``, ``tls_ca``/``tls_cert``/``tls_key``, ``cluster``, ``cluster_config``,
         ``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``jobs``, ``adapt_max``,

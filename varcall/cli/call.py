@@ -82,6 +82,20 @@ FILTER_OPTION_HELP = {
     "the read end, Z) is below this.",
 }
 
+
+def parse_stutter_table(value: str) -> tuple[float, ...]:
+    """``--stutter-table`` "a,b,..." -> a tuple of floats (empty: none given)."""
+    if not value:
+        return ()
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise InputError(
+            f"--stutter-table {value!r}: expected comma-separated numbers (copy "
+            "params.stutter_table from a run's manifest.json)"
+        ) from None
+
+
 #: How to call: the fields of CallParams.
 PARAM_OPTIONS = OptionGroup(
     CallParams,
@@ -136,6 +150,17 @@ PARAM_OPTIONS = OptionGroup(
         FieldOption(
             "min_qual", ("--min-qual",), type=float, show_default=True,
             help="Records below this QUAL get the LowQual filter.",
+        ),
+        FieldOption(
+            "indel_errors", ("--indel-errors",), type=click.Choice(["estimate", "prior"]),
+            show_default=True,
+            help="Native engine: estimate the PCR stutter rates of repeats from the run's "
+            "reads, or use the built-in prior.",
+        ),
+        FieldOption(
+            "stutter_table", ("--stutter-table",), default="", parse=parse_stutter_table,
+            help="Native engine: use this stutter table (the comma-separated params."
+            "stutter_table of a run's manifest.json) instead of estimating one.",
         ),
         # the annotation FILTERs of the native engine (varcall.core.filters); inf / -inf: off
         *(

@@ -53,6 +53,10 @@ class CallParams:
     :mod:`varcall.core.filters`); ``inf`` / ``-inf`` turns a test off.
     memory_budget: MiB of memory a task's process may use (native engine: its windows of
         reads are sized from the indexes to fit; the calls never depend on it).
+    indel_errors: native engine: "estimate" the stutter table from the run's reads, or
+    use the built-in "prior" (varcall.engines.native.stutter).
+    stutter_table: native engine: the stutter table itself (empty: from indel_errors);
+    a run fills it before calling and records it in manifest.json.
     """
 
     engine: str = "native"
@@ -63,6 +67,8 @@ class CallParams:
     ploidy_by_contig: tuple[tuple[str, int], ...] = ()
     min_qual: float = 20.0
     engine_args: str = ""
+    indel_errors: str = "estimate"
+    stutter_table: tuple[float, ...] = ()
     ploidy_file: str | None = None
     par_bed: str | None = None
     samples_file: str | None = None

@@ -303,6 +303,9 @@ def prepare(
                 client_warm=("varcall.io.vcz_encode",),
             )
         engine = _check_engine(engine, inputs, params)
+        prepare_params = getattr(engine, "prepare_params", None)
+        if prepare_params is not None:  # once per run, before any region (native: stutter)
+            params = prepare_params(inputs, params)
         if mode == "distributed" and client is None:
             (cluster or ClusterSpec()).check()
         prep = PreparedRun(

@@ -41,6 +41,7 @@ thresholds (``max_fs`` ... ``min_readpos_ranksum``) and ``memory_budget`` (windo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -61,6 +62,7 @@ from varcall.engines.native.annotations import (
     read_spans,
     record_annotations,
 )
+from varcall.engines.native.calibrate import calibrated_params, stutter_table
 from varcall.engines.native.clips import clip_reference_margin, realign_clips
 from varcall.engines.native.evidence import count_evidence
 from varcall.engines.native.model import JointCalls, joint_call
@@ -75,7 +77,9 @@ from varcall.engines.native.pileup import (
     encode_bases,
 )
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
+from varcall.engines.native.repeats import MAX_TRACT
 from varcall.engines.native.sites import Sites, find_sites
+from varcall.engines.native.stutter import TABLE_LEN, StutterModel
 from varcall.engines.native.windows import plan_windows
 from varcall.io import handles as _handles
 from varcall.plan.inputs import sample_columns
@@ -90,6 +94,11 @@ if SHADOW_PAD < CALL_REACH + CLIP_REACH:  # a development error: windows would c
         f"pileup.SHADOW_PAD ({SHADOW_PAD} bp) < pileup.CALL_REACH + pileup.CLIP_REACH "
         f"({CALL_REACH} + {CLIP_REACH} bp): windows would miss sites a call looks at, or "
         "reads that give them; raise SHADOW_PAD"
+    )
+if MAX_TRACT + 1 > REF_MARGIN:  # a development error: a tract would run past the reference
+    raise ImportError(
+        f"repeats.MAX_TRACT ({MAX_TRACT} bp) + 1 > pileup.REF_MARGIN ({REF_MARGIN} bp): a "
+        "site's repeat tract could reach past the window's reference; raise REF_MARGIN"
     )
 if numba_config.CPU_NAME != os.environ.get("NUMBA_CPU_NAME"):
     # numba was imported before varcall set NUMBA_CPU_NAME (see varcall/__init__.py)
@@ -212,6 +221,13 @@ def _record_alleles(
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _stutter_model(inputs: CallInputs, params: CallParams) -> StutterModel:
+    """The run's stutter model (calibrated once per process and run; a pure function of
+    the inputs and parameters, so every region of a run gets the same)."""
+    return StutterModel(stutter_table(inputs, params))
+
+
 class NativeEngine:
     """varcall's own engine (see the module docstring)."""
 
@@ -222,12 +238,27 @@ class NativeEngine:
         return None
 
     def check_params(self, inputs: CallInputs, params: CallParams) -> None:
-        """The native engine takes no ``--engine-args``."""
+        """The native engine takes no ``--engine-args``; the indel error options must be
+        valid."""
         if params.engine_args:
             raise InputError(
                 f"--engine-args {params.engine_args!r}: the native engine takes no extra "
                 "arguments; drop --engine-args or choose --engine bcftools/freebayes"
             )
+        if params.indel_errors not in ("estimate", "prior"):
+            raise InputError(
+                f"--indel-errors {params.indel_errors!r}: use estimate or prior"
+            )
+        if params.stutter_table and len(params.stutter_table) != TABLE_LEN:
+            raise InputError(
+                f"--stutter-table: {len(params.stutter_table)} numbers given, a table has "
+                f"{TABLE_LEN}; copy params.stutter_table from a run's manifest.json"
+            )
+
+    def prepare_params(self, inputs: CallInputs, params: CallParams) -> CallParams:
+        """``params`` with the run's stutter table filled in, computed once before any
+        region is called (:func:`varcall.engines.native.calibrate.calibrated_params`)."""
+        return calibrated_params(inputs, params)
 
     # ------------------------------------------------------------------ API
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
@@ -251,6 +282,7 @@ class NativeEngine:
             end = start
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
         parts: list[dict] = []
+        stutter = _stutter_model(inputs, params)
         windows = plan_windows(
             inputs, region.contig, length, start, end,
             window_size(len(inputs.samples)), params.memory_budget,
@@ -259,8 +291,9 @@ class NativeEngine:
         with _handles.checkout(inputs.reference, pysam.FastaFile, "fasta") as fasta:
             for ws, we in windows:
                 recs = self._call_window(
-                    inputs, fasta, region.contig, length, ws, we, params, ploidy, sample_index
-                )
+                    inputs, fasta, region.contig, length, ws, we, params, ploidy, sample_index,
+                    stutter,
+                )  # fmt: skip
                 if recs is not None:
                     parts.append(recs)
         return _to_callset(region.contig, inputs.samples, parts, params)
@@ -282,6 +315,7 @@ class NativeEngine:
         params: CallParams,
         ploidy: ContigPloidy,
         sample_index: tuple[dict[str, int], ...],
+        stutter: StutterModel,
     ) -> dict | None:
         """The records of the sites with 0-based POS in ``[ws, we)`` (a dict of columns
         for :func:`_to_callset`), None when there are none."""
@@ -310,7 +344,7 @@ class NativeEngine:
         mask_mate_overlaps(batch)
         n_s = len(inputs.samples)
         ev = count_evidence(batch, ref, ref_lo, ews, ewe, n_s, params.min_baseq)
-        sites = find_sites(ev, batch, ref, ref_lo, ref_text)
+        sites = find_sites(ev, batch, ref, ref_lo, ref_text, stutter)
         if sites.n_sites == 0:
             return None
         emit = (sites.pos >= ws) & (sites.pos < we)

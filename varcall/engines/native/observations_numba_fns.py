@@ -8,6 +8,8 @@ tuples (order in its docstring); the helpers it calls take the arrays themselves
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -17,6 +19,7 @@ __all__ = [
     "hap_scores",
     "aligned_at",
     "misaligned",
+    "stutter_penalties",
     "indel_row",
     "spanning_deletion",
     "mate_counts",
@@ -238,21 +241,63 @@ def mate_counts(i, p, mate, first, start, end, coff, cn, cig_op, cig_len):
 
 
 @numba.njit(cache=True, nogil=True)
+def stutter_penalties(scores, na, keep, trans, cap, mq, w, out):
+    """Phred penalties ``out[a]`` (a < na) of a read whose haplotype mismatch costs are
+    ``scores``, under the stutter model: with ``x_b = 10^(-(scores[b] - min scores) / 10)``,
+    ``L(a) = keep[a] x_a + sum_b trans[a, b] x_b`` and ``raw(a) = -10 log10 L(a)``,
+    ``out[a] = min(raw(a) - min_a' raw(a'), min(mq, cap) / w)``, rounded to 1e-9 phred
+    where stutter applies (rows of ``keep``/``trans`` sum to 1, so a read with equal
+    scores ties exactly). Without stutter (keep 1, trans 0) this is
+    ``min(scores[a] - min scores, min(mq, cap) / w)``."""
+    smin = scores[0]
+    for a in range(1, na):
+        smin = min(smin, scores[a])
+    best = 1e300
+    stutter_any = False
+    for a in range(na):
+        stutter = False
+        for b in range(na):
+            if b != a and trans[a, b] > 0.0:
+                stutter = True
+        if not stutter:  # exactly the mismatch cost where no stutter applies
+            out[a] = scores[a] - smin
+            if keep[a] != 1.0:
+                out[a] -= 10.0 * np.log10(keep[a])
+        else:
+            lik = keep[a] * 10.0 ** (-(scores[a] - smin) / 10.0)
+            for b in range(na):
+                if b != a and trans[a, b] > 0.0:
+                    lik += trans[a, b] * 10.0 ** (-(scores[b] - smin) / 10.0)
+            out[a] = -10.0 * np.log10(lik)
+            stutter_any = True
+        best = min(best, out[a])
+    c = min(mq, cap) / w
+    for a in range(na):
+        out[a] = min(out[a] - best, c)
+        if stutter_any:
+            out[a] = math.floor(out[a] * 1e9 + 0.5) / 1e9
+
+
+@numba.njit(cache=True, nogil=True)
 def indel_row(
-    k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, hap_cand, cmp_len, cap, shift,
-    mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
+    k, i, qp, flank, min_baseq, scores, pens, no, n_alleles, hap, hap_cand, cmp_len, cap,
+    shift, stutter, mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
 ):  # fmt: skip
     """Write row ``no``: read i (base aligned at POS: query offset qp) scored against the
-    haplotypes of indel site k, its penalties capped (see varcall.engines.native.pileup)."""
+    haplotypes of indel site k, its penalties under the stutter model (``stutter``: the
+    Sites columns st_keep, st_trans), capped (see varcall.engines.native.pileup);
+    ``scores``, ``pens``: scratch."""
     na = n_alleles[k]
     ib, unique, nmm = hap_scores(
         k, qp, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, na, bases, rquals,
         min_baseq, scores,
     )  # fmt: skip
-    c_read = min(float(mapq[i]), cap[k]) / (1.0 + max(0, nmm - 1) ** 2)
+    keep, trans = stutter
+    w = 1.0 + max(0, nmm - 1) ** 2
+    stutter_penalties(scores, na, keep[k], trans[k], cap[k], float(mapq[i]), w, pens)
     for a in range(hap.shape[1]):
         if a < na:
-            o_pen[no, a] = min(scores[a] - scores[ib], c_read)
+            o_pen[no, a] = pens[a]
         else:
             o_pen[no, a] = 0.0
     o_site[no] = k
@@ -286,12 +331,13 @@ def obs_pass(
     (``order``, ``sorted_start``; ``max_span`` the longest read span).
 
     ``sites``: the Sites columns (pos, n_alleles, hap, cmp_len, indel, cap, allele_indel,
-    shift, del_end, cand, hap_cand); ``reads``: the ReadBatch columns (start, end, mapq,
+    shift, del_end, cand, hap_cand, (st_keep, st_trans)); ``reads``: the ReadBatch columns (start, end, mapq,
     sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = raw_quals), mate
     (overlapping mate or -1), first (first mate); ``out``: the Observations columns (site,
     sample, pen, best, read, qpos; qpos -1 for a read counted as a spanning deletion)."""
     # unpacked once (helpers reading the tuples in their loops measured 2x slower)
-    pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift, del_end, cand, hap_cand = sites
+    pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift, del_end, cand, hap_cand, \
+        stutter = sites  # fmt: skip
     start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals, \
         mate, first = reads  # fmt: skip
     o_site, o_sample, o_pen, o_best, o_read, o_qpos = out
@@ -350,8 +396,8 @@ def obs_pass(
                     snv_row(no, k, sample[i], n_alleles[k], hap, w, b, o_site, o_sample, o_pen,
                             o_best)  # fmt: skip
                 else:
-                    indel_row(k, i, qp, flank, min_baseq, scores, no, n_alleles, hap, hap_cand,
-                              cmp_len, cap, shift, mapq, sample, qoff, qlen, bases, rquals,
-                              o_site, o_sample, o_pen, o_best)  # fmt: skip
+                    indel_row(k, i, qp, flank, min_baseq, scores, shadow_scores, no, n_alleles,
+                              hap, hap_cand, cmp_len, cap, shift, stutter, mapq, sample, qoff,
+                              qlen, bases, rquals, o_site, o_sample, o_pen, o_best)  # fmt: skip
             no += 1
     return no

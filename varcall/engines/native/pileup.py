@@ -54,8 +54,14 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
      the longest indel of the site (at most ``MAX_SHIFT``); the best shift counts. This
      realigns reads whose aligner clipped, mismatched or misplaced the indel, and reads
      that start inside an insertion. Each mismatching base costs its base-quality penalty
-     (``e_m = 0`` above); the differences to the best haplotype are capped at
-     ``min(MAPQ, indel cap)``, the indel cap falling with the repeat length:
+     (``e_m = 0`` above). Where the alleles are whole units of a tandem repeat, PCR
+     stutter mixes them: a read from allele ``a`` shows allele ``b`` with probability
+     ``T(a, b)`` (:mod:`varcall.engines.native.stutter`, the table estimated from the
+     run's reads by :mod:`varcall.engines.native.calibrate`), so the read's likelihood
+     under ``a`` is ``keep(a) 10^(-S(a)/10) + sum_b T(a, b) 10^(-S(b)/10)``
+     (:func:`.observations_numba_fns.stutter_penalties`). The differences to the best
+     allele are capped at ``min(MAPQ, indel cap)``, the indel cap
+     (indel errors other than stutter) falling with the repeat length:
      ``max(INDEL_CAP_MIN, INDEL_CAP - d / 2)`` with ``d`` the offset from POS where the
      haplotypes first differ. A read too short to reach that offset ties the alleles.
    - Reads with many mismatches near the site are down-weighted: the penalties of a read
@@ -128,7 +134,8 @@ MIN_ALT_FRACTION = 0.1
 MAX_INDEL_LENGTH = 200
 #: Bases compared beyond the stretch where indel haplotypes differ.
 INDEL_FLANK = 12
-#: Per-read indel evidence cap (phred) outside repeats, and its floor in long repeats.
+#: Per-read cap (phred) on indel evidence from errors other than PCR stutter, outside
+#: repeats, and its floor in long repeats.
 INDEL_CAP = 45.0
 INDEL_CAP_MIN = 30.0
 #: Half-width (bp) of the context whose mismatches down-weight a read at an SNV site.

@@ -26,6 +26,7 @@ from varcall.engines.native.pileup import (
     encode_bases,
 )
 from varcall.engines.native.reads import ReadBatch
+from varcall.engines.native.stutter import PRIOR_TABLE, StutterModel, site_stutter
 
 __all__ = ["Sites", "find_sites", "pooled_support"]
 
@@ -51,7 +52,10 @@ class Sites:
     ``ref_lo`` (L = the reference length given), bit b set where base code b is a
     candidate SNV allele; hap_cand: (N, A, H) uint8 those bits along each indel site's
     haplotypes, for candidates within CALL_REACH of POS (0 elsewhere and at SNV-only
-    sites): the local haplotypes a read's context is compared with. At indel sites
+    sites): the local haplotypes a read's context is compared with. st_keep (N, A),
+    st_trans (N, A, A) float64: the stutter probabilities of
+    :func:`varcall.engines.native.stutter.site_stutter` (1 and 0 at SNV-only sites and
+    outside repeats). At indel sites
     ``hap[k, a, h]`` holds reference position ``POS - INDEL_LEFT_FLANK - shift + h`` of
     the allele's haplotype (left flank, allele, reference after it); at SNV-only sites
     ``hap[k, a, 0]`` is the allele's base.
@@ -70,6 +74,8 @@ class Sites:
     del_end: np.ndarray
     cand: np.ndarray
     hap_cand: np.ndarray
+    st_keep: np.ndarray
+    st_trans: np.ndarray
 
     @property
     def n_sites(self) -> int:
@@ -87,9 +93,11 @@ def find_sites(
     ref: np.ndarray,
     ref_lo: int,
     ref_text: str,
+    stutter: StutterModel | None = None,
 ) -> Sites:
-    """Candidate alleles of the window (see :mod:`varcall.engines.native.pileup`) and
-    their haplotypes.
+    """Candidate alleles of the window (see :mod:`varcall.engines.native.pileup`), their
+    haplotypes and their stutter probabilities under ``stutter`` (default: the built-in
+    prior table; a run passes its estimated one).
 
     ``ref_text`` is the reference sequence (upper case) from 0-based ``ref_lo``; ``ref``
     its base codes."""
@@ -97,7 +105,8 @@ def find_sites(
     _snv_candidates(ev, ref, ref_lo, per_site)
     if ev.ev_pos.shape[0]:
         _indel_candidates(ev, batch, ref, ref_lo, ref_text, per_site)
-    return _site_table(per_site, ref, ref_lo)
+    model = stutter if stutter is not None else StutterModel(PRIOR_TABLE)
+    return _site_table(per_site, ref, ref_lo, ref_text, model)
 
 
 def pooled_support(count: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -187,7 +196,9 @@ def _indel_candidates(
             per_site.setdefault(p, []).append((*allele, int(cnt.sum())))
 
 
-def _site_table(per_site: _PerSite, ref: np.ndarray, ref_lo: int) -> Sites:
+def _site_table(
+    per_site: _PerSite, ref: np.ndarray, ref_lo: int, ref_text: str, stutter: StutterModel
+) -> Sites:
     """The Sites of the candidates: ALTs chosen and ordered, haplotypes built."""
     positions = sorted(per_site)
     n = len(positions)
@@ -198,6 +209,8 @@ def _site_table(per_site: _PerSite, ref: np.ndarray, ref_lo: int) -> Sites:
     indel = np.zeros(n, bool)
     cap = np.full(n, INDEL_CAP)
     shift = np.zeros(n, np.int32)
+    st_keep = np.ones((n, MAX_ALLELES))
+    st_trans = np.zeros((n, MAX_ALLELES, MAX_ALLELES))
     alleles_out: list[list[tuple[str, str]]] = []
     haps: list[list[np.ndarray]] = []
     site_alts = []
@@ -217,6 +230,9 @@ def _site_table(per_site: _PerSite, ref: np.ndarray, ref_lo: int) -> Sites:
         indel[k] = has_indel
         if has_indel:
             hs, cmp_len[k], cap[k], shift[k] = _indel_site(al, p, indel_pos, ref, ref_lo)
+            st_keep[k], st_trans[k] = site_stutter(
+                stutter, al, ref, ref_text, ref_lo, p, MAX_ALLELES
+            )
         else:
             hs = [np.array([ref[p - ref_lo]], np.uint8)] + [
                 np.array([BASES.index(a[1])], np.uint8) for a in al[1:]
@@ -238,6 +254,8 @@ def _site_table(per_site: _PerSite, ref: np.ndarray, ref_lo: int) -> Sites:
         cmp_len=cmp_len,
         indel=indel,
         cap=cap,
+        st_keep=st_keep,
+        st_trans=st_trans,
     )
 
 
