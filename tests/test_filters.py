@@ -21,7 +21,7 @@ from varcall.core.filters import NATIVE_FILTER_IDS, filter_descriptions, site_fi
 from varcall.core.params import CallParams
 from varcall.core.regions import Region
 from varcall.engines.native import NativeEngine
-from varcall.engines.native.annotations import allele_balance, drop_low_mapq
+from varcall.engines.native.annotations import allele_balance, drop_low_mapq, quality_by_depth
 from varcall.engines.native.annotations_numba_fns import (
     binomial_lower_phred,
     fisher_strand,
@@ -93,6 +93,30 @@ def test_allele_balance_counts_ref_alt_hets_only():
     assert abq[1] == pytest.approx(-10 * math.log10(p))
 
 
+def test_quality_by_depth_as_gatk():
+    # GATK QualByDepth: QUAL / AD sum of the carriers with >= 2 ALT reads (all carriers
+    # when none has), DP for a carrier whose AD sums to 0; NaN without depth
+    gt = np.array([
+        [[0, 1], [1, 1], [0, 0]],     # carriers 0, 1 (>= 2 ALT reads each); sample 2 hom-REF
+        [[0, 1], [0, 2], [-1, -1]],   # carrier 0 has 1 ALT read: only carrier 1 counts
+        [[0, 1], [0, 0], [0, 0]],     # one carrier with a single ALT read: its AD sum
+        [[1, -2], [0, 0], [0, 0]],    # haploid carrier with AD all 0: its DP
+        [[0, 0], [0, 0], [0, 0]],     # no carrier: NaN
+    ], np.int8)  # fmt: skip
+    ad = np.array([
+        [[6, 4, -2], [0, 9, -2], [30, 0, -2]],
+        [[9, 1, 0], [5, 0, 3], [0, 0, 0]],
+        [[7, 1, -2], [5, 0, -2], [5, 0, -2]],
+        [[0, 0, -2], [5, 0, -2], [5, 0, -2]],
+        [[4, 0, -2], [5, 0, -2], [5, 0, -2]],
+    ], np.int32)  # fmt: skip
+    dp = np.array([[11, 9, 30], [12, 9, 0], [9, 5, 5], [7, 5, 5], [4, 5, 5]], np.int32)
+    qual = np.array([95.0, 40.0, 24.0, 35.0, 50.0], np.float32)
+    qd = quality_by_depth(qual, gt, ad, dp)
+    assert qd[:4].tolist() == pytest.approx([95 / 19, 40 / 8, 24 / 8, 35 / 7])
+    assert math.isnan(qd[4])
+
+
 def test_binomial_lower_phred():
     assert binomial_lower_phred(5, 10) == pytest.approx(-10 * math.log10(638 / 1024))
     assert binomial_lower_phred(10, 10) == 0.0
@@ -137,7 +161,8 @@ READ_LEN = 100
 @dataclasses.dataclass
 class Read:
     """One single-end read over SITE: ``alt`` carries the ALT base there (and at every
-    position of ``extra``), ``offset`` is the query offset of SITE."""
+    position of ``extra``), ``offset`` is the query offset of SITE, ``site_qual`` the base
+    quality there (every other base: 30)."""
 
     sample: str
     alt: bool
@@ -145,6 +170,7 @@ class Read:
     mapq: int = 60
     offset: int = 50
     extra: tuple[int, ...] = ()
+    site_qual: int = 30
 
 
 def _reference(length: int = 3000) -> str:
@@ -188,7 +214,9 @@ def write_site_bam(folder: Path, reads: list[Read]) -> tuple:
                 a.mapping_quality = r.mapq
                 a.cigartuples = [(0, READ_LEN)]
                 a.query_sequence = "".join(seq)
-                a.query_qualities = pysam.qualitystring_to_array("?" * READ_LEN)
+                quals = pysam.qualitystring_to_array("?" * READ_LEN)
+                quals[SITE - start] = r.site_qual
+                a.query_qualities = quals
                 a.set_tag("RG", sample)
                 out.write(a)
         pysam.index(str(path))
@@ -233,6 +261,24 @@ def test_good_het_snv_passes(tmp_path):
     assert cs.info_MQ0F[i] == pytest.approx(round(3 / 33, 3))  # MAPQ-0 reads counted, not used
     assert cs.DP[i, 0] == 30
     assert abs(cs.info_ReadPosRankSum[i]) < 2 and cs.info_MQRankSum[i] == 0.0
+    # QD: the record's QUAL over the carrier's AD depth, rounded as the annotations
+    qd = np.float32(np.round(float(cs.quality[i]) / int(cs.AD[i, 0].sum()), 3))
+    assert cs.info_QD[i] == qd and cs.info_QD[i] > 10
+
+
+def test_low_qd_call_is_filtered_and_the_option_turns_it_off(tmp_path):
+    # 10 of 40 reads carry the ALT, at base quality 15: QUAL passes (>= 30, GATK's), the
+    # allele balance is no artefact's (AB 0.25), but QUAL / depth is far below 2
+    reads = [dataclasses.replace(r, site_qual=15) if r.alt else r for r in good_het("S1", 30, 10)]
+    inputs = write_site_bam(tmp_path, reads)
+    cs = call_site(inputs)
+    i = record_at(cs)
+    assert i is not None and cs.quality[i] >= 30
+    assert cs.info_QD[i] == np.float32(np.round(float(cs.quality[i]) / 40, 3)) < 2
+    assert filters_of(cs, i) == {"LowQD"}
+    off = call_site(inputs, CallParams(min_qd=-math.inf))
+    assert filters_of(off, record_at(off)) == {"PASS"}
+    assert off.info_QD[record_at(off)] == cs.info_QD[i]
 
 
 def test_strand_specific_artefact_is_strand_bias(tmp_path):
@@ -286,10 +332,10 @@ def test_skewed_allele_balance(tmp_path):
     cs = call_site(inputs)
     i = record_at(cs)
     assert i is not None and (cs.genotype[i] == [0, 1]).all()
-    assert filters_of(cs, i) == {"AlleleBalance"}
+    assert filters_of(cs, i) == {"AlleleBalance", "LowQD"}  # few ALT reads: low QD too
     assert cs.info_AB[i] == pytest.approx(round(12 / 90, 3))
     assert cs.info_ABQ[i] > 40
-    off = call_site(inputs, CallParams(min_allele_balance=0.1))
+    off = call_site(inputs, CallParams(min_allele_balance=0.1, min_qd=-math.inf))
     assert filters_of(off, record_at(off)) == {"PASS"}
 
 
@@ -322,6 +368,7 @@ def test_annotations_do_not_depend_on_the_region(tmp_path):
 # ----------------------------------------------------------------------------- thresholds
 _JUST_FAILING = {
     # option: (annotation values that fail it by a little, indel record?, filter)
+    "min_qd": ({"QD": 1.9}, False, "LowQD"),
     "max_fs": ({"FS": 61.0}, False, "StrandBias"),
     "max_sor": ({"SOR": 5.5}, False, "StrandBias"),
     "max_fs_indel": ({"FS": 201.0}, True, "StrandBias"),
@@ -378,6 +425,8 @@ def test_outputs_carry_annotations_headers_and_thresholds(tmp_path):
     header = pysam.VariantFile(str(tmp_path / "out" / "calls.vcf.gz")).header
     text = str(header)
     assert '##FILTER=<ID=StrandBias,Description="Strand bias: FS > 55.5' in text
+    assert '##FILTER=<ID=LowQD,Description="QD (QUAL by depth) below 2 (--min-qd)">' in text
+    assert "Quality by depth" in header.info["QD"].description
     for fid in NATIVE_FILTER_IDS[1:]:
         assert f"##FILTER=<ID={fid}," in text
     for key in INFO_FLOAT_KEYS:

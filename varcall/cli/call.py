@@ -66,6 +66,7 @@ class PloidyType(click.ParamType):
 
 #: Help of the native engine's FILTER thresholds (definitions: varcall.core.filters).
 FILTER_OPTION_HELP = {
+    "min_qd": "LowQD when INFO/QD (QUAL / ALT carriers' AD depth) is below this.",
     "max_fs": "StrandBias when INFO/FS (Fisher strand, phred) is above this (SNV records).",
     "max_sor": "StrandBias when INFO/SOR (symmetric odds ratio) is above this (SNV records).",
     "max_fs_indel": "StrandBias when INFO/FS is above this (records with an indel ALT).",

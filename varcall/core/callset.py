@@ -55,7 +55,7 @@ FILTER_IDS: tuple[str, ...] = ("PASS", "LowQual")
 #: Float site annotations: CallSet attribute ``info_<KEY>``, VCF INFO/<KEY>, VCF Zarr
 #: ``variant_<KEY>`` (definitions: :mod:`varcall.core.filters`).
 INFO_FLOAT_KEYS: tuple[str, ...] = (
-    "FS", "SOR", "AB", "ABQ", "MQ0F", "MQ", "MQM", "MQMR", "MQRankSum", "ReadPosRankSum",
+    "QD", "FS", "SOR", "AB", "ABQ", "MQ0F", "MQ", "MQM", "MQMR", "MQRankSum", "ReadPosRankSum",
 )  # fmt: skip
 _INFO_FLOAT_FIELDS = tuple(f"info_{k}" for k in INFO_FLOAT_KEYS)
 
@@ -119,6 +119,7 @@ class CallSet:
     DP: np.ndarray
     AD: np.ndarray
     PL: np.ndarray
+    info_QD: np.ndarray | None = None
     info_FS: np.ndarray | None = None
     info_SOR: np.ndarray | None = None
     info_AB: np.ndarray | None = None

@@ -12,6 +12,12 @@ filter, and a threshold of ``inf`` / ``-inf`` turns its test off.
 =================  ===========================================================================
 INFO               definition
 =================  ===========================================================================
+QD                 QUAL by depth, as GATK's QualByDepth: QUAL / the depth of the samples whose
+                   GT carries an ALT allele, each such sample's depth the sum of its
+                   FORMAT/AD (its FORMAT/DP when that is 0); where some carriers have >= 2
+                   ALT-supporting reads only they count (GATK's AD-restricted depth); NaN
+                   when the depth is 0. From the record's rounded QUAL; GATK's random
+                   jitter of QD above 35 is not applied (QD stays a function of the record)
 FS                 ``-10 log10 p`` of Fisher's exact test (two-sided) on the strand table
                    ``[[REF fwd, REF rev], [ALT fwd, ALT rev]]``; a table of more than 400
                    reads is scaled down to 200 first (as GATK), so FS measures the size of
@@ -35,8 +41,12 @@ ReadPosRankSum     the same test of the distance of the read's base at POS to th
 
 FILTERs (besides ``LowQual``: QUAL < ``min_qual``):
 
+- ``LowQD``: QD < ``min_qd`` (GATK's 2.0 for SNVs and indels): a QUAL that comes from the
+  depth rather than from convincing ALT evidence;
 - ``StrandBias``: FS > ``max_fs`` or SOR > ``max_sor`` (records with an indel ALT:
-  ``max_fs_indel`` / ``max_sor_indel``; GATK's hard-filter values are the defaults);
+  ``max_fs_indel`` / ``max_sor_indel``; FS 60 / 200 and SOR 10 for indels are GATK's
+  hard-filter values, SOR for SNVs is 5 where GATK's is 3: SOR > 3 already flags a true
+  het with 4 ALT reads all on one strand, a 1 in 8 chance);
 - ``AlleleBalance``: AB < ``min_allele_balance`` and ABQ > ``max_abq`` (too few ALT reads
   for true hets, by size and by significance) at a record where no sample is called
   homozygous for an ALT (an artefact that moves a share of the reads to an ALT -- a
@@ -65,6 +75,7 @@ __all__ = [
 
 #: The FILTERs set from the annotations.
 ANNOTATION_FILTER_IDS: tuple[str, ...] = (
+    "LowQD",
     "StrandBias",
     "AlleleBalance",
     "MappingQuality",
@@ -75,6 +86,9 @@ NATIVE_FILTER_IDS: tuple[str, ...] = (*FILTER_IDS, *ANNOTATION_FILTER_IDS)
 
 #: The ``##INFO`` Description of each float annotation (no double quotes).
 INFO_FLOAT_DESCRIPTIONS: dict[str, str] = {
+    "QD": "Quality by depth (as GATK QD): QUAL / the summed FORMAT/AD (FORMAT/DP where AD "
+    "sums to 0) of the samples whose GT carries an ALT allele, only those with >= 2 "
+    "ALT-supporting reads when there are such samples; no random jitter above 35",
     "FS": "Strand bias: phred-scaled p-value of Fisher's exact test (two-sided) on the table "
     "REF/ALT-supporting reads x forward/reverse strand, all samples pooled (over 400 reads "
     "scaled to 200)",
@@ -102,6 +116,7 @@ def filter_descriptions(params: CallParams) -> dict[str, str]:
     p = params
     return {
         "LowQual": f"QUAL below {p.min_qual:g} (--min-qual)",
+        "LowQD": f"QD (QUAL by depth) below {p.min_qd:g} (--min-qd)",
         "StrandBias": f"Strand bias: FS > {p.max_fs:g} or SOR > {p.max_sor:g} (records with "
         f"an indel: FS > {p.max_fs_indel:g} or SOR > {p.max_sor_indel:g}) (--max-fs, "
         "--max-sor, --max-fs-indel, --max-sor-indel)",
@@ -134,6 +149,7 @@ def site_filters(
         sor_max = np.where(indel, p.max_sor_indel, p.max_sor)
         on = {
             "LowQual": quality < p.min_qual,
+            "LowQD": a["QD"] < p.min_qd,
             "StrandBias": (a["FS"] > fs_max) | (a["SOR"] > sor_max),
             "AlleleBalance": (a["AB"] < p.min_allele_balance) & (a["ABQ"] > p.max_abq) & ~hom_alt,
             "MappingQuality": (a["MQ0F"] > p.max_mq0f)

@@ -48,8 +48,8 @@ class CallParams:
     sample_sex: resolved (sample, sex) of every cohort sample. Engines use only these two
         (:mod:`varcall.plan.ploidy`: ploidy per sample and position).
     engine_args: extra command-line words passed to an external engine.
-    max_fs ... min_readpos_ranksum: the thresholds of the native engine's annotation
-    FILTERs (StrandBias, AlleleBalance, MappingQuality, ReadPosBias; definitions in
+    min_qd ... min_readpos_ranksum: the thresholds of the native engine's annotation
+    FILTERs (LowQD, StrandBias, AlleleBalance, MappingQuality, ReadPosBias; definitions in
     :mod:`varcall.core.filters`); ``inf`` / ``-inf`` turns a test off.
     memory_budget: MiB of memory a task's process may use (native engine: its windows of
         reads are sized from the indexes to fit; the calls never depend on it).
@@ -74,6 +74,7 @@ class CallParams:
     samples_file: str | None = None
     sex_ploidy: tuple[tuple[str, int, int, str, int], ...] = ()
     sample_sex: tuple[tuple[str, str], ...] = ()
+    min_qd: float = 2.0
     max_fs: float = 60.0
     max_sor: float = 5.0
     max_fs_indel: float = 200.0

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 FILTER_DESCRIPTIONS: dict[str, str] = {
     "PASS": "All filters passed",
     "LowQual": "QUAL below the --min-qual threshold",
+    "LowQD": "INFO/QD (QUAL by depth) below the --min-qd threshold",
     "StrandBias": "Strand bias: INFO/FS or INFO/SOR above the --max-fs / --max-sor thresholds",
     "AlleleBalance": "INFO/AB below the --min-allele-balance threshold and INFO/ABQ above "
     "--max-abq",

@@ -10,6 +10,7 @@ or, for MQ0F, their spans), so windows and regions never change an annotation.
   pileup sees is the one a fetch with ``--min-mapq`` gives (same reads, order and pairs).
 - :func:`read_annotations`: FS, SOR, MQ, MQM, MQMR, MQRankSum, ReadPosRankSum per site.
 - :func:`allele_balance`: AB and ABQ from the records' AD and GT.
+- :func:`quality_by_depth`: QD from the records' QUAL, GT, AD and DP.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "read_annotations",
     "record_annotations",
     "allele_balance",
+    "quality_by_depth",
     "READ_ANNOTATION_KEYS",
 ]
 
@@ -146,3 +148,24 @@ def allele_balance(genotype: np.ndarray, ad: np.ndarray) -> tuple[np.ndarray, np
         ab = np.where(n_all > 0, n_alt / np.maximum(n_all, 1), np.nan)
     abq = np.array([binomial_lower_phred(int(k), int(n)) for k, n in zip(n_alt, n_all)])
     return ab, np.where(n_all > 0, abq.reshape(-1), np.nan)
+
+
+def quality_by_depth(
+    quality: np.ndarray, genotype: np.ndarray, ad: np.ndarray, dp: np.ndarray
+) -> np.ndarray:
+    """QD (V,) float64 of records with QUAL ``quality`` (V,), GT ``genotype`` (V, S, 2),
+    FORMAT/AD ``ad`` (V, S, A) and FORMAT/DP ``dp`` (V, S), as GATK's QualByDepth
+    (without its random jitter of QD above 35): QUAL / the depth of the carriers (samples
+    whose GT holds an ALT allele), each carrier's depth the sum of its AD, or its DP when
+    that sum is 0; when some carriers have at least 2 ALT-supporting reads (AD beyond
+    REF) only those carriers' AD sums count. NaN where the depth is 0."""
+    carrier = (genotype > 0).any(axis=2)
+    ad_k = np.where(ad >= 0, ad, 0).astype(np.int64)
+    ad_sum = ad_k.sum(axis=2)
+    alt_reads = ad_sum - ad_k[:, :, 0]
+    own = np.where(ad_sum > 0, ad_sum, np.maximum(dp, 0))
+    depth = np.where(carrier, own, 0).sum(axis=1)
+    restricted = np.where(carrier & (alt_reads > 1), ad_sum, 0).sum(axis=1)
+    depth = np.where(restricted > 0, restricted, depth)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(depth > 0, quality.astype(np.float64) / np.maximum(depth, 1), np.nan)

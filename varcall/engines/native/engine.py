@@ -23,8 +23,8 @@ Records
   on the remaining alleles (once).
 - A record is emitted when some sample's GT carries an ALT allele and
   ``QUAL >= params.min_qual / 2``; records with ``QUAL < params.min_qual`` get FILTER
-  ``LowQual``. Site annotations (INFO FS, SOR, AB, ABQ, MQ0F, MQ, MQM, MQMR, MQRankSum,
-  ReadPosRankSum; :mod:`.annotations`) set the FILTERs StrandBias, AlleleBalance,
+  ``LowQual``. Site annotations (INFO QD, FS, SOR, AB, ABQ, MQ0F, MQ, MQM, MQMR, MQRankSum,
+  ReadPosRankSum; :mod:`.annotations`) set the FILTERs LowQD, StrandBias, AlleleBalance,
   MappingQuality and ReadPosBias (:func:`varcall.core.filters.site_filters`); a record
   with none of these is ``PASS``. QUAL is rounded to 2 decimals, the annotations to 3.
 - Ploidy is per sample and position (:func:`varcall.plan.ploidy.contig_ploidy`: sexes,
@@ -59,6 +59,7 @@ from varcall.core.regions import Region
 from varcall.engines.native.annotations import (
     allele_balance,
     drop_low_mapq,
+    quality_by_depth,
     read_spans,
     record_annotations,
 )
@@ -466,6 +467,7 @@ def _to_callset(
         for key in parts[0]["annotations"]
     }
     info["AB"], info["ABQ"] = allele_balance(genotype, ad)
+    info["QD"] = quality_by_depth(quality, genotype, ad, dp)  # the rounded QUAL
     info = {key: np.round(x, 3).astype(np.float32) for key, x in info.items()}
     indel = (np.char.str_len(allele_arr) != np.char.str_len(allele_arr[:, :1])) & (allele_arr != "")
     hom_alt = ((genotype[:, :, 0] > 0) & (genotype[:, :, 1] == genotype[:, :, 0])).any(axis=1)
