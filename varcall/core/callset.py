@@ -17,7 +17,7 @@ Conventions
   (diploid); for haploid calls index = allele, padded with ``FILL``.
 - ``filters`` is a boolean matrix against ``filter_ids``; ``filter_ids[0]`` is always
   ``"PASS"``. A record with no filter set is written with FILTER ``.`` (unfiltered).
-- Site annotations (:data:`INFO_FLOAT_KEYS`: strand bias, allele balance, mapping quality,
+- Site annotations (:data:`INFO_FLOAT_KEYS`: QUAL by depth, strand bias, allele balance, mapping quality,
   read position) are float32 columns ``info_<KEY>``, NaN where an engine does not compute
   them or they are undefined (e.g. no REF or no ALT reads); what each counts is in
   :mod:`varcall.core.filters`.
@@ -101,7 +101,7 @@ class CallSet:
         genotype: (V, S, 2) int8 allele indexes, MISSING / FILL.
         GQ: (V, S) int32.  DP: (V, S) int32.
         AD: (V, S, A) int32.  PL: (V, S, G) int32.
-        info_FS, info_SOR, info_AB, info_ABQ, info_MQ0F, info_MQ, info_MQM, info_MQMR,
+        info_QD, info_FS, info_SOR, info_AB, info_ABQ, info_MQ0F, info_MQ, info_MQM, info_MQMR,
         info_MQRankSum, info_ReadPosRankSum: (V,) float32 site annotations (:data:`INFO_FLOAT_KEYS`),
         NaN = missing; None when constructed means all missing.
     """

@@ -12,7 +12,7 @@ about 5 us a record of 3 samples), :func:`format_records`, :class:`VcfWriter`:
     - FILTER: ``PASS`` when only PASS is set, ``.`` when nothing is set, else the set ids
       (PASS dropped) joined by ``;`` in ``filter_ids`` order.
     - INFO: ``DP=`` (omitted when MISSING); ``AC=`` per ALT and ``AN=``, computed from GT;
-      then the site annotations ``FS= SOR= AB= MQ0F= MQ= MQM= MQMR= MQRankSum=
+      then the site annotations ``QD= FS= SOR= AB= MQ0F= MQ= MQM= MQMR= MQRankSum=
       ReadPosRankSum=``
       (:data:`~varcall.core.callset.INFO_FLOAT_KEYS`, each omitted when NaN), as QUAL.
     - FORMAT ``GT:GQ:DP:AD:PL`` (or the chosen subset, GT first; none for sites-only) for
