@@ -254,7 +254,7 @@ def test_cancelled_worker_job_is_replaced(small_cohort, local_run, logs, tmp_pat
     out = tmp_path / "slurm"
     args = [sys.executable, "-m", "varcall.cli.main"]
     # many small regions, so that the run outlasts the keeper's grace period after the cancel
-    args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "250", "--no-pack", "-v")]
+    args += [str(a) for a in call_args(small_cohort, out, config, "--region-size", "100", "--no-pack", "-v")]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
     )
