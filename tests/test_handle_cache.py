@@ -159,7 +159,24 @@ def test_threads_share_the_pool(small_cohort: Path) -> None:
     assert results == [True] * 15
 
 
-def test_bgzf_reader_matches_htslib(small_cohort: Path) -> None:
+@pytest.fixture(params=["isal", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The BGZF reader with ISA-L's inflate (the default) and with zlib's (the fallback
+    where isal is not installed)."""
+    import zlib
+
+    import varcall.io.bgzf as bgzf
+
+    if request.param == "isal":
+        from isal import isal_zlib
+
+        monkeypatch.setattr(bgzf, "_inflater", isal_zlib)
+    else:
+        monkeypatch.setattr(bgzf, "_inflater", zlib)
+    return request.param
+
+
+def test_bgzf_reader_matches_htslib(small_cohort: Path, inflater: str) -> None:
     """The block-keeping reader returns htslib's bytes from any virtual offset."""
     import pysam.libcbgzf
 
@@ -181,14 +198,18 @@ def test_bgzf_reader_matches_htslib(small_cohort: Path) -> None:
         theirs.close()
 
 
-def test_bgzf_reader_rejects_damage(small_cohort: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", [200, -6, -2, -1])  # deflate data, CRC32, inflated size
+def test_bgzf_reader_rejects_damage(
+    small_cohort: Path, tmp_path: Path, inflater: str, where: int
+) -> None:
     from varcall.io.bgzf import BgzfReader
 
     data = bytearray(_bams(small_cohort)[0].read_bytes())
-    data[200] ^= 0xFF  # inside the first block's deflate stream
+    first_block = 1 + int.from_bytes(data[16:18], "little")  # BSIZE + 1
+    data[where if where > 0 else first_block + where] ^= 0xFF
     bad = tmp_path / "bad.bam"
     bad.write_bytes(bytes(data))
     reader = BgzfReader(bad)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match=r"BGZF block at byte \d+"):
         reader.read(1 << 16)
     reader.close()

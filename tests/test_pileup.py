@@ -522,3 +522,30 @@ def test_pooled_support_formula(samples):
         assert pooled >= MIN_ALT_READS
     more = int(pooled_support(np.append(c, 1), np.append(d, 5)))
     assert more >= pooled
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+)
+def test_snv_candidate_kernel_matches_pooled_support(n_s, w, seed):
+    """The SNV candidate kernel picks exactly the (position, base) pairs of the numpy
+    formula (pooled_support >= MIN_ALT_READS, known reference base, not REF)."""
+    from varcall.engines.native.evidence_numba_fns import snv_candidates
+    from varcall.engines.native.pileup import MIN_ALT_FRACTION, MIN_ALT_READS
+    from varcall.engines.native.sites import pooled_support
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 12, (n_s, w, 4)).astype(np.int32)
+    counts[rng.random((n_s, w, 4)) < 0.6] = 0
+    depth = counts[:, :, 0] + counts[:, :, 1] + counts[:, :, 2] + counts[:, :, 3]
+    depth += rng.integers(0, 30, (n_s, w)).astype(np.int32) * (rng.random((n_s, w)) < 0.3)
+    win_ref = rng.integers(0, 5, w).astype(np.uint8)
+    ok = pooled_support(counts, depth[:, :, None]) >= MIN_ALT_READS
+    ok &= (win_ref < 4)[:, None] & (np.arange(4)[None, :] != win_ref[:, None])
+    want_w, want_b = np.nonzero(ok)
+    got_w, got_b, got_t = snv_candidates(counts, depth, win_ref, MIN_ALT_FRACTION, MIN_ALT_READS)
+    assert got_w.tolist() == want_w.tolist() and got_b.tolist() == want_b.tolist()
+    assert got_t.tolist() == counts.sum(axis=0)[want_w, want_b].tolist()

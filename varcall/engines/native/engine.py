@@ -41,11 +41,14 @@ thresholds (``max_fs`` ... ``min_readpos_ranksum``) and ``memory_budget`` (windo
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import numba.core.config as numba_config
 import numpy as np
@@ -89,6 +92,7 @@ from varcall.plan.ploidy import ContigPloidy, contig_ploidy
 __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 if SHADOW_PAD < CALL_REACH + CLIP_REACH:  # a development error: windows would change calls
     raise ImportError(
@@ -265,6 +269,33 @@ class NativeEngine:
     def call_region(self, inputs: CallInputs, region: Region, params: CallParams) -> CallSet:
         """Calls with 0-based POS in ``[region.start, region.end)``, one CallSet."""
         self.check_params(inputs, params)
+        size = window_size(len(inputs.samples))
+        plan = self._region_plan(inputs, region, params, size, params.memory_budget)
+        return next(self._call_plans(inputs, params, [plan], None))
+
+    def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
+        """One CallSet per reference contig, in reference order (whole-contig regions).
+
+        The one process of ``--single-process`` decodes the next window's reads on a
+        second thread while it calls the current one (BGZF inflation and the numba
+        decoder release the GIL); windows get half the usual length and memory budget, as
+        two windows' reads are held at once (peak memory stays as without it). The calls
+        do not depend on it."""
+        self.check_params(inputs, params)
+        half = (max(1, window_size(len(inputs.samples)) // 2), max(1, params.memory_budget // 2))
+        plans = [
+            self._region_plan(inputs, Region(contig, 0, length), params, *half)
+            for contig, length in inputs.contigs
+        ]
+        with concurrent.futures.ThreadPoolExecutor(1, "varcall-prefetch") as pool:
+            yield from self._call_plans(inputs, params, plans, pool)
+
+    # ------------------------------------------------------------------ plan
+    def _region_plan(
+        self, inputs: CallInputs, region: Region, params: CallParams, size: int, budget: int
+    ) -> _RegionPlan:
+        """The windows and ploidy of ``region``: windows of at most ``size`` bp and
+        ``budget`` MiB (:func:`varcall.engines.native.windows.plan_windows`)."""
         if params.ploidy_of(region.contig) not in (1, 2):
             raise InputError(
                 f"{region.contig}: ploidy {params.ploidy_of(region.contig)} is not supported; "
@@ -281,60 +312,57 @@ class NativeEngine:
         ploidy = contig_ploidy(params, inputs.samples, region.contig, length)
         if ploidy.uniform == 0:  # no sample has this contig (chrY of females): no calls
             end = start
+        windows = plan_windows(inputs, region.contig, length, start, end, size, budget)
+        return _RegionPlan(region.contig, length, ploidy, tuple(windows))
+
+    def _call_plans(
+        self,
+        inputs: CallInputs,
+        params: CallParams,
+        plans: Sequence[_RegionPlan],
+        pool: concurrent.futures.Executor | None,
+    ) -> Iterator[CallSet]:
+        """One CallSet per plan, in order; with ``pool``, each window's reads are fetched
+        there while the window before is called (across plans too)."""
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
-        parts: list[dict] = []
         stutter = _stutter_model(inputs, params)
-        windows = plan_windows(
-            inputs, region.contig, length, start, end,
-            window_size(len(inputs.samples)), params.memory_budget,
-        )  # fmt: skip
+        jobs = [(k, ws, we) for k, plan in enumerate(plans) for ws, we in plan.windows]
+
+        def fetch(job: tuple[int, int, int]) -> ReadBatch:
+            plan = plans[job[0]]
+            return _window_reads(inputs, params, sample_index, plan.contig, plan.length, *job[1:])
+
+        batches = _prefetched(fetch, jobs, pool)
         # the worker's open FASTA of this file version (varcall.io.handles), not one per region
         with _handles.checkout(inputs.reference, pysam.FastaFile, "fasta") as fasta:
-            for ws, we in windows:
-                recs = self._call_window(
-                    inputs, fasta, region.contig, length, ws, we, params, ploidy, sample_index,
-                    stutter,
-                )  # fmt: skip
-                if recs is not None:
-                    parts.append(recs)
-        return _to_callset(region.contig, inputs.samples, parts, params)
-
-    def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
-        """One CallSet per reference contig, in reference order (whole-contig regions)."""
-        for contig, length in inputs.contigs:
-            yield self.call_region(inputs, Region(contig, 0, length), params)
+            for plan in plans:
+                parts: list[dict] = []
+                for ws, we in plan.windows:
+                    recs = self._call_window(
+                        inputs, fasta, plan, ws, we, next(batches), params, stutter
+                    )
+                    if recs is not None:
+                        parts.append(recs)
+                yield _to_callset(plan.contig, inputs.samples, parts, params)
 
     # ------------------------------------------------------------------ work
     def _call_window(
         self,
         inputs: CallInputs,
         fasta: pysam.FastaFile,
-        contig: str,
-        length: int,
+        plan: _RegionPlan,
         ws: int,
         we: int,
+        batch: ReadBatch,
         params: CallParams,
-        ploidy: ContigPloidy,
-        sample_index: tuple[dict[str, int], ...],
         stutter: StutterModel,
     ) -> dict | None:
         """The records of the sites with 0-based POS in ``[ws, we)`` (a dict of columns
-        for :func:`_to_callset`), None when there are none."""
-        # reads from SHADOW_PAD bp around the window: indel sites there shadow SNV sites of
-        # the window or end its indel comparisons (see varcall.engines.native.pileup); only
-        # sites in [ws, we) are called
+        for :func:`_to_callset`) from ``batch``, the window's reads
+        (:func:`_window_reads`); None when there are none."""
+        contig, length = plan.contig, plan.length
         ews = max(0, ws - SHADOW_PAD)
         ewe = min(length, we + SHADOW_PAD)
-        batch = fetch_reads(
-            inputs.bams,
-            inputs.reference,
-            sample_index,
-            contig,
-            ews,
-            ewe,
-            min_mapq=0,  # MQ0F counts every read; the pileup sees those >= min_mapq
-            include_supplementary=params.include_supplementary,
-        )
         spans = read_spans(batch)
         batch = drop_low_mapq(batch, params.min_mapq)
         if batch.n_reads == 0:
@@ -352,7 +380,7 @@ class NativeEngine:
         if not emit.any():
             return None
         obs = site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
-        calls, keep, variant = _genotype(obs, sites, emit, n_s, ploidy.at(sites.pos))
+        calls, keep, variant = _genotype(obs, sites, emit, n_s, plan.ploidy.at(sites.pos))
         emit_min = params.min_qual / 2.0
         rows = []
         for k in np.nonzero(variant)[0].tolist():
@@ -364,13 +392,8 @@ class NativeEngine:
             rows.append((k, _record_alleles(ref_text, ref_lo, int(sites.pos[k]), al)))
         logger.debug(
             "%s:%d-%d: %d reads, %d candidate sites, %d records",
-            contig,
-            ws + 1,
-            we,
-            batch.n_reads,
-            int(emit.sum()),
-            len(rows),
-        )
+            contig, ws + 1, we, batch.n_reads, int(emit.sum()), len(rows),
+        )  # fmt: skip
         if not rows:
             return None
         idx = np.array([r[0] for r in rows], np.int64)
@@ -385,6 +408,52 @@ class NativeEngine:
             "PL": calls.PL[idx],
             "annotations": record_annotations(obs, keep, sites.pos, idx, batch, spans),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class _RegionPlan:
+    """A region's contig, contig length, ploidy and windows (0-based half-open)."""
+
+    contig: str
+    length: int
+    ploidy: ContigPloidy
+    windows: tuple[tuple[int, int], ...]
+
+
+def _window_reads(
+    inputs: CallInputs,
+    params: CallParams,
+    sample_index: tuple[dict[str, int], ...],
+    contig: str,
+    length: int,
+    ws: int,
+    we: int,
+) -> ReadBatch:
+    """The reads a window ``[ws, we)`` needs: those of SHADOW_PAD bp around it (indel
+    sites there shadow SNV sites of the window or end its indel comparisons, see
+    varcall.engines.native.pileup; only sites in ``[ws, we)`` are called), all MAPQs."""
+    return fetch_reads(
+        inputs.bams, inputs.reference, sample_index, contig,
+        max(0, ws - SHADOW_PAD), min(length, we + SHADOW_PAD),
+        min_mapq=0,  # MQ0F counts every read; the pileup sees those >= min_mapq
+        include_supplementary=params.include_supplementary,
+    )  # fmt: skip
+
+
+def _prefetched(
+    fetch: Callable[[T], ReadBatch], jobs: Sequence[T], pool: concurrent.futures.Executor | None
+) -> Iterator[ReadBatch]:
+    """``fetch(job)`` of each job, in order; with ``pool``, the next job's is computed
+    there while the caller works on this one (errors are raised in job order)."""
+    if pool is None:
+        yield from map(fetch, jobs)
+        return
+    ahead = pool.submit(fetch, jobs[0]) if jobs else None
+    for i in range(len(jobs)):
+        assert ahead is not None
+        batch = ahead.result()
+        ahead = pool.submit(fetch, jobs[i + 1]) if i + 1 < len(jobs) else None
+        yield batch
 
 
 def _window_reference(

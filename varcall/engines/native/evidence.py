@@ -67,7 +67,8 @@ def count_evidence(
         ws=ws,
         we=we,
         counts=counts,
-        depth=counts.sum(axis=2, dtype=np.int32),
+        # the four bases added as slices: a reduction over a length-4 axis is 4x slower
+        depth=counts[:, :, 0] + counts[:, :, 1] + counts[:, :, 2] + counts[:, :, 3],
         cover=cover,
         ev_pos=ev_pos[:ne],
         ev_len=ev_len[:ne],

@@ -5,8 +5,9 @@ Pure computation; positions 0-based, ``ref`` holds base codes from ``ref_lo`` on
 from __future__ import annotations
 
 import numba
+import numpy as np
 
-__all__ = ["count_pass", "count_block", "left_normalise"]
+__all__ = ["count_pass", "count_block", "left_normalise", "snv_candidates"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -100,3 +101,37 @@ def count_pass(
             elif op == 4:
                 qpos += ln
     return ne
+
+
+@numba.njit(cache=True, nogil=True)
+def snv_candidates(counts, depth, win_ref, min_fraction, min_reads):
+    """SNV candidates of a window: (w, b, total) arrays of the positions ``w`` (offsets
+    in the window) and base codes ``b`` whose cohort-pooled support (the reads showing b,
+    summed over the samples where they are at least ``min_fraction`` of the sample's
+    depth: :func:`varcall.engines.native.sites.pooled_support`) is >= ``min_reads``,
+    where the reference base is known and is not b, in (w, b) order; ``total``: the reads
+    showing b over all samples. ``counts`` (S, W, 4), ``depth`` (S, W), ``win_ref`` (W,)
+    base codes."""
+    n_s, w_len = depth.shape
+    out_w = np.empty(w_len * 3, np.int64)
+    out_b = np.empty(w_len * 3, np.int64)
+    out_t = np.empty(w_len * 3, np.int64)
+    n = 0
+    for w in range(w_len):
+        r = win_ref[w]
+        if r >= 4:
+            continue
+        for b in range(4):
+            if b == r:
+                continue
+            pooled = 0
+            total = 0
+            for s in range(n_s):
+                c = counts[s, w, b]
+                total += c
+                if c > 0 and c >= min_fraction * depth[s, w]:
+                    pooled += c
+            if pooled >= min_reads:
+                out_w[n], out_b[n], out_t[n] = w, b, total
+                n += 1
+    return out_w[:n], out_b[:n], out_t[:n]

@@ -38,6 +38,26 @@ def mismatch_penalty(q: float, mq: float) -> float:
     return -10.0 * np.log10(eps / 3.0) + 10.0 * np.log10(1.0 - eps)
 
 
+def _base_penalties() -> np.ndarray:
+    """(256,) float64: ``mismatch_penalty(q, 255)`` for every base quality q, in plain
+    Python with the same operations on the same libm (``tests/test_observations_table.py``
+    checks it equals the kernel bit for bit; calling the kernel here would load numba's
+    JIT at import, ~0.3 s)."""
+    out = np.empty(256)
+    for q in range(256):
+        eb = 10.0 ** (-float(q) / 10.0)
+        eps = eb + 0.0 - eb * 0.0
+        if eps > 0.75:
+            eps = 0.75
+        out[q] = -10.0 * math.log10(eps / 3.0) + 10.0 * math.log10(1.0 - eps)
+    return out
+
+
+#: Mismatch cost of a base by its quality, no MAPQ term (haplotype scoring's inner loop
+#: looked it up ~10^7 times per bench run: two pow and two log10 calls each, 40 % of pass 2).
+BASE_PENALTY = _base_penalties()
+
+
 @numba.njit(cache=True, nogil=True)
 def query_offset(p, rstart, c0, c1, cig_op, cig_len):
     """Query offset of the read base aligned at reference position p, -1 if none."""
@@ -88,7 +108,7 @@ def hap_scores(
                 if b < 4 and b != hap[k, a, j - v + s]:
                     q = rquals[qo + j]
                     if q > 0:
-                        sc += mismatch_penalty(float(q), 255.0)
+                        sc += BASE_PENALTY[q]
                         if sc >= best:
                             break
             if sc < best:

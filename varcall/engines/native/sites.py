@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 
 from varcall.engines.native.evidence import Evidence
+from varcall.engines.native.evidence_numba_fns import snv_candidates
 from varcall.engines.native.pileup import (
     BASES,
     CALL_REACH,
@@ -123,18 +124,12 @@ def _snv_candidates(ev: Evidence, ref: np.ndarray, ref_lo: int, per_site: _PerSi
     (:func:`pooled_support`) >= MIN_ALT_READS, at a known reference base."""
     ws = ev.ws
     w = ev.we - ev.ws
+    if not w:
+        return
     win_ref = ref[ws - ref_lo : ws - ref_lo + w]
-    if w:
-        ok = pooled_support(ev.counts, ev.depth[:, :, None]) >= MIN_ALT_READS
-        is_ref = np.zeros((w, 4), bool)
-        known = np.nonzero(win_ref < 4)[0]
-        is_ref[known, win_ref[known]] = True
-        ok &= ~is_ref
-        ok &= (win_ref < 4)[:, None]
-        wi, bi = np.nonzero(ok)
-        total = ev.counts.sum(axis=0)
-        for i, b in zip(wi.tolist(), bi.tolist()):
-            per_site.setdefault(ws + i, []).append(("X", BASES[b], int(total[i, b])))
+    wi, bi, total = snv_candidates(ev.counts, ev.depth, win_ref, MIN_ALT_FRACTION, MIN_ALT_READS)
+    for i, b, t in zip(wi.tolist(), bi.tolist(), total.tolist()):
+        per_site.setdefault(ws + i, []).append(("X", BASES[b], t))
 
 
 def _indel_groups(ev: Evidence, batch: ReadBatch) -> dict[tuple[int, int, bytes], np.ndarray]:
