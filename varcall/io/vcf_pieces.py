@@ -5,8 +5,10 @@ when it ends with the 28-byte empty EOF block. So pieces of a VCF can be compres
 (:class:`PieceWriter`: BGZF blocks without the EOF block, e.g. by the encode tasks of a
 parallel merge, one piece per range of records) and joined by copying their bytes, in
 order, after a header piece and before one EOF block (:class:`VcfAssembler`). The joined
-file decompresses to the text the pieces were given, in order; its index is built from it
-by htslib (pysam), as for :class:`varcall.io.vcf_write.VcfWriter`.
+file decompresses to the text the pieces were given, in order. Its TBI index is built by
+htslib from the records' places the piece writers noted (:mod:`varcall.io.vcf_index`:
+the same bytes as ``tabix -p vcf``, without reading the file back); a CSI index (a contig
+of 2^29 bp or more), or pieces without their entries, by tabix over the joined file.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from varcall.core.callset import CallSet
 from varcall.core.files import temporary_name
 from varcall.io.staged import StagedWriter
 from varcall.io.vcf_header import header_contigs
+from varcall.io.vcf_index import IndexEntries, piece_entries, write_tbi
 from varcall.io.vcf_write import format_bytes
 
 __all__ = ["BGZF_EOF", "PieceWriter", "VcfAssembler"]
@@ -59,16 +64,43 @@ class PieceWriter:
         self.format_fields = None if format_fields is None else tuple(format_fields)
         self._fh = pysam.BGZFile(str(self.path), _bgzf_mode(compress_level))
         self.n_records = 0
+        self._text = 0  # inflated bytes written
+        self._runs: list[tuple[str, int]] = []
+        self._beg: list[np.ndarray] = []
+        self._end: list[np.ndarray] = []
+        self._line_ends: list[np.ndarray] = []
 
     def write_text(self, data: bytes) -> None:
-        """Append raw text (e.g. the header)."""
+        """Append raw text (e.g. the header); no records (:meth:`index_entries`)."""
         self._fh.write(data)
+        self._text += len(data)
 
     def write(self, callset: CallSet) -> None:
         """Append the VCF data lines of ``callset``."""
         if callset.n_variants:
-            self._fh.write(format_bytes(callset, self.format_fields))
+            data = format_bytes(callset, self.format_fields)
+            self._fh.write(data)
+            newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+            if newlines.size != callset.n_variants:
+                raise ValueError(f"{callset.n_variants} records formatted as {newlines.size} lines")
+            self._line_ends.append(self._text + newlines + 1)
+            self._text += len(data)
             self.n_records += callset.n_variants
+            if self._runs and self._runs[-1][0] == callset.contig:
+                self._runs[-1] = (callset.contig, self._runs[-1][1] + callset.n_variants)
+            else:
+                self._runs.append((callset.contig, callset.n_variants))
+            self._beg.append(callset.position.astype(np.int64))
+            self._end.append(callset.position + np.char.str_len(callset.alleles[:, 0]))
+
+    def index_entries(self) -> IndexEntries:
+        """The tabix entries of the records written, after :meth:`close`."""
+        if not self._runs:
+            return IndexEntries.empty()
+        return piece_entries(
+            self.path, self._runs, np.concatenate(self._beg), np.concatenate(self._end),
+            np.concatenate(self._line_ends),
+        )  # fmt: skip
 
     def close(self) -> None:
         """Flush the last block and cut the EOF block off the file."""
@@ -126,9 +158,11 @@ class VcfAssembler(StagedWriter):
         """Where piece ``i`` (0-based, joined in order) is written."""
         return self.pieces / f"{i:06d}.bgzf"
 
-    def finish(self, n_pieces: int) -> None:
+    def finish(self, n_pieces: int, entries: Sequence[IndexEntries] | None = None) -> None:
         """Join the header and pieces ``0 .. n_pieces-1`` into the temporary file and build
-        its index (nothing renamed yet)."""
+        its index (nothing renamed yet): from ``entries`` (each piece's
+        :meth:`PieceWriter.index_entries`, in order) when given and the index is TBI,
+        else by tabix over the joined file."""
         import pysam
 
         if self._finished:
@@ -136,16 +170,25 @@ class VcfAssembler(StagedWriter):
         head = PieceWriter(self.pieces / "header.bgzf", compress_level=self.compress_level)
         head.write_text(self.header.encode())
         head.close()
+        starts = []
         with open(self._tmp, "wb") as out:
             for piece in [head.path, *(self.piece_path(i) for i in range(n_pieces))]:
+                starts.append(out.tell())
                 with open(piece, "rb") as fh:
                     shutil.copyfileobj(fh, out, 1 << 22)
+            data_end = out.tell()
             out.write(BGZF_EOF)
             out.flush()
             os.fsync(out.fileno())
-        pysam.tabix_index(
-            str(self._tmp), preset="vcf", force=True, csi=self.csi, index=str(self._tmp_index)
-        )
+        if entries is not None and not self.csi:
+            if len(entries) != n_pieces:
+                raise ValueError(f"{len(entries)} pieces' index entries for {n_pieces} pieces")
+            write_tbi(self._tmp_index, starts[1] if n_pieces else data_end,
+                      list(zip(starts[1:], entries)), data_end)  # fmt: skip
+        else:
+            pysam.tabix_index(
+                str(self._tmp), preset="vcf", force=True, csi=self.csi, index=str(self._tmp_index)
+            )
         shutil.rmtree(self.pieces, ignore_errors=True)
         self._finished = True
 

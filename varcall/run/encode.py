@@ -9,8 +9,9 @@ its range one at a time, checks each against its sidecar (record count and diges
 writes the store's chunks of its range (:class:`varcall.io.vcz_encode.ChunkEncoder`) and
 its records as one BGZF piece of the VCF (:class:`varcall.io.vcf_pieces.PieceWriter`),
 and returns what the client needs to finish: ``region_index`` rows, the widest record,
-mixed ploidy, the records' digests (per contig, in order) and the digests of the
-checkpoints it owns. A task rewrites the same files on a retry.
+mixed ploidy, the records' digests (per contig, in order), the digests of the
+checkpoints it owns and its records' tabix entries (so the client indexes the VCF without
+reading it back). A task rewrites the same files on a retry.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from varcall.core.callset import CallSet, load_callset
 from varcall.core.errors import VarcallError
+from varcall.io.vcf_index import IndexEntries
 from varcall.io.vcf_pieces import PieceWriter
 from varcall.io.vcz_encode import ChunkEncoder, StoreLayout
 
@@ -64,7 +66,8 @@ class EncodeTask:
 class EncodeResult:
     """What a task wrote: ``region_index`` rows (chunk order), the widest record, whether
     a haploid call pads with FILL, (contig, record digests) runs in row order, the owned
-    units' digests (unit index -> hex), its seconds and peak RSS (MiB)."""
+    units' digests (unit index -> hex), its seconds and peak RSS (MiB), and its piece's
+    tabix entries (:mod:`varcall.io.vcf_index`)."""
 
     index: int
     region_index_rows: list[tuple[int, int, int, int, int, int]]
@@ -74,6 +77,7 @@ class EncodeResult:
     unit_digests: dict[int, str]
     seconds: float
     peak_rss_mb: float
+    index_entries: IndexEntries
 
 
 def plan_encode(
@@ -204,6 +208,7 @@ def encode_range(
             for part in parts:
                 writer.write(part.with_filter_ids(layout.filter_ids))
         writer.close()
+        entries = writer.index_entries()
     except BaseException:
         writer.abort()
         raise
@@ -216,4 +221,5 @@ def encode_range(
         digests,
         round(time.time() - t0, 6),
         peak_rss_mb(),
+        entries,
     )

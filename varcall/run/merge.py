@@ -395,7 +395,7 @@ def merge_checkpoints(
             layout, meta, [row for r in results for row in r.region_index_rows],
             max(r.used_alleles for r in results), any(r.mixed_ploidy for r in results),
         )  # fmt: skip
-        vcf.finish(len(tasks))
+        vcf.finish(len(tasks), [r.index_entries for r in results])
         _commit_store(Path(layout.path), out / "calls.vcz")
         vcf.commit()
     except BaseException:
