@@ -369,3 +369,53 @@ def test_given_table_and_prior_are_used_as_they_are(tmp_path):
         varcall.call(fasta, [bam], tmp_path / name, single_process=True, **kw)
         manifest = json.loads((tmp_path / name / "manifest.json").read_text())
         assert tuple(manifest["params"]["stutter_table"]) == expect, name
+
+
+def _pysam_steps(inputs: CallInputs, loci: list, min_mapq: int) -> np.ndarray:
+    """count_steps' meaning, read by read through pysam: per locus and sample, the first
+    read of each name (file order) spanning the tract +- FLANK whose CIGAR changes the
+    tract by k whole units (|k| <= MAX_STEP)."""
+    from varcall.engines.native.calibrate import FLANK
+    from varcall.engines.native.stutter import MAX_STEP
+
+    counts = np.zeros((len(loci), len(inputs.samples), 2 * MAX_STEP + 1), np.int64)
+    column = {s: i for i, s in enumerate(inputs.samples)}
+    for path in inputs.bams:
+        with pysam.AlignmentFile(path) as f:
+            rg = {r["ID"]: column[r["SM"]] for r in f.header.to_dict()["RG"]}
+            for li, (contig, ts, p, n) in enumerate(loci):
+                seen: set[str] = set()
+                for r in f.fetch(contig, ts - FLANK, ts + n + FLANK):
+                    if r.flag & 0xF04 or r.mapping_quality < min_mapq:
+                        continue
+                    if not (r.reference_start + FLANK <= ts and ts + n + FLANK <= r.reference_end):
+                        continue
+                    if r.query_name in seen:
+                        continue
+                    seen.add(r.query_name)
+                    rpos, net = r.reference_start, 0
+                    for op, ln in r.cigartuples:
+                        if op in (0, 7, 8):
+                            rpos += ln
+                        elif op == 1 and ts <= rpos <= ts + n:
+                            net += ln
+                        elif op in (2, 3):
+                            net -= ln if rpos < ts + n and rpos + ln > ts else 0
+                            rpos += ln
+                    if net % p == 0 and abs(net // p) <= MAX_STEP:
+                        counts[li, rg[r.get_tag("RG")], net // p + MAX_STEP] += 1
+    return counts
+
+
+def test_step_counts_match_a_read_by_read_count(small_cohort: Path) -> None:
+    """The numba count over decoded batches (one fetch per tile and file, mates paired)
+    gives the per-read pysam count on a paired-end cohort."""
+    from varcall.engines.native.calibrate import calibration_loci, count_steps
+
+    inputs = resolve_inputs(str(small_cohort / "reference.fa"), sorted(
+        str(p) for p in small_cohort.glob("*.bam")))  # fmt: skip
+    loci = calibration_loci(inputs)
+    assert len(loci) > 20
+    got = count_steps(inputs, CallParams(), loci)
+    assert got.sum() > 100
+    assert np.array_equal(got, _pysam_steps(inputs, loci, CallParams().min_mapq))

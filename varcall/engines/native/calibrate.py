@@ -30,7 +30,6 @@ table itself when it is called with an empty one.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import time
@@ -39,9 +38,11 @@ import zlib
 import numpy as np
 import pysam
 
+from varcall.core.errors import InputError
 from varcall.core.params import CallInputs, CallParams
+from varcall.engines.native.calibrate_numba_fns import count_loci
 from varcall.engines.native.pileup import encode_bases
-from varcall.engines.native.reads import _FILTER_FLAGS, _SUPPLEMENTARY, _sample_maps
+from varcall.engines.native.reads import fetch_reads
 from varcall.engines.native.repeats import reference_tracts
 from varcall.engines.native.stutter import (
     L_CENTER,
@@ -150,51 +151,27 @@ def calibration_loci(inputs: CallInputs) -> list[tuple[str, int, int, int]]:
     return sorted(chosen, key=lambda t: (order[t[0]], t[1]))
 
 
-def _net_change(cigar: list[tuple[int, int]], rstart: int, ts: int, te: int) -> int:
-    """Bases inserted minus bases deleted by the CIGAR inside the tract ``[ts, te)``
-    (insertions at its boundaries included)."""
-    rpos = rstart
-    net = 0
-    for op, ln in cigar:
-        if op in (0, 7, 8):
-            rpos += ln
-        elif op == 1:
-            if ts <= rpos <= te:
-                net += ln
-        elif op in (2, 3):
-            if rpos < te and rpos + ln > ts:
-                net -= ln
-            rpos += ln
-        if rpos > te:
-            break
-    return net
-
-
 def count_steps(
     inputs: CallInputs, params: CallParams, loci: list[tuple[str, int, int, int]]
 ) -> np.ndarray:
     """(loci, samples, 2 MAX_STEP + 1) int64: per locus and sample the fragments whose
     tract is ``k`` units off the reference (index ``k + MAX_STEP``). ``loci`` sorted by
-    contig and start; the reads of the loci of one tile come from one fetch per file."""
+    contig and start; the reads of the loci of one tile come from one fetch per file
+    (:func:`varcall.engines.native.reads.fetch_reads`: the run's read filters)."""
     counts = np.zeros((len(loci), len(inputs.samples), 2 * MAX_STEP + 1), np.int64)
     groups: dict[tuple[str, int], list[int]] = {}
     for li, (contig, ts, _, _) in enumerate(loci):
         groups.setdefault((contig, ts // TILE), []).append(li)
-    drop = _FILTER_FLAGS | (0 if params.include_supplementary else _SUPPLEMENTARY)
-    verbosity = pysam.set_verbosity(0)  # htslib's own messages: the run reports damage
-    try:
-        for path, index in zip(inputs.bams, sample_columns(inputs)):
-            try:
-                _count_file(path, index, inputs, params.min_mapq, drop, loci, groups, counts)
-            except (OSError, ValueError) as e:
-                # a damaged block: the region that reads it fails and names the file; a
-                # run restricted to other regions goes on without this file's other loci
-                logger.info(
-                    "%s: cannot be read for the stutter estimate (%s: %s); its remaining "
-                    "loci are left out", path, type(e).__name__, e,
-                )  # fmt: skip
-    finally:
-        pysam.set_verbosity(verbosity)
+    for path, index in zip(inputs.bams, sample_columns(inputs)):
+        try:
+            _count_file(path, index, inputs, params, loci, groups, counts)
+        except (OSError, ValueError, InputError) as e:
+            # a damaged block or a read group without SM: the region that reads it fails
+            # and names the file; a run restricted to other regions goes on without it
+            logger.info(
+                "%s: cannot be read for the stutter estimate (%s: %s); its remaining "
+                "loci are left out", path, type(e).__name__, e,
+            )  # fmt: skip
     return counts
 
 
@@ -202,53 +179,33 @@ def _count_file(
     path: str,
     index: dict[str, int],
     inputs: CallInputs,
-    min_mapq: int,
-    drop: int,
+    params: CallParams,
     loci: list[tuple[str, int, int, int]],
     groups: dict[tuple[str, int], list[int]],
     counts: np.ndarray,
 ) -> None:
     """Add one alignment file's fragments to ``counts`` (see :func:`count_steps`)."""
-    with pysam.AlignmentFile(path, reference_filename=inputs.reference) as bam:
-        default, by_rg = _sample_maps(bam.header.to_dict(), path, index)
-        contigs = set(bam.references)
-        for (contig, _), members in groups.items():
-            if contig not in contigs:
-                continue
-            starts = [loci[li][1] for li in members]
-            seen: list[set[str]] = [set() for _ in members]
-            lo = starts[0] - FLANK
-            hi = max(loci[li][1] + loci[li][3] for li in members) + FLANK
-            for read in bam.fetch(contig, lo, hi):
-                if read.flag & drop or read.mapping_quality < min_mapq:
-                    continue
-                rs, re_ = read.reference_start, read.reference_end
-                j = bisect.bisect_left(starts, rs + FLANK)
-                while j < len(members) and starts[j] < re_:
-                    _, ts, p, n = loci[members[j]]
-                    if ts + n + FLANK <= re_ and read.query_name not in seen[j]:
-                        seen[j].add(read.query_name)
-                        k = _units(read.cigartuples, rs, ts, n, p)
-                        s = _read_sample(read, by_rg, default)
-                        if k is not None and s >= 0:
-                            counts[members[j], s, k + MAX_STEP] += 1
-                    j += 1
-
-
-def _units(cigar: list[tuple[int, int]], rstart: int, ts: int, n: int, p: int) -> int | None:
-    """Units (period ``p``) the read's CIGAR adds to the tract ``[ts, ts + n)``; None when
-    the net change is not whole units or more than MAX_STEP of them."""
-    net = _net_change(cigar, rstart, ts, ts + n)
-    if net % p or abs(net // p) > MAX_STEP:
-        return None
-    return net // p
-
-
-def _read_sample(read: pysam.AlignedSegment, by_rg: dict[str, int], default: int) -> int:
-    """The read's sample column (its @RG's SM, else the file's one sample), -1 if none."""
-    if read.has_tag("RG"):
-        return by_rg.get(read.get_tag("RG"), default)
-    return default
+    for (contig, _), members in groups.items():
+        rows = np.array(members, np.int64)
+        starts = np.array([loci[li][1] for li in members], np.int64)
+        periods = np.array([loci[li][2] for li in members], np.int64)
+        lengths = np.array([loci[li][3] for li in members], np.int64)
+        lo = int(starts[0]) - FLANK
+        hi = int((starts + lengths).max()) + FLANK
+        batch = fetch_reads(
+            [path], inputs.reference, [index], contig, lo, hi,
+            min_mapq=params.min_mapq, include_supplementary=params.include_supplementary,
+        )  # fmt: skip
+        if batch.n_reads == 0:
+            continue
+        mate = np.full(batch.n_reads, -1, np.int64)
+        if batch.pairs.shape[0]:
+            mate[batch.pairs[:, 0]] = batch.pairs[:, 1]
+            mate[batch.pairs[:, 1]] = batch.pairs[:, 0]
+        count_loci(
+            batch.start, batch.end, batch.sample, batch.coff, batch.cn, batch.cig_op,
+            batch.cig_len, mate, starts, lengths, periods, rows, FLANK, MAX_STEP, counts,
+        )  # fmt: skip
 
 
 def _sample_observations(
