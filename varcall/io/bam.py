@@ -76,14 +76,12 @@ def fetch_raw(
         scanned = 0
         size = _FIRST_CHUNK
         while True:
-            chunk = f.read(size)
+            got = f.read_into(data, size)
             size = min(2 * size, _CHUNK)
-            if chunk:
-                data += chunk
             view = np.frombuffer(data, np.uint8)
             scanned, done = scan_records(view, scanned, tid, we)
             del view  # release the export so that data can grow
-            if done or not chunk:
+            if done or not got:
                 break
     buf = np.frombuffer(data, np.uint8)
     ids = list(rg_to_sample)

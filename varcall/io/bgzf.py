@@ -94,7 +94,13 @@ class BgzfReader:
     def read(self, n: int) -> bytes:
         """Up to ``n`` inflated bytes from the current position (fewer only at the end of
         the file); the position moves past them."""
-        parts: list[bytes] = []
+        out = bytearray()
+        self.read_into(out, n)
+        return bytes(out)
+
+    def read_into(self, out: bytearray, n: int) -> int:
+        """Append up to ``n`` inflated bytes from the current position to ``out`` (fewer
+        only at the end of the file; one copy of each byte); returns how many."""
         want = n
         while want > 0:
             data, nxt = self._load(self._block)
@@ -103,11 +109,11 @@ class BgzfReader:
             if self._within >= len(data):  # at the end of a block (or an empty one)
                 self._block, self._within = nxt, 0
                 continue
-            piece = data[self._within : self._within + want]
-            parts.append(piece)
-            want -= len(piece)
-            self._within += len(piece)
-        return b"".join(parts)
+            take = min(want, len(data) - self._within)
+            out += memoryview(data)[self._within : self._within + take]
+            want -= take
+            self._within += take
+        return n - want
 
 
 def _bsize(extra: bytes) -> int | None:

@@ -41,14 +41,12 @@ thresholds (``max_fs`` ... ``min_readpos_ranksum``) and ``memory_budget`` (windo
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
 
 import numba.core.config as numba_config
 import numpy as np
@@ -92,7 +90,6 @@ from varcall.plan.ploidy import ContigPloidy, contig_ploidy
 __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 if SHADOW_PAD < CALL_REACH + CLIP_REACH:  # a development error: windows would change calls
     raise ImportError(
@@ -251,9 +248,7 @@ class NativeEngine:
                 "arguments; drop --engine-args or choose --engine bcftools/freebayes"
             )
         if params.indel_errors not in ("estimate", "prior"):
-            raise InputError(
-                f"--indel-errors {params.indel_errors!r}: use estimate or prior"
-            )
+            raise InputError(f"--indel-errors {params.indel_errors!r}: use estimate or prior")
         if params.stutter_table and len(params.stutter_table) != TABLE_LEN:
             raise InputError(
                 f"--stutter-table: {len(params.stutter_table)} numbers given, a table has "
@@ -271,24 +266,17 @@ class NativeEngine:
         self.check_params(inputs, params)
         size = window_size(len(inputs.samples))
         plan = self._region_plan(inputs, region, params, size, params.memory_budget)
-        return next(self._call_plans(inputs, params, [plan], None))
+        return next(self._call_plans(inputs, params, [plan]))
 
     def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
-        """One CallSet per reference contig, in reference order (whole-contig regions).
-
-        The one process of ``--single-process`` decodes the next window's reads on a
-        second thread while it calls the current one (BGZF inflation and the numba
-        decoder release the GIL); windows get half the usual length and memory budget, as
-        two windows' reads are held at once (peak memory stays as without it). The calls
-        do not depend on it."""
+        """One CallSet per reference contig, in reference order (whole-contig regions)."""
         self.check_params(inputs, params)
-        half = (max(1, window_size(len(inputs.samples)) // 2), max(1, params.memory_budget // 2))
+        size = window_size(len(inputs.samples))
         plans = [
-            self._region_plan(inputs, Region(contig, 0, length), params, *half)
+            self._region_plan(inputs, Region(contig, 0, length), params, size, params.memory_budget)
             for contig, length in inputs.contigs
         ]
-        with concurrent.futures.ThreadPoolExecutor(1, "varcall-prefetch") as pool:
-            yield from self._call_plans(inputs, params, plans, pool)
+        yield from self._call_plans(inputs, params, plans)
 
     # ------------------------------------------------------------------ plan
     def _region_plan(
@@ -316,30 +304,18 @@ class NativeEngine:
         return _RegionPlan(region.contig, length, ploidy, tuple(windows))
 
     def _call_plans(
-        self,
-        inputs: CallInputs,
-        params: CallParams,
-        plans: Sequence[_RegionPlan],
-        pool: concurrent.futures.Executor | None,
+        self, inputs: CallInputs, params: CallParams, plans: Sequence[_RegionPlan]
     ) -> Iterator[CallSet]:
-        """One CallSet per plan, in order; with ``pool``, each window's reads are fetched
-        there while the window before is called (across plans too)."""
+        """One CallSet per plan, in order."""
         sample_index = sample_columns(inputs)  # per file: right also for renamed duplicates
         stutter = _stutter_model(inputs, params)
-        jobs = [(k, ws, we) for k, plan in enumerate(plans) for ws, we in plan.windows]
-
-        def fetch(job: tuple[int, int, int]) -> ReadBatch:
-            plan = plans[job[0]]
-            return _window_reads(inputs, params, sample_index, plan.contig, plan.length, *job[1:])
-
-        batches = _prefetched(fetch, jobs, pool)
         # the worker's open FASTA of this file version (varcall.io.handles), not one per region
         with _handles.checkout(inputs.reference, pysam.FastaFile, "fasta") as fasta:
             for plan in plans:
                 parts: list[dict] = []
                 for ws, we in plan.windows:
                     recs = self._call_window(
-                        inputs, fasta, plan, ws, we, next(batches), params, stutter
+                        inputs, fasta, plan, ws, we, params, stutter, sample_index
                     )
                     if recs is not None:
                         parts.append(recs)
@@ -353,16 +329,17 @@ class NativeEngine:
         plan: _RegionPlan,
         ws: int,
         we: int,
-        batch: ReadBatch,
         params: CallParams,
         stutter: StutterModel,
+        sample_index: tuple[dict[str, int], ...],
     ) -> dict | None:
         """The records of the sites with 0-based POS in ``[ws, we)`` (a dict of columns
-        for :func:`_to_callset`) from ``batch``, the window's reads
-        (:func:`_window_reads`); None when there are none."""
+        for :func:`_to_callset`), None when there are none. The window's reads
+        (:func:`_window_reads`) live only while it is called."""
         contig, length = plan.contig, plan.length
         ews = max(0, ws - SHADOW_PAD)
         ewe = min(length, we + SHADOW_PAD)
+        batch = _window_reads(inputs, params, sample_index, contig, length, ws, we)
         spans = read_spans(batch)
         batch = drop_low_mapq(batch, params.min_mapq)
         if batch.n_reads == 0:
@@ -438,22 +415,6 @@ def _window_reads(
         min_mapq=0,  # MQ0F counts every read; the pileup sees those >= min_mapq
         include_supplementary=params.include_supplementary,
     )  # fmt: skip
-
-
-def _prefetched(
-    fetch: Callable[[T], ReadBatch], jobs: Sequence[T], pool: concurrent.futures.Executor | None
-) -> Iterator[ReadBatch]:
-    """``fetch(job)`` of each job, in order; with ``pool``, the next job's is computed
-    there while the caller works on this one (errors are raised in job order)."""
-    if pool is None:
-        yield from map(fetch, jobs)
-        return
-    ahead = pool.submit(fetch, jobs[0]) if jobs else None
-    for i in range(len(jobs)):
-        assert ahead is not None
-        batch = ahead.result()
-        ahead = pool.submit(fetch, jobs[i + 1]) if i + 1 < len(jobs) else None
-        yield batch
 
 
 def _window_reference(

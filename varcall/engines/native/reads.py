@@ -80,13 +80,17 @@ class ReadBatch:
 
     @classmethod
     def concatenate(cls, parts: Sequence[ReadBatch]) -> ReadBatch:
-        """One batch of the reads of ``parts``, in order (offsets and pair indexes shifted)."""
+        """One batch of the reads of ``parts``, in order (offsets and pair indexes shifted).
+        When every part's ``quals`` is its ``raw_quals`` (fresh from a decoder), so is the
+        result's: one copy less of the largest column."""
         if len(parts) == 1:
             return parts[0]
         qshift = np.cumsum([0] + [p.bases.shape[0] for p in parts[:-1]])
         cshift = np.cumsum([0] + [p.cig_op.shape[0] for p in parts[:-1]])
         rshift = np.cumsum([0] + [p.n_reads for p in parts[:-1]])
         cat = np.concatenate
+        raw = cat([p.raw_quals for p in parts])
+        fresh = all(p.quals is p.raw_quals for p in parts)
         return cls(
             start=cat([p.start for p in parts]),
             end=cat([p.end for p in parts]),
@@ -98,8 +102,8 @@ class ReadBatch:
             coff=cat([p.coff + s for p, s in zip(parts, cshift)]),
             cn=cat([p.cn for p in parts]),
             bases=cat([p.bases for p in parts]),
-            quals=cat([p.quals for p in parts]),
-            raw_quals=cat([p.raw_quals for p in parts]),
+            quals=raw if fresh else cat([p.quals for p in parts]),
+            raw_quals=raw,
             cig_op=cat([p.cig_op for p in parts]),
             cig_len=cat([p.cig_len for p in parts]),
             pairs=cat([p.pairs + s for p, s in zip(parts, rshift)]).reshape(-1, 2),
@@ -208,6 +212,8 @@ def fetch_reads(
     if not parts:
         return ReadBatch.empty()
     batch = ReadBatch.concatenate(parts)
+    # the decoders' parts share quals with raw_quals; the mate-overlap mask writes quals
+    batch.quals = batch.raw_quals.copy()
     pair_arr, flag_arr = batch.pairs, batch.flag
     if pair_arr.shape[0]:
         # order each pair (first mate, second mate); a pair without a clear first mate
@@ -256,7 +262,7 @@ def _fetch_bam(query: _FileQuery, tid: int) -> ReadBatch | None:
     (st, en, mq, fl, sm, qoff, qlen, coff, cn, bases, quals, ops, lens, pairs) = arrays
     return ReadBatch(
         start=st, end=en, mapq=mq, flag=fl, sample=sm, qoff=qoff, qlen=qlen, coff=coff,
-        cn=cn, bases=bases, quals=quals.copy(), raw_quals=quals, cig_op=ops, cig_len=lens,
+        cn=cn, bases=bases, quals=quals, raw_quals=quals, cig_op=ops, cig_len=lens,
         pairs=pairs,
     )  # fmt: skip
 
@@ -310,7 +316,7 @@ class _PysamColumns:
             coff=coff,
             cn=cn,
             bases=encode_bases("".join(self.seqs)),
-            quals=raw_quals.copy(),
+            quals=raw_quals,
             raw_quals=raw_quals,
             cig_op=ops,
             cig_len=lens,
