@@ -14,7 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import build_dataset as bd  # noqa: E402
 import hard_cases as hc  # noqa: E402
 import measure  # noqa: E402
-import run as bench  # noqa: E402
+import render  # noqa: E402
+import rows as bench_rows  # noqa: E402
+import sections  # noqa: E402
 import stutter as stm  # noqa: E402
 
 
@@ -108,9 +110,9 @@ def test_identity_ignores_date_and_command_lines_only(tmp_path):
     rec = ["c\t10\t.\tA\tG\t50\tPASS\t.\n", "c\t20\t.\tC\tT\t40\tPASS\t.\n"]
     a = _vcf(tmp_path / "a.vcf.gz", "20260101", rec)
     b = _vcf(tmp_path / "b.vcf.gz", "20261231x", rec)
-    assert bench.identity(a, b)["identical"]
+    assert bench_rows.identity(a, b)["identical"]
     c = _vcf(tmp_path / "c.vcf.gz", "20260101", [rec[0], rec[1].replace("40", "41")])
-    res = bench.identity(a, c)
+    res = bench_rows.identity(a, c)
     assert not res["identical"] and res["differing"] == 2
 
 
@@ -141,12 +143,12 @@ def test_scaling_targets_use_wall_time_ratios():
         "varcall-native-w1": _row("varcall-native-w1", 43.0),
         "varcall-native-w2": _row("varcall-native-w2", 25.0),
     }
-    got = {t["target"].split(": ", 1)[1]: t for t in bench.scaling_targets(rows, "x")}
+    got = {t["target"].split(": ", 1)[1]: t for t in sections.scaling_targets(rows, "x")}
     assert got["2 workers: wall <= 0.6 x single-process"]["value"] == 0.625
     assert not got["2 workers: wall <= 0.6 x single-process"]["pass"]
     assert got["1 worker: overhead vs single-process <= 10%"]["pass"]
     rows["varcall-native-w2"]["status"] = "failed"
-    assert len(bench.scaling_targets(rows, "x")) == 1  # no ratio from a failed run
+    assert len(sections.scaling_targets(rows, "x")) == 1  # no ratio from a failed run
 
 
 def test_cohort_markdown_lists_runs_targets_and_reference_ratios():
@@ -162,7 +164,7 @@ def test_cohort_markdown_lists_runs_targets_and_reference_ratios():
         "targets": [{"target": "t1", "value": 0.57, "pass": True}],
     }  # fmt: skip
     small = [{"target": "small: 2 workers", "value": 1.1, "pass": False}]
-    text = "\n".join(bench.cohort_markdown(cohort, small))
+    text = "\n".join(render.cohort_markdown(cohort, small))
     assert "5.2 Mb, 16-sample cohort" in text
     assert "| varcall-native-w2 | distributed | – | 23.0 | 23.0 |" in text and "| yes |" in text
     assert "| t1 | 0.57 | yes |" in text
@@ -171,7 +173,7 @@ def test_cohort_markdown_lists_runs_targets_and_reference_ratios():
 
 
 def test_rounds_summary_takes_the_median_and_every_identity(tmp_path):
-    row = bench.Row("varcall-native-w2", "varcall-native", "distributed", ["varcall"],
+    row = bench_rows.Row("varcall-native-w2", "varcall-native", "distributed", ["varcall"],
                     tmp_path / "w2" / "calls.vcf.gz", workers=2,
                     identity_to="varcall-native-single")  # fmt: skip
     (tmp_path / "w2").mkdir()
@@ -182,13 +184,13 @@ def test_rounds_summary_takes_the_median_and_every_identity(tmp_path):
         _row("w2", 20.0, identity=same),
         _row("w2", 25.0, identity={"identical": False, "differing": 3}),
     ]
-    res = bench.summarise_rounds(row, done)
+    res = sections.summarise_rounds(row, done)
     assert res["wall_s"] == 25.0 and res["walls_s"] == [30.0, 20.0, 25.0]
     assert res["identity"] == {"to": "varcall-native-single", "identical": False,
                                "differing": 3, "rounds": 3}  # fmt: skip
     assert res["regions"] == 2 and res["name"] == "varcall-native-w2"
     done[1] = {"status": "failed", "reason": "exit 1"}
-    assert bench.summarise_rounds(row, done)["status"] == "failed"
+    assert sections.summarise_rounds(row, done)["status"] == "failed"
 
 
 # ----------------------------------------------------------------------------- hard cases
@@ -436,9 +438,9 @@ def test_merge_accuracy_replaces_datasets_by_name(tmp_path):
         ' {"dataset": {"name": "lowcov"}, "rows": [2]}]}}'
     )
     new = {"datasets": [{"dataset": {"name": "hard"}, "rows": [3]}]}
-    got = bench.merge_accuracy(tmp_path, new)["accuracy_section"]["datasets"]
+    got = sections.merge_accuracy(tmp_path, new)["accuracy_section"]["datasets"]
     assert [(e["dataset"]["name"], e["rows"]) for e in got] == [("lowcov", [2]), ("hard", [3])]
-    assert bench.merge_accuracy(tmp_path / "none", new) is None
+    assert sections.merge_accuracy(tmp_path / "none", new) is None
 
 
 def _plain_vcf(path: Path, samples: list[str], records: list[str]) -> Path:
