@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pysam
+from _bamwriter import AlignedRead, write_bam, write_fasta
 
 SAMPLES = ("M1", "M2", "F1", "F2")
 SEX = {"M1": "M", "M2": "M", "F1": "F", "F2": "F"}
@@ -67,40 +67,32 @@ def _reads(ref: dict[str, str], sample: str, contig: str) -> list[tuple[int, int
     return out
 
 
+def _alignments(ref: dict[str, str], sample: str, rng: np.random.Generator) -> list[AlignedRead]:
+    """The sample's reads on every contig, in coordinate order: 0.5 % of their bases
+    changed (substitution errors), every other read on the reverse strand."""
+    out = []
+    for tid, contig in enumerate(LENGTHS):
+        for i, (start, _h, seq) in enumerate(_reads(ref, sample, contig)):
+            bases = list(seq)
+            for j in np.nonzero(rng.random(READ) < 0.005)[0]:
+                bases[j] = "ACGT"[("ACGT".index(bases[j]) + 1) % 4]
+            out.append(AlignedRead(
+                f"{sample}-{contig}-{i}", start, [(0, READ)], "".join(bases),
+                flag=16 if i % 2 else 0, rg=sample, contig=tid,
+            ))  # fmt: skip
+    return out
+
+
 def build_sex_cohort(folder: Path, seed: int = 5) -> Path:
     """Write ``reference.fa`` (+ .fai), ``<sample>.bam`` (+ .bai), ``bams.txt``,
     ``par.bed`` and ``sexes.txt`` into ``folder``; returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     ref = {c: "".join(rng.choice(list("ACGT"), n)) for c, n in LENGTHS.items()}
-    fasta = folder / "reference.fa"
-    fasta.write_text("".join(f">{c}\n{s}\n" for c, s in ref.items()))
-    pysam.faidx(str(fasta))
+    write_fasta(folder / "reference.fa", ref)
     for sample in SAMPLES:
-        header = {
-            "HD": {"VN": "1.6", "SO": "coordinate"},
-            "SQ": [{"SN": c, "LN": n} for c, n in LENGTHS.items()],
-            "RG": [{"ID": sample, "SM": sample}],
-        }
-        bam = folder / f"{sample}.bam"
-        with pysam.AlignmentFile(str(bam), "wb", header=header) as out:
-            for tid, contig in enumerate(LENGTHS):
-                for i, (start, _h, seq) in enumerate(_reads(ref, sample, contig)):
-                    bases = list(seq)
-                    for j in np.nonzero(rng.random(READ) < 0.005)[0]:
-                        bases[j] = "ACGT"[("ACGT".index(bases[j]) + 1) % 4]
-                    a = pysam.AlignedSegment(out.header)
-                    a.query_name = f"{sample}-{contig}-{i}"
-                    a.flag = 16 if i % 2 else 0
-                    a.reference_id = tid
-                    a.reference_start = start
-                    a.mapping_quality = 60
-                    a.cigartuples = [(0, READ)]
-                    a.query_sequence = "".join(bases)
-                    a.query_qualities = pysam.qualitystring_to_array("?" * READ)
-                    a.set_tag("RG", sample)
-                    out.write(a)
-        pysam.index(str(bam))
+        reads = _alignments(ref, sample, rng)
+        write_bam(folder / f"{sample}.bam", LENGTHS, [sample], reads, presorted=True)
     (folder / "bams.txt").write_text("".join(f"{s}.bam\n" for s in SAMPLES))
     (folder / "par.bed").write_text(f"chrX\t0\t{PAR_END}\nchrY\t0\t{PAR_END}\n")
     (folder / "sexes.txt").write_text("".join(f"{s}\t{SEX[s]}\n" for s in SAMPLES))

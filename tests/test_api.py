@@ -40,20 +40,6 @@ def single(small_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return out
 
 
-@pytest.fixture(scope="module")
-def client():
-    """The caller's own Dask client: 2 thread workers in this process."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
-
-
 def test_import_varcall_is_light() -> None:
     code = (
         "import sys, varcall; heavy = [m for m in ('dask', 'distributed', 'numba', 'sgkit',"

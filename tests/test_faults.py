@@ -120,25 +120,7 @@ def bams_of(tiny_cohort: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def client():
-    """Two worker processes on 127.0.0.1, shared by the in-process tests."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
-
-
-@pytest.fixture(scope="module")
-def baseline(tiny_cohort, client, tmp_path_factory) -> Path:
+def baseline(tiny_cohort, process_client, tmp_path_factory) -> Path:
     """An undisturbed run with the real engine."""
     out = tmp_path_factory.mktemp("baseline") / "out"
     run_call(
@@ -146,7 +128,7 @@ def baseline(tiny_cohort, client, tmp_path_factory) -> Path:
         bams_of(tiny_cohort),
         out,
         params=CallParams(engine=INNER),
-        client=client,
+        client=process_client,
         region_size=REGION_SIZE,
     )
     return out
@@ -273,7 +255,9 @@ def test_tls_options_build_a_security_object(tmp_path):
 
 
 # ----------------------------------------------------------------------------- worker killed
-def test_worker_killed_mid_run_gives_identical_output(tiny_cohort, client, baseline, tmp_path):
+def test_worker_killed_mid_run_gives_identical_output(
+    tiny_cohort, process_client, baseline, tmp_path
+):
     """SIGKILL one worker process while it runs a region: the scheduler reruns the lost
     region elsewhere, the nanny restarts the worker, and the output equals the baseline."""
     units = json.loads((baseline / "manifest.json").read_text())["units"]
@@ -289,7 +273,7 @@ def test_worker_killed_mid_run_gives_identical_output(tiny_cohort, client, basel
         while time.time() < deadline:
             if pid_file.exists():
                 pid = int(pid_file.read_text())
-                addrs = [a for a, p in client.run(os.getpid).items() if p == pid]
+                addrs = [a for a, p in process_client.run(os.getpid).items() if p == pid]
                 os.kill(pid, signal.SIGKILL)  # a worker process of our LocalCluster
                 killed.update(pid=pid, addr=addrs[0] if addrs else "")
                 return
@@ -298,7 +282,7 @@ def test_worker_killed_mid_run_gives_identical_output(tiny_cohort, client, basel
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     engine = FaultyEngine(delay=0.2, hang=(target,), marker_dir=str(markers))
-    result = call(tiny_cohort, out, client, engine)
+    result = call(tiny_cohort, out, process_client, engine)
     thread.join(timeout=5)
     assert "pid" in killed, "no worker was killed while busy"
     assert_same_output(out, baseline)
@@ -310,7 +294,7 @@ def test_worker_killed_mid_run_gives_identical_output(tiny_cohort, client, basel
 
 
 # ----------------------------------------------------------------------------- task failures
-def test_transient_failure_is_retried(tiny_cohort, client, baseline, tmp_path):
+def test_transient_failure_is_retried(tiny_cohort, process_client, baseline, tmp_path):
     units = json.loads((baseline / "manifest.json").read_text())["units"]
     flaky = units[1]["region"]
     markers = tmp_path / "markers"
@@ -319,7 +303,7 @@ def test_transient_failure_is_retried(tiny_cohort, client, baseline, tmp_path):
     result = call(
         tiny_cohort,
         out,
-        client,
+        process_client,
         FaultyEngine(transient=(flaky,), marker_dir=str(markers)),
         retries=2,
     )
@@ -333,13 +317,13 @@ def test_transient_failure_is_retried(tiny_cohort, client, baseline, tmp_path):
 
 
 def test_permanent_failure_names_region_keeps_checkpoints_then_resume(
-    tiny_cohort, client, baseline, tmp_path
+    tiny_cohort, process_client, baseline, tmp_path
 ):
     units = json.loads((baseline / "manifest.json").read_text())["units"]
     bad = units[2]["region"]
     out = tmp_path / "out"
     with pytest.raises(RegionError) as err:
-        call(tiny_cohort, out, client, FaultyEngine(permanent=(bad,)), retries=1)
+        call(tiny_cohort, out, process_client, FaultyEngine(permanent=(bad,)), retries=1)
     msg = str(err.value)
     assert f"region {bad}" in msg and "injected permanent failure" in msg
     assert "--resume" in msg and "\n" not in msg
@@ -348,13 +332,13 @@ def test_permanent_failure_names_region_keeps_checkpoints_then_resume(
     assert not (out / "calls.vcz").exists()
 
     # --resume runs only the failed region
-    result = call(tiny_cohort, out, client, FaultyEngine(), resume=True)
+    result = call(tiny_cohort, out, process_client, FaultyEngine(), resume=True)
     assert_same_output(out, baseline)
     assert [u.region for u in result.manifest.units if not u.resumed] == [bad]
 
 
 def test_crash_during_merge_leaves_nothing_that_looks_complete(
-    tiny_cohort, client, baseline, tmp_path, monkeypatch
+    tiny_cohort, process_client, baseline, tmp_path, monkeypatch
 ):
     """--overwrite over a finished run, then an encode task of the merge fails on a worker
     while others write their chunks and pieces: one-line error, no manifest (the mark of a
@@ -374,14 +358,14 @@ def test_crash_during_merge_leaves_nothing_that_looks_complete(
 
     monkeypatch.setattr(merge_module, "plan_encode", lose_a_checkpoint)
     with pytest.raises(VarcallError, match="checkpoint cannot be read") as e:
-        call(tiny_cohort, out, client, FaultyEngine(), overwrite=True, chunk_size=2)
+        call(tiny_cohort, out, process_client, FaultyEngine(), overwrite=True, chunk_size=2)
     assert "\n" not in str(e.value)
     assert not (out / "manifest.json").exists()
     assert (out / "calls.vcf.gz").read_bytes() == before
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
     # the checkpoints are kept: --resume finishes without calling again
     monkeypatch.undo()
-    result = call(tiny_cohort, out, client, FaultyEngine(permanent=("*",)), resume=True)
+    result = call(tiny_cohort, out, process_client, FaultyEngine(permanent=("*",)), resume=True)
     assert all(u.resumed for u in result.manifest.units)
     assert_same_output(out, baseline)
 
@@ -403,7 +387,7 @@ def corrupt_middle_block(src: Path, dest: Path) -> None:
     shutil.copy(f"{src}.bai", f"{dest}.bai")
 
 
-def test_corrupt_block_names_file_and_region(tiny_cohort, client, tmp_path):
+def test_corrupt_block_names_file_and_region(tiny_cohort, process_client, tmp_path):
     bams = bams_of(tiny_cohort)
     bad = tmp_path / bams[0].name
     corrupt_middle_block(bams[0], bad)
@@ -414,7 +398,7 @@ def test_corrupt_block_names_file_and_region(tiny_cohort, client, tmp_path):
             [bad, *bams[1:]],
             out,
             params=CallParams(engine=INNER),
-            client=client,
+            client=process_client,
             region_size=REGION_SIZE,
             retries=0,
         )

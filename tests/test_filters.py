@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from _bamwriter import DEFAULT_QUAL, AlignedRead, write_bam, write_fasta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_pileup import assert_same_batch, mixed_bam
@@ -83,7 +84,10 @@ def test_rank_sum_z_matches_scipy(values, groups):
 def test_allele_balance_counts_ref_alt_hets_only():
     gt = np.array([[[0, 1], [1, 1], [0, 0], [-1, -1]], [[1, 2], [0, 2], [0, -2], [0, 0]]], np.int8)
     ad = np.array(
-        [[[6, 4, -2], [0, 9, -2], [7, 0, -2], [0, 0, -2]], [[1, 5, 5], [8, 1, 2], [3, 0, 0], [9, 0, 0]]],
+        [
+            [[6, 4, -2], [0, 9, -2], [7, 0, -2], [0, 0, -2]],
+            [[1, 5, 5], [8, 1, 2], [3, 0, 0], [9, 0, 0]],
+        ],
         np.int32,
     )
     ab, abq = allele_balance(gt, ad)
@@ -186,42 +190,38 @@ def write_site_bam(folder: Path, reads: list[Read]) -> tuple:
     """reference.fa and one BAM per sample; returns the CallInputs."""
     ref = _reference()
     folder.mkdir(parents=True, exist_ok=True)
-    fasta = folder / "reference.fa"
-    fasta.write_text(f">chrF\n{ref}\n")
-    pysam.faidx(str(fasta))
+    fasta = write_fasta(folder / "reference.fa", {"chrF": ref})
     samples = sorted({r.sample for r in reads})
     bams = []
     for sample in samples:
-        header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": "chrF", "LN": len(ref)}],
-                  "RG": [{"ID": sample, "SM": sample}]}  # fmt: skip
         mine = sorted(
             ((SITE - r.offset, k, r) for k, r in enumerate(reads) if r.sample == sample),
             key=lambda t: (t[0], t[1]),
         )
-        path = folder / f"{sample}.bam"
-        with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-            for start, k, r in mine:
-                seq = list(ref[start : start + READ_LEN])
-                if r.alt:
-                    for p in (SITE, *r.extra):
-                        if start <= p < start + READ_LEN:
-                            seq[p - start] = _alt_base(ref[p])
-                a = pysam.AlignedSegment(out.header)
-                a.query_name = f"{sample}-{k}"
-                a.flag = 16 if r.reverse else 0
-                a.reference_id = 0
-                a.reference_start = start
-                a.mapping_quality = r.mapq
-                a.cigartuples = [(0, READ_LEN)]
-                a.query_sequence = "".join(seq)
-                quals = pysam.qualitystring_to_array("?" * READ_LEN)
-                quals[SITE - start] = r.site_qual
-                a.query_qualities = quals
-                a.set_tag("RG", sample)
-                out.write(a)
-        pysam.index(str(path))
+        path = write_bam(
+            folder / f"{sample}.bam",
+            {"chrF": len(ref)},
+            [sample],
+            (_aligned(ref, f"{sample}-{k}", start, r) for start, k, r in mine),
+            presorted=True,
+        )
         bams.append(str(path))
     return resolve_inputs(fasta, bams)
+
+
+def _aligned(ref: str, name: str, start: int, r: Read) -> AlignedRead:
+    """``r`` as a READ_LEN-base alignment from ``start`` (0-based)."""
+    seq = list(ref[start : start + READ_LEN])
+    if r.alt:
+        for p in (SITE, *r.extra):
+            if start <= p < start + READ_LEN:
+                seq[p - start] = _alt_base(ref[p])
+    quals = [DEFAULT_QUAL] * READ_LEN
+    quals[SITE - start] = r.site_qual
+    return AlignedRead(
+        name, start, [(0, READ_LEN)], "".join(seq), quals,
+        flag=16 if r.reverse else 0, mapq=r.mapq, rg=r.sample,
+    )  # fmt: skip
 
 
 def call_site(inputs, params: CallParams | None = None) -> CallSet:

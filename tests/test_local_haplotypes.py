@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from _bamwriter import AlignedRead, write_bam, write_fasta
 
 from varcall.core.callset import CallSet, concat_callsets
 from varcall.core.params import CallInputs, CallParams
@@ -57,32 +58,23 @@ def write_cohort(folder: Path, samples: dict[str, tuple[list[Variant], list[Vari
     """A reference and one BAM per sample (single-end reads, ~33x per sample, both
     strands, BQ 30, MAPQ 60) from each sample's two haplotypes; the CallInputs."""
     ref = _reference()
-    fa = folder / "ref.fa"
-    fa.write_text(f">{CONTIG}\n{ref}\n")
-    pysam.faidx(str(fa))
+    fa = write_fasta(folder / "ref.fa", {CONTIG: ref})
     bams = []
     for s, haps in samples.items():
-        header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": CONTIG, "LN": LENGTH}],
-                  "RG": [{"ID": s, "SM": s}]}  # fmt: skip
         reads = []
         for h, hap in enumerate(haps):
             for start, cigar, seq in _reads(_tokens(ref, hap), 6, 3 * h):
                 reads.append((start, h, cigar, seq))
-        path = folder / f"{s}.bam"
-        with pysam.AlignmentFile(str(path), "wb", header=header) as out:
-            for n, (start, h, cigar, seq) in enumerate(sorted(reads)):
-                a = pysam.AlignedSegment(out.header)
-                a.query_name = f"{s}_{h}_{n}"
-                a.flag = 16 if n % 2 else 0
-                a.reference_id = 0
-                a.reference_start = start
-                a.mapping_quality = 60
-                a.cigartuples = cigar
-                a.query_sequence = seq
-                a.query_qualities = pysam.qualitystring_to_array("?" * len(seq))
-                a.set_tag("RG", s)
-                out.write(a)
-        pysam.index(str(path))
+        path = write_bam(
+            folder / f"{s}.bam",
+            {CONTIG: LENGTH},
+            [s],
+            (
+                AlignedRead(f"{s}_{h}_{n}", start, cigar, seq, flag=16 if n % 2 else 0, rg=s)
+                for n, (start, h, cigar, seq) in enumerate(sorted(reads))
+            ),
+            presorted=True,
+        )
         bams.append(str(path))
     return CallInputs(
         reference=str(fa), bams=tuple(bams), samples=tuple(samples), contigs=((CONTIG, LENGTH),)

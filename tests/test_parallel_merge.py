@@ -107,20 +107,6 @@ def _assert_same(a, b) -> None:
             assert sum(1 for _ in tbx.fetch(contig)) == a.contig_counts[contig]
 
 
-@pytest.fixture(scope="module")
-def client():
-    """2 thread workers in this process."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
-
-
 @pytest.mark.parametrize("chunk_size", [1, 4, 7, 10_000])
 @pytest.mark.parametrize("n_tasks", [1, 3, 100])
 def test_parallel_merge_equals_serial_writer(tmp_path, units, work, chunk_size, n_tasks):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from _bamwriter import AlignedRead, write_bam, write_fasta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,7 +55,7 @@ class Bam:
     def __init__(self, folder: Path, rgs: dict[str, str] | None = None):
         self.folder = folder
         self.rgs = rgs or {"rg1": "S1"}
-        self.reads: list[dict] = []
+        self.reads: list[AlignedRead] = []
 
     def add(
         self,
@@ -72,41 +73,13 @@ class Bam:
         seq = seq if seq is not None else seq_from_ref(start, cigar)
         quals = [qual] * len(seq) if isinstance(qual, int) else list(qual)
         self.reads.append(
-            dict(name=name, start=start, cigar=cigar, seq=seq, quals=quals, mapq=mapq,
-                 flag=flag, rg=rg, mate_start=mate_start)
+            AlignedRead(name, start, cigar_text(cigar), seq, quals, flag=flag, mapq=mapq, rg=rg,
+                        mate_start=mate_start if mate_start >= 0 else None)
         )  # fmt: skip
 
     def write(self) -> tuple[str, str]:
-        ref = self.folder / "ref.fa"
-        ref.write_text(f">{CONTIG}\n{REF}\n")
-        pysam.faidx(str(ref))
-        header = {
-            "HD": {"VN": "1.6", "SO": "coordinate"},
-            "SQ": [{"SN": CONTIG, "LN": len(REF)}],
-            "RG": [{"ID": k, "SM": v} for k, v in self.rgs.items()],
-        }
-        unsorted = self.folder / "unsorted.bam"
-        with pysam.AlignmentFile(str(unsorted), "wb", header=header) as f:
-            for r in self.reads:
-                a = pysam.AlignedSegment(f.header)
-                a.query_name = r["name"]
-                a.flag = r["flag"]
-                a.reference_id = 0
-                a.reference_start = r["start"]
-                a.mapping_quality = r["mapq"]
-                a.cigarstring = cigar_text(r["cigar"])
-                a.query_sequence = r["seq"]
-                a.query_qualities = pysam.qualitystring_to_array(
-                    "".join(chr(q + 33) for q in r["quals"])
-                )
-                if r["mate_start"] >= 0:
-                    a.next_reference_id = 0
-                    a.next_reference_start = r["mate_start"]
-                a.set_tag("RG", r["rg"])
-                f.write(a)
-        bam = self.folder / "reads.bam"
-        pysam.sort("-o", str(bam), str(unsorted))
-        pysam.index(str(bam))
+        ref = write_fasta(self.folder / "ref.fa", {CONTIG: REF})
+        bam = write_bam(self.folder / "reads.bam", {CONTIG: len(REF)}, self.rgs, self.reads)
         return str(bam), str(ref)
 
 
@@ -408,9 +381,7 @@ def test_unindexed_bam_is_a_one_line_input_error(tmp_path):
     path, ref = bam.write()
     Path(path + ".bai").unlink()
     with pytest.raises(InputError, match="samtools index"):
-        fetch_reads(
-            [path], ref, {"S1": 0}, CONTIG, 0, 50, min_mapq=20, include_supplementary=False
-        )
+        fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, 50, min_mapq=20, include_supplementary=False)
 
 
 def test_cg_placeholder_cigar_falls_back_to_pysam(tmp_path):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pysam
 import pytest
+from _bamwriter import AlignedRead, write_bam, write_fasta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,31 +45,17 @@ class Reads:
         self.reads.append((start, cigar, seq, sample))
 
     def write(self, folder: Path) -> CallInputs:
-        ref = folder / "ref.fa"
-        ref.write_text(f">{CONTIG}\n{REF}\n")
-        pysam.faidx(str(ref))
+        ref = write_fasta(folder / "ref.fa", {CONTIG: REF})
         samples = sorted({r[3] for r in self.reads})
-        header = {
-            "HD": {"VN": "1.6", "SO": "coordinate"},
-            "SQ": [{"SN": CONTIG, "LN": len(REF)}],
-            "RG": [{"ID": s, "SM": s} for s in samples],
-        }
-        unsorted, bam = folder / "unsorted.bam", folder / "reads.bam"
-        with pysam.AlignmentFile(str(unsorted), "wb", header=header) as f:
-            for k, (start, cigar, seq, sample) in enumerate(self.reads):
-                a = pysam.AlignedSegment(f.header)
-                a.query_name = f"r{k}"
-                a.flag = 16 if k % 2 else 0
-                a.reference_id = 0
-                a.reference_start = start
-                a.mapping_quality = 60
-                a.cigarstring = cigar
-                a.query_sequence = seq
-                a.query_qualities = pysam.qualitystring_to_array("?" * len(seq))
-                a.set_tag("RG", sample)
-                f.write(a)
-        pysam.sort("-o", str(bam), str(unsorted))
-        pysam.index(str(bam))
+        bam = write_bam(
+            folder / "reads.bam",
+            {CONTIG: len(REF)},
+            samples,
+            (
+                AlignedRead(f"r{k}", start, cigar, seq, flag=16 if k % 2 else 0, rg=sample)
+                for k, (start, cigar, seq, sample) in enumerate(self.reads)
+            ),
+        )
         return CallInputs(
             reference=str(ref),
             bams=(str(bam),),

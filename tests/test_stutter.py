@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from _bamwriter import AlignedRead, write_bam, write_fasta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -214,11 +215,7 @@ def _write_bam(folder: Path, ref: str, samples: dict[str, list[int]], depth: int
     ``samples[name]`` the per-haplotype unit changes ([0, 0]: hom-REF), applied at both
     tracts. Stutter: read i of a haplotype is one unit shorter when i % 6 == 1 (17 %) and
     one longer when i % 25 == 3 (4 %)."""
-    fasta = folder / "ref.fa"
-    fasta.write_text(f">{CONTIG}\n{ref}\n")
-    pysam.faidx(str(fasta))
-    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": CONTIG, "LN": len(ref)}],
-              "RG": [{"ID": s, "SM": s} for s in samples]}  # fmt: skip
+    fasta = write_fasta(folder / "ref.fa", {CONTIG: ref})
     rng = np.random.default_rng(11)
     reads = []
     for sample, haps in samples.items():
@@ -227,18 +224,8 @@ def _write_bam(folder: Path, ref: str, samples: dict[str, list[int]], depth: int
                 k = haps[i % 2] - (i // 2 % 6 == 1) + (i // 2 % 25 == 3)
                 start = int(rng.integers(ts + n + 8 - 100, ts - 8))
                 seq, cigar = _read(ref, ts, unit, k, start)
-                reads.append((start, f"{sample}-{ts}-{i}", seq, cigar, sample))
-    unsorted, bam = folder / "unsorted.bam", folder / "reads.bam"
-    with pysam.AlignmentFile(str(unsorted), "wb", header=header) as out:
-        for start, name, seq, cigar, sample in reads:
-            a = pysam.AlignedSegment(out.header)
-            a.query_name, a.flag, a.reference_id, a.reference_start = name, 0, 0, start
-            a.mapping_quality, a.cigartuples, a.query_sequence = 60, cigar, seq
-            a.query_qualities = pysam.qualitystring_to_array("?" * len(seq))  # Q30
-            a.set_tag("RG", sample)
-            out.write(a)
-    pysam.sort("-o", str(bam), str(unsorted))
-    pysam.index(str(bam))
+                reads.append(AlignedRead(f"{sample}-{ts}-{i}", start, cigar, seq, rg=sample))
+    bam = write_bam(folder / "reads.bam", {CONTIG: len(ref)}, list(samples), reads)  # Q30, MQ60
     return str(fasta), str(bam)
 
 
