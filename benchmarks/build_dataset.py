@@ -20,6 +20,10 @@ What is built (the layout of ``varcall simulate``, see docs/DEVELOPING.md):
   coverage each, aligned with ``bwa mem -R @RG...`` and sorted with samtools.
 - ``bams.txt`` (BAM paths relative to the folder), ``dataset.json`` (spec, counts, provenance).
 
+Parts: the sequences (genome FASTA, planted sites, haplotypes, truth VCF text, confident
+regions) in ``genome.py``, the reads (ART, bwa mem, samtools) in ``sample_reads.py``; this
+module holds the specs, the peers and the build itself.
+
 Coordinates are 0-based half-open inside this module; 1-based only in VCF text.
 """
 
@@ -30,19 +34,28 @@ import dataclasses
 import hashlib
 import json
 import logging
-import lzma
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import hard_cases
 import numpy as np
 import stutter as stutter_mod
+from genome import (
+    _left_shift,  # noqa: F401 (re-exported: tests use build_dataset._left_shift)
+    confident_intervals,
+    haplotype,  # noqa: F401 (re-exported: tests use build_dataset.haplotype)
+    plant_sites,
+    read_first_record,
+    repeated_kmer_mask,
+    write_fasta,
+    write_truth_vcf,
+)
 from hard_cases import HardSpec, Site
+from sample_reads import align_sample, art_reads, hard_reads, run_tool
 
 __all__ = [
     "DatasetSpec",
@@ -204,211 +217,6 @@ def ensure_peers() -> dict[str, str]:
     return missing_peers()
 
 
-# ----------------------------------------------------------------------------- genome
-def read_first_record(path: str | Path) -> tuple[str, str]:
-    """(header, sequence in upper case) of the first FASTA record of a .fa or .fa.xz file."""
-    opener = lzma.open if str(path).endswith(".xz") else open
-    header, seq = "", []
-    with opener(path, "rt") as fh:
-        for line in fh:
-            if line.startswith(">"):
-                if header:
-                    break
-                header = line[1:].strip()
-            else:
-                seq.append(line.strip())
-    if not header:
-        raise ValueError(f"{path}: no FASTA record; reinstall kleborate-examples")
-    return header, "".join(seq).upper()
-
-
-def write_fasta(path: Path, records: list[tuple[str, str]], width: int = 60) -> None:
-    with open(path, "w") as fh:
-        for name, seq in records:
-            fh.write(f">{name}\n")
-            for i in range(0, len(seq), width):
-                fh.write(seq[i : i + width] + "\n")
-
-
-# ----------------------------------------------------------------------------- variants
-_TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
-_TRANSVERSIONS = {"A": "CT", "G": "CT", "C": "AG", "T": "AG"}
-
-
-def _left_shift(seq: str, pos: int, ref: str, alt: str) -> int:
-    """Leftmost 0-based anchor position an indel can take (its footprint for spacing)."""
-    indel = ref[1:] if len(ref) > len(alt) else alt[1:]
-    p, n = pos, len(indel)
-    # shift while the base before the anchor equals the last base of the indel sequence
-    while p > 0 and seq[p] == indel[-1]:
-        indel = seq[p] + indel[:-1]
-        p -= 1
-        if pos - p > 10 * n + 200:
-            break
-    return p
-
-
-def plant_sites(contig: str, seq: str, spec: DatasetSpec, rng: np.random.Generator) -> list[Site]:
-    """Cohort sites on one contig: SNPs (Ti/Tv about 2) and indels (1..max_indel bp, half
-    of insertions tandem duplications), at least ``min_spacing`` bp apart after left-shifting,
-    each carried by at least one haplotype (allele frequency drawn uniformly in [0.05, 1))."""
-    n_haps = 2 * spec.n_samples
-    length = len(seq)
-    n_snp = rng.binomial(length, spec.snp_rate)
-    n_indel = rng.binomial(length, spec.indel_rate)
-    kinds = np.array([0] * n_snp + [1] * n_indel)
-    rng.shuffle(kinds)
-    positions = rng.integers(
-        spec.edge // 2, length - spec.edge // 2 - spec.max_indel - 2, kinds.size
-    )
-    order = np.argsort(positions, kind="stable")
-    sites: list[Site] = []
-    last_end = -(10**9)
-    for i in order:
-        pos, kind = int(positions[i]), int(kinds[i])
-        base = seq[pos]
-        if base not in "ACGT":
-            continue
-        if kind == 0:
-            alt = (
-                _TRANSITION[base] if rng.random() < 2 / 3 else _TRANSVERSIONS[base][rng.integers(2)]
-            )
-            ref, left = base, pos
-        else:
-            n = int(min(spec.max_indel, rng.geometric(0.45)))
-            if rng.random() < 0.5:  # deletion of n bases after the anchor
-                ref, alt = seq[pos : pos + n + 1], base
-                if "N" in ref:
-                    continue
-            else:
-                ins = (
-                    seq[pos + 1 : pos + 1 + n]
-                    if rng.random() < 0.5
-                    else "".join(rng.choice(list("ACGT"), n))
-                )
-                if "N" in ins:
-                    continue
-                ref, alt = base, base + ins
-            left = _left_shift(seq, pos, ref, alt)
-        if left - spec.min_spacing < last_end:
-            continue
-        af = rng.uniform(0.05, 1.0)
-        haps = (rng.random(n_haps) < af).astype(int)
-        if not haps.any():
-            haps[rng.integers(n_haps)] = 1
-        sites.append(Site(contig, pos, ref, alt, tuple(int(h) for h in haps)))
-        last_end = pos + len(ref)
-    return sites
-
-
-def haplotype(seq: str, sites: list[Site], hap: int) -> str:
-    """The contig sequence of haplotype ``hap`` (index into ``Site.haps``)."""
-    out, cur = [], 0
-    for s in sites:
-        if s.haps[hap]:
-            out.append(seq[cur : s.pos])
-            out.append(s.alt)
-            cur = s.end
-    out.append(seq[cur:])
-    return "".join(out)
-
-
-def write_truth_vcf(
-    path: Path, contigs: list[tuple[str, int]], sites: list[Site], samples: tuple[str, ...]
-) -> None:
-    """Unnormalised truth VCF text (sites sorted), phased GT per sample."""
-    with open(path, "w") as fh:
-        fh.write("##fileformat=VCFv4.2\n")
-        fh.write("##source=varcall-benchmarks-build_dataset\n")
-        for name, n in contigs:
-            fh.write(f"##contig=<ID={name},length={n}>\n")
-        fh.write('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n')
-        fh.write(
-            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples) + "\n"
-        )
-        for s in sites:
-            gts = [f"{s.haps[2 * i]}|{s.haps[2 * i + 1]}" for i in range(len(samples))]
-            fh.write(
-                f"{s.contig}\t{s.pos + 1}\t.\t{s.ref}\t{s.alt}\t.\tPASS\t.\tGT\t"
-                + "\t".join(gts)
-                + "\n"
-            )
-
-
-# ----------------------------------------------------------------------------- confident BED
-_CODE = np.full(256, 255, np.uint8)
-for _i, _b in enumerate(b"ACGT"):
-    _CODE[_b] = _i
-
-
-def repeated_kmer_mask(seqs: list[str], k: int) -> list[np.ndarray]:
-    """Per contig, a boolean mask (per base) of bases covered by a canonical ``k``-mer
-    (k <= 31) that occurs more than once over all contigs, either strand. Bases next to an N
-    are masked too."""
-    if not 1 <= k <= 31:
-        raise ValueError("k must be in 1..31")
-    kmers, valid = [], []
-    for seq in seqs:
-        codes = _CODE[np.frombuffer(seq.encode(), np.uint8)]
-        n = codes.size - k + 1
-        bad = codes == 255
-        c = np.where(bad, 0, codes).astype(np.uint64)
-        fwd = np.zeros(n, np.uint64)
-        rev = np.zeros(n, np.uint64)
-        for j in range(k):
-            fwd = (fwd << np.uint64(2)) | c[j : j + n]
-            rev = rev | ((np.uint64(3) - c[j : j + n]) << np.uint64(2 * j))
-        badk = np.convolve(bad.astype(np.int32), np.ones(k, np.int32), "valid") > 0
-        kmers.append(np.minimum(fwd, rev))
-        valid.append(~badk)
-    allk = np.concatenate([km[v] for km, v in zip(kmers, valid)])
-    uniq, counts = np.unique(allk, return_counts=True)
-    repeated = uniq[counts > 1]
-    masks = []
-    for seq, km, v in zip(seqs, kmers, valid):
-        hit = np.isin(km, repeated) | ~v
-        cover = np.zeros(len(seq) + 1, np.int32)
-        starts = np.flatnonzero(hit)
-        np.add.at(cover, starts, 1)
-        np.add.at(cover, starts + k, -1)
-        masks.append(np.cumsum(cover[:-1]) > 0)
-    return masks
-
-
-def _runs(mask: np.ndarray) -> Iterator[tuple[int, int]]:
-    """[start, end) runs of True in a boolean array."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    yield from zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist())
-
-
-def confident_intervals(
-    seq: str, repeat_mask: np.ndarray, spec: DatasetSpec
-) -> list[tuple[int, int]]:
-    """[start, end) intervals of one contig where the truth is trusted."""
-    bad = repeat_mask.copy()
-    for s, e in list(_runs(repeat_mask)):
-        bad[max(0, s - spec.repeat_pad) : e + spec.repeat_pad] = True
-    bad[: spec.edge] = True
-    bad[len(seq) - spec.edge :] = True
-    return list(_runs(~bad))
-
-
-# ----------------------------------------------------------------------------- build
-def _run(cmd: list[str] | str, **kw) -> None:
-    shell = isinstance(cmd, str)
-    logger.debug("run: %s", cmd if shell else " ".join(cmd))
-    r = subprocess.run(
-        cmd,
-        shell=shell,
-        executable="/bin/bash" if shell else None,
-        capture_output=True,
-        text=True,
-        **kw,
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"command failed ({r.returncode}): {cmd}\n{r.stderr[-2000:]}")
-
-
 def _tool_version(cmd: list[str]) -> str:
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
@@ -446,46 +254,108 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
     t0 = time.perf_counter()
     rng = np.random.default_rng(spec.seed)
 
+    header, contigs = _cut_contigs(spec)
+    planted: dict[str, hard_cases.Planted] = {}
+    if spec.hard is not None:  # the reference changes: plant before writing it
+        sites, planted = _plant_hard(spec, contigs, rng)
+    ref, bwa_ref = _write_reference(wip, contigs)
+    logger.info("reference: %d contigs, %d bp", len(contigs), spec.total_length)
+
+    # truth
+    if spec.hard is None:
+        sites = {name: plant_sites(name, seq, spec, rng) for name, seq in contigs}
+    _write_truth(wip, ref, contigs, sites, spec.samples)
+    n_conf, confident = _write_confident(wip, spec, contigs, planted)
+    strata = hard_cases.write_strata(wip, contigs, confident, planted) if planted else {}
+    stutters: list[stutter_mod.Stutter] = []
+
+    # reads per sample: ART from both haplotypes, bwa mem, sort, index
+    bams = []
+    for si, sample in enumerate(spec.samples):
+        if spec.hard is None:
+            fqs = [art_reads(wip, spec, contigs, sites, si, h) for h in range(2)]
+        else:
+            fqs = hard_reads(wip, spec, contigs, sites, planted, si, stutters)
+        bams.append(align_sample(wip, sample, fqs, bwa_ref, threads).name)
+        logger.info("sample %s aligned (%.0f s so far)", sample, time.perf_counter() - t0)
+    (wip / "bams.txt").write_text("".join(f"{b}\n" for b in bams))
+
+    info = _dataset_info(wip, spec, header, contigs, sites, planted, n_conf, strata, stutters, t0)
+    (wip / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(wip, out)
+    logger.info("dataset %s built in %.0f s: %s", spec.name, info["build_seconds"], out)
+    return out
+
+
+def _cut_contigs(spec: DatasetSpec) -> tuple[str, list[tuple[str, str]]]:
+    """The header of the genome's first record and the (name, sequence) of each cut."""
     header, chrom = read_first_record(spec.genome)
     contigs = []
     for name, s, e in spec.cuts:
         if not 0 <= s < e <= len(chrom):
             raise ValueError(f"cut {name}:{s}-{e} outside the {len(chrom)} bp chromosome")
         contigs.append((name, chrom[s:e]))
-    del chrom
-    planted: dict[str, hard_cases.Planted] = {}
-    if spec.hard is not None:  # the reference changes: plant before writing it
-        sites = {}
-        for i, (name, seq) in enumerate(contigs):
-            seq, sites[name], planted[name] = hard_cases.plant_contig(
-                name, seq, spec.hard, rng, spec.n_samples, spec.edge,
-                lambda x, name=name: plant_sites(name, x, spec, rng),
-            )  # fmt: skip
-            contigs[i] = (name, seq)
+    return header, contigs
+
+
+def _plant_hard(
+    spec: DatasetSpec, contigs: list[tuple[str, str]], rng: np.random.Generator
+) -> tuple[dict[str, list[Site]], dict[str, hard_cases.Planted]]:
+    """Plant the hard cases and the cohort sites of every contig (``hard_cases.plant_contig``):
+    ``contigs`` gets the changed sequences in place; returns the sites and what was planted,
+    per contig."""
+    assert spec.hard is not None
+    sites, planted = {}, {}
+    for i, (name, seq) in enumerate(contigs):
+        seq, sites[name], planted[name] = hard_cases.plant_contig(
+            name, seq, spec.hard, rng, spec.n_samples, spec.edge,
+            lambda x, name=name: plant_sites(name, x, spec, rng),
+        )  # fmt: skip
+        contigs[i] = (name, seq)
+    return sites, planted
+
+
+def _write_reference(wip: Path, contigs: list[tuple[str, str]]) -> tuple[Path, Path]:
+    """``reference.fa`` (+ ``.fai``) and its bwa index under ``bwa/``; returns both FASTAs."""
     ref = wip / "reference.fa"
     write_fasta(ref, contigs)
-    _run(["samtools", "faidx", str(ref)])
+    run_tool(["samtools", "faidx", str(ref)])
     (wip / "bwa").mkdir()
     bwa_ref = wip / "bwa" / "reference.fa"
     shutil.copy(ref, bwa_ref)
-    _run(["bwa", "index", str(bwa_ref)])
-    logger.info("reference: %d contigs, %d bp", len(contigs), spec.total_length)
+    run_tool(["bwa", "index", str(bwa_ref)])
+    return ref, bwa_ref
 
-    # truth
-    if spec.hard is None:
-        sites = {name: plant_sites(name, seq, spec, rng) for name, seq in contigs}
+
+def _write_truth(
+    wip: Path,
+    ref: Path,
+    contigs: list[tuple[str, str]],
+    sites: dict[str, list[Site]],
+    samples: tuple[str, ...],
+) -> None:
+    """``truth.vcf.gz`` (+ ``.tbi``): the sites, normalised with ``bcftools norm``."""
     raw = wip / "truth.raw.vcf"
     write_truth_vcf(
         raw,
         [(n, len(s)) for n, s in contigs],
         [x for name, _ in contigs for x in sites[name]],
-        spec.samples,
+        samples,
     )
     truth = wip / "truth.vcf.gz"
-    _run(["bcftools", "norm", "-f", str(ref), "-c", "e", "-Oz", "-o", str(truth), str(raw)])
-    _run(["tabix", "-f", "-p", "vcf", str(truth)])
+    run_tool(["bcftools", "norm", "-f", str(ref), "-c", "e", "-Oz", "-o", str(truth), str(raw)])
+    run_tool(["tabix", "-f", "-p", "vcf", str(truth)])
     raw.unlink()
 
+
+def _write_confident(
+    wip: Path,
+    spec: DatasetSpec,
+    contigs: list[tuple[str, str]],
+    planted: dict[str, hard_cases.Planted],
+) -> tuple[int, dict[str, list[tuple[int, int]]]]:
+    """``confident.bed``; returns the bp it covers and its intervals per contig."""
     masks = repeated_kmer_mask([s for _, s in contigs], spec.kmer)
     n_conf, confident = 0, {}
     with open(wip / "confident.bed", "w") as fh:
@@ -497,68 +367,22 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
                 fh.write(f"{name}\t{s}\t{e}\n")
                 n_conf += e - s
     logger.info("confident BED covers %d of %d bp", n_conf, spec.total_length)
-    strata = hard_cases.write_strata(wip, contigs, confident, planted) if planted else {}
-    stutters: list[stutter_mod.Stutter] = []
+    return n_conf, confident
 
-    # reads per sample: ART from both haplotypes, bwa mem, sort, index
-    bams = []
-    for si, sample in enumerate(spec.samples):
-        fqs = []
-        for h in range(2 if spec.hard is None else 0):
-            hap_fa = wip / f"{sample}.h{h + 1}.fa"
-            write_fasta(
-                hap_fa,
-                [
-                    (f"{name}.{sample}.h{h + 1}", haplotype(seq, sites[name], 2 * si + h))
-                    for name, seq in contigs
-                ],
-            )
-            prefix = wip / f"{sample}.h{h + 1}."
-            _run(
-                [
-                    "art_illumina",
-                    "-ss",
-                    "HS25",
-                    "-i",
-                    str(hap_fa),
-                    "-p",
-                    "-l",
-                    str(spec.read_length),
-                    "-f",
-                    f"{spec.coverage / 2:g}",
-                    "-m",
-                    str(spec.fragment_mean),
-                    "-s",
-                    str(spec.fragment_sd),
-                    "-rs",
-                    str(spec.seed * 1000 + 2 * si + h),
-                    "-na",
-                    "-q",
-                    "-o",
-                    str(prefix),
-                ]
-            )
-            fqs.append((Path(f"{prefix}1.fq"), Path(f"{prefix}2.fq")))
-            hap_fa.unlink()
-        if spec.hard is not None:
-            fqs = _hard_reads(wip, spec, contigs, sites, planted, si, stutters)
-        bam = wip / f"{sample}.bam"
-        rg = f"@RG\\tID:{sample}\\tSM:{sample}\\tPL:ILLUMINA\\tLB:{sample}"
-        r1 = " ".join(str(a) for a, _ in fqs)
-        r2 = " ".join(str(b) for _, b in fqs)
-        _run(
-            f"set -o pipefail; bwa mem -t {threads} -K 10000000 -R '{rg}' {bwa_ref} "
-            f"<(cat {r1}) <(cat {r2}) 2>/dev/null | "
-            f"samtools sort -@ {threads} -m 512M -T {wip}/{sample}.sort -o {bam} -"
-        )
-        _run(["samtools", "index", str(bam)])
-        for a, b in fqs:
-            a.unlink()
-            b.unlink()
-        bams.append(bam.name)
-        logger.info("sample %s aligned (%.0f s so far)", sample, time.perf_counter() - t0)
-    (wip / "bams.txt").write_text("".join(f"{b}\n" for b in bams))
 
+def _dataset_info(
+    wip: Path,
+    spec: DatasetSpec,
+    header: str,
+    contigs: list[tuple[str, str]],
+    sites: dict[str, list[Site]],
+    planted: dict[str, hard_cases.Planted],
+    n_conf: int,
+    strata: dict,
+    stutters: list[stutter_mod.Stutter],
+    t0: float,
+) -> dict:
+    """What ``dataset.json`` records: the spec, counts, provenance, build time, checksums."""
     all_sites = [x for v in sites.values() for x in v]
     n_snp = sum(len(s.ref) == len(s.alt) for s in all_sites)
     info = {
@@ -577,10 +401,13 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
         "strata_bp": strata,
         "stutter": stutter_mod.stutter_summary(stutters) if stutters else None,
         "planted": {
-            name: {"repeat_arrays": len(p.repeats), "segdups": len(p.segdups),
-                   "clusters_and_hetdels": len(p.clusters)}
+            name: {
+                "repeat_arrays": len(p.repeats),
+                "segdups": len(p.segdups),
+                "clusters_and_hetdels": len(p.clusters),
+            }
             for name, p in planted.items()
-        },  # fmt: skip
+        },
         "tools": {
             "art_illumina": "art-nextgen-simulation-tools "
             + _dpkg_version("art-nextgen-simulation-tools"),
@@ -591,49 +418,7 @@ def build_dataset(spec: DatasetSpec, cache: Path = CACHE, threads: int | None = 
         "build_seconds": round(time.perf_counter() - t0, 1),
         "checksums": checksums(wip),
     }
-    (wip / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(wip, out)
-    logger.info("dataset %s built in %.0f s: %s", spec.name, info["build_seconds"], out)
-    return out
-
-
-def _hard_reads(
-    wip: Path,
-    spec: DatasetSpec,
-    contigs: list[tuple[str, str]],
-    sites: dict[str, list],
-    planted: dict[str, hard_cases.Planted],
-    si: int,
-    stutters: list,
-) -> list[tuple[Path, Path]]:
-    """FASTQ pairs of sample ``si`` of a hard dataset: per haplotype, ART reads with PCR
-    stutter (``stutter.simulate_reads``), the deep contigs apart at their coverage."""
-    assert spec.hard is not None
-    sample, fqs = spec.samples[si], []
-    deep = set(spec.hard.deep_contigs)
-    for h in range(2):
-        hap = 2 * si + h
-        suffix = f".{sample}.h{h + 1}"
-        seqs = {name + suffix: haplotype(seq, sites[name], hap) for name, seq in contigs}
-        arrays = hard_cases.hap_arrays(planted, sites, hap, suffix)
-        for part, cov in (("", spec.coverage), ("deep.", spec.hard.deep_coverage)):
-            names = [n for n, _ in contigs if (n in deep) == bool(part)]
-            if not names:
-                continue
-            hap_fa = wip / f"{sample}.h{h + 1}.{part}fa"
-            write_fasta(hap_fa, [(n + suffix, seqs[n + suffix]) for n in names])
-            seed = spec.seed * 1000 + 2 * si + h + (500 if part else 0)
-            stutter = stutter_mod.Stutter(arrays, spec.hard, seed)
-            fqs.append(
-                stutter_mod.simulate_reads(
-                    hap_fa, wip / f"{sample}.h{h + 1}.{part}", cov / 2, spec.read_length,
-                    (spec.fragment_mean, spec.fragment_sd), seed, stutter, seqs,
-                )
-            )  # fmt: skip
-            stutters.append(stutter)
-            hap_fa.unlink()
-    return fqs
+    return info
 
 
 def checksums(folder: Path) -> dict[str, str]:
