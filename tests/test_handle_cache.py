@@ -213,3 +213,36 @@ def test_bgzf_reader_rejects_damage(
     with pytest.raises(OSError, match=r"BGZF block at byte \d+"):
         reader.read(1 << 16)
     reader.close()
+
+
+def test_parsed_indexes_are_kept_by_bytes(
+    small_cohort: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsed BAIs are kept while their files fit the byte budget (not a count: a large
+    cohort's small indexes are all kept), least recently used dropped first."""
+    import varcall.io.index as index
+
+    bais = [Path(f"{b}.bai") for b in _bams(small_cohort)]
+    parsed: list[str] = []
+    real = index.load_binning_index
+
+    def counting(path):
+        parsed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(index, "load_binning_index", counting)
+    monkeypatch.setattr(index, "_cache", type(index._cache)())
+    monkeypatch.setattr(index, "_cache_used", 0)
+    sizes = [p.stat().st_size for p in bais]
+    assert sum(sizes) > 2 * max(sizes)  # room for any two of the three, not for all
+    monkeypatch.setattr(index, "CACHE_BYTES", 2 * max(sizes))
+    for p in bais[:2]:
+        index.read_bai(p)
+    for p in bais[:2]:  # kept: not parsed again
+        index.read_bai(p)
+    assert parsed == [str(bais[0]), str(bais[1])]
+    index.read_bai(bais[2])  # over budget: the least recently used (bais[0]) goes
+    index.read_bai(bais[1])
+    index.read_bai(bais[0])
+    assert parsed == [str(bais[0]), str(bais[1]), str(bais[2]), str(bais[0])]
+    assert index._cache_used <= index.CACHE_BYTES

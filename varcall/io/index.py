@@ -18,10 +18,11 @@ without keeping anything (planning reads each index once, and up to 64 of them).
 
 from __future__ import annotations
 
-import functools
 import gzip
 import os
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -42,8 +43,22 @@ __all__ = [
 
 #: Bin id of the BAI metadata pseudo-bin (SAM spec 5.2.1); CSI's is computed from its depth.
 BAI_PSEUDO_BIN = 37450
-#: Parsed indexes kept per process.
-_CACHE_SIZE = 64
+def _cache_bytes() -> int:
+    try:
+        mib = int(os.environ.get("VARCALL_INDEX_CACHE_MB", "512"))
+    except ValueError:
+        mib = 512
+    return max(0, mib) << 20
+
+
+#: Parsed indexes kept per process, bounded by the size of their files (environment
+#: variable ``VARCALL_INDEX_CACHE_MB``, default 512): a cohort's small indexes are parsed
+#: once per worker however many files it has (a count bound of 64 re-parsed every index
+#: of a 500-sample cohort for every region), large genomes' indexes stay bounded.
+CACHE_BYTES = _cache_bytes()
+_cache: OrderedDict[tuple[str, int, int], BinningIndex | None] = OrderedDict()
+_cache_used = 0
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,15 +212,27 @@ def references_with_records(path: str | os.PathLike) -> np.ndarray | None:
     return has
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _binning_index_cached(path: str, mtime_ns: int, size: int) -> BinningIndex | None:
-    return load_binning_index(path)
-
-
 def read_binning_index(path: str | os.PathLike) -> BinningIndex | None:
-    """:func:`load_binning_index`, parsed once per version (mtime, size) of the file."""
+    """:func:`load_binning_index`, parsed once per version (mtime, size) of the file while
+    the parsed indexes' files fit in :data:`CACHE_BYTES` (least recently used dropped)."""
+    global _cache_used
     st = os.stat(path)
-    return _binning_index_cached(os.fspath(path), st.st_mtime_ns, st.st_size)
+    key = (os.fspath(path), st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    index = load_binning_index(path)
+    if st.st_size > CACHE_BYTES:
+        return index
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = index
+            _cache_used += st.st_size
+        while _cache_used > CACHE_BYTES:
+            (_, _, size), _ = _cache.popitem(last=False)
+            _cache_used -= size
+    return index
 
 
 def read_bai(path: str | os.PathLike) -> BinningIndex:

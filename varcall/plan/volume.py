@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 CRAM_RATIO = 0.15
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=16384)  # small; one per file version of a cohort
 def _names(path: str, size: int, mtime_ns: int, reference: str | None) -> tuple[str, ...]:
     import pysam
 
@@ -52,7 +52,7 @@ def _names(path: str, size: int, mtime_ns: int, reference: str | None) -> tuple[
         return tuple(f.references)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=16384)  # small; one per file version of a cohort
 def _ratio(path: str, size: int, mtime_ns: int) -> float:
     return _bgzf_ratio(Path(path))
 

@@ -166,7 +166,7 @@ def _sample_maps(
     return -1, by_rg
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=16384)  # small; one per file version of a cohort
 def _header_info(path: str, reference: str, mtime: float) -> tuple[tuple[str, ...], dict]:
     with pysam.AlignmentFile(path, reference_filename=reference, check_sq=False) as f:
         return tuple(f.references), {"RG": f.header.to_dict().get("RG", [])}
