@@ -550,3 +550,27 @@ def test_version_and_commands():
     assert r.exit_code == 0
     for name in ("call", "concordance", "regions", "report", "simulate"):
         assert f"  {name} " in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "stream", "text"),
+    [
+        (["--version"], 0, "stdout", "varcall, version"),
+        (["call", "-f", "/nonexistent.fa", "--bam-list", "/nonexistent.txt", "-o", "x"], 2,
+         "stderr", "varcall: error: /nonexistent.txt"),
+        (["--no-such-option"], 2, "stderr", "No such option"),
+    ],
+)  # fmt: skip
+def test_console_entry_exit_status_and_output(tmp_path, args, status, stream, text):
+    """The console script (varcall.cli.main:entry, which ends the process with os._exit
+    after the command) keeps the exit status and flushes what it printed into a pipe."""
+    import subprocess
+    import sys
+
+    code = "import sys; from varcall.cli.main import entry; sys.argv = ['varcall'] + sys.argv[1:]; entry()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == status
+    assert text in getattr(done, stream)
+    assert "Traceback" not in done.stderr
