@@ -214,8 +214,7 @@ def dataset_markdown(entry: dict) -> list[str]:
             name += f" (QUAL >= {qs.pop():g})"
         gt = a.get("genotype_concordance")
         cells = [
-            f"{_f1(a['SNP']['strata'].get(s))} / {_f1(a['INDEL']['strata'].get(s))}"
-            for s in strata
+            f"{_f1(a['SNP']['strata'].get(s))} / {_f1(a['INDEL']['strata'].get(s))}" for s in strata
         ]
         cells += [
             f"{_f1(a['SNP'].get('contigs', {}).get(c))} / "
@@ -232,8 +231,23 @@ def dataset_markdown(entry: dict) -> list[str]:
             f"| {name} | {_f1(a['SNP'])} | {_f1(a['INDEL'])} | "
             f"{'–' if gt is None else f'{gt:.4f}'} | " + " | ".join(cells) + " |"
         )
-    lines.append("")
+    lines += ["", *_speed_lines(rows)]
     return lines
+
+
+def _speed_lines(rows: list[dict]) -> list[str]:
+    """One sentence with each run's wall time (and its ratio to bcftools' and peak RSS),
+    as measured for the table above; none when no run has a wall time."""
+    timed = [r for r in rows if r.get("status") == "ok" and r.get("wall_s")]
+    if not timed:
+        return []
+    base = next((r["wall_s"] for r in timed if r["name"] == "bcftools"), None)
+    parts = []
+    for r in timed:
+        ratio = f", {r['wall_s'] / base:.2f} x bcftools" if base and r["name"] != "bcftools" else ""
+        rss = f", peak RSS {r['peak_tree_rss_mb']:.0f} MB" if r.get("peak_tree_rss_mb") else ""
+        parts.append(f"{r['name']} {r['wall_s']:.1f} s{ratio}{rss}")
+    return ["Wall time of these runs (one each, this machine): " + "; ".join(parts) + ".", ""]
 
 
 def section_markdown(section: dict) -> list[str]:

@@ -171,7 +171,7 @@ def test_damaged_bam_is_named_exit_2(tiny, tmp_path, mode):
 ENOSPC_CLI = textwrap.dedent(
     """
     import errno, sys, threading
-    import varcall.run.tasks as tasks
+    import varcall.run.region_task as tasks
     real, lock, n = tasks.write_checkpoint, threading.Lock(), [0]
     def full_disk(*args, **kwargs):
         with lock:

@@ -168,3 +168,40 @@ def test_memory_budget_api_checked(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="--memory-budget 0: out of range"):
         varcall.call(tmp_path / "ref.fa", [tmp_path / "a.bam"], tmp_path / "out", memory_budget=0)
+
+
+def _same(a, b) -> bool:
+    from _callsets import same_records
+
+    return a.contig == b.contig and same_records(a, b)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(st.integers(0, 1_500), st.integers(1, 900)), min_size=2, max_size=9))
+def test_regions_called_together_equal_each_alone(small_cohort: Path, cuts) -> None:
+    """call_regions (neighbours share their windows' reads, sites called only inside the
+    regions) gives each region the calls call_region gives it alone."""
+    inputs = resolve_inputs(small_cohort / "reference.fa", sorted(small_cohort.glob("*.bam")))
+    regions, pos = [], 9_000
+    for gap, length in cuts:  # ordered, disjoint; gaps from 0 to past GROUP_GAP
+        pos += gap
+        regions.append(Region("chr1", pos, pos + length))
+        pos += length
+    regions.append(Region("chr2", 100, 2_000))  # another contig ends a group
+    eng = NativeEngine()
+    together = eng.call_regions(inputs, regions, CallParams())
+    assert len(together) == len(regions)
+    for r, cs in zip(regions, together):
+        assert _same(cs, eng.call_region(inputs, r, CallParams())), r
+    assert sum(cs.n_variants for cs in together) > 0  # a test that can fail
+
+
+def test_region_groups_cut_at_gaps_contigs_and_window_length() -> None:
+    gap = engine_mod.GROUP_GAP
+    rs = [Region("a", 0, 100), Region("a", 100, 200), Region("a", 200 + gap, 300 + gap),
+          Region("a", 301 + 2 * gap, 400 + 2 * gap), Region("b", 0, 10), Region("b", 5, 20)]  # fmt: skip
+    groups = engine_mod._region_groups(rs, 10_000)
+    assert [len(g) for g in groups] == [3, 1, 1, 1]
+    assert [len(g) for g in engine_mod._region_groups(rs[:3], 250)] == [2, 1]

@@ -268,6 +268,29 @@ class NativeEngine:
         plan = self._region_plan(inputs, region, params, size, params.memory_budget)
         return next(self._call_plans(inputs, params, [plan]))
 
+    def call_regions(
+        self, inputs: CallInputs, regions: Sequence[Region], params: CallParams
+    ) -> list[CallSet]:
+        """One CallSet per region, each the one :meth:`call_region` gives. Neighbouring
+        regions of a contig (given in order, gaps of at most :data:`GROUP_GAP` bp, together
+        within one window's length) are called as one stretch whose windows' reads they
+        share, sites called only inside the regions: a packed task of many small regions
+        (a target BED, a fine region plan) fetches each file once per window, not once per
+        region. Calls depend only on the reads around each position, so they are the same."""
+        self.check_params(inputs, params)
+        size = window_size(len(inputs.samples))
+        out: list[CallSet] = []
+        for group in _region_groups(regions, size):
+            if len(group) == 1:
+                out.append(self.call_region(inputs, group[0], params))
+                continue
+            hull = Region(group[0].contig, group[0].start, group[-1].end)
+            plan = self._region_plan(inputs, hull, params, size, params.memory_budget)
+            plan = dataclasses.replace(plan, keep=tuple((r.start, r.end) for r in group))
+            cs = next(self._call_plans(inputs, params, [plan]))
+            out += [cs.restrict(r.start, r.end) for r in group]
+        return out
+
     def call_whole(self, inputs: CallInputs, params: CallParams) -> Iterator[CallSet]:
         """One CallSet per reference contig, in reference order (whole-contig regions)."""
         self.check_params(inputs, params)
@@ -354,6 +377,8 @@ class NativeEngine:
         if sites.n_sites == 0:
             return None
         emit = (sites.pos >= ws) & (sites.pos < we)
+        if plan.keep is not None:
+            emit &= _inside(sites.pos, plan.keep)
         if not emit.any():
             return None
         obs = site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
@@ -389,12 +414,47 @@ class NativeEngine:
 
 @dataclasses.dataclass(frozen=True)
 class _RegionPlan:
-    """A region's contig, contig length, ploidy and windows (0-based half-open)."""
+    """A region's contig, contig length, ploidy and windows (0-based half-open), and for
+    neighbouring regions called together (:meth:`NativeEngine.call_regions`) the regions."""
 
     contig: str
     length: int
     ploidy: ContigPloidy
     windows: tuple[tuple[int, int], ...]
+    #: sorted disjoint intervals outside which no site is called (None: the windows)
+    keep: tuple[tuple[int, int], ...] | None = None
+
+
+#: Largest gap (bp) between neighbouring regions called as one stretch
+#: (:meth:`NativeEngine.call_regions`): where their padded fetches would overlap.
+GROUP_GAP = 2 * SHADOW_PAD
+
+
+def _region_groups(regions: Sequence[Region], size: int) -> list[list[Region]]:
+    """``regions`` in order, cut into runs of neighbours: same contig, each starting at or
+    after the previous one's end, at most GROUP_GAP bp later, the run spanning at most
+    ``size`` bp."""
+    groups: list[list[Region]] = []
+    for r in regions:
+        g = groups[-1] if groups else None
+        if (
+            g is not None
+            and r.contig == g[-1].contig
+            and g[-1].end <= r.start <= g[-1].end + GROUP_GAP
+            and r.end - g[0].start <= size
+        ):
+            g.append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def _inside(pos: np.ndarray, keep: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Whether each position lies in one of the sorted disjoint intervals ``keep``."""
+    starts = np.array([a for a, _ in keep], np.int64)
+    ends = np.array([b for _, b in keep], np.int64)
+    i = np.searchsorted(starts, pos, side="right") - 1
+    return (i >= 0) & (pos < ends[np.maximum(i, 0)])
 
 
 def _window_reads(
