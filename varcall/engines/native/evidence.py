@@ -21,7 +21,9 @@ class Evidence:
 
     counts: (S, W, 4) int32 reads per base (A, C, G, T) with quality >= min_baseq.
     depth: (S, W) int32 sum of counts. cover: (S, W) int32 reads with an unmasked base
-    aligned at the position (the denominator of indel fractions).
+    aligned at the position (the denominator of indel fractions). err: (W,) float64 sum
+    over the samples of the error probabilities of the bases counted (the expected
+    sequencing errors there).
     Indel events (E,): ev_pos 0-based anchor (the base before the indel, VCF POS - 1),
     ev_len (+L insertion, -L deletion), ev_read (read index), ev_qoff (query offset of the
     normalised inserted sequence within its read; -1 for deletions).
@@ -32,6 +34,7 @@ class Evidence:
     counts: np.ndarray
     depth: np.ndarray
     cover: np.ndarray
+    err: np.ndarray
     ev_pos: np.ndarray
     ev_len: np.ndarray
     ev_read: np.ndarray
@@ -53,6 +56,7 @@ def count_evidence(
     w = we - ws
     counts = np.zeros((n_samples, w, 4), np.int32)
     cover = np.zeros((n_samples, w), np.int32)
+    err = np.zeros(w)
     n_ind = int(np.count_nonzero((batch.cig_op == CIGAR_INS) | (batch.cig_op == CIGAR_DEL)))
     ev_pos = np.empty(n_ind, np.int64)
     ev_len = np.empty(n_ind, np.int64)
@@ -61,7 +65,7 @@ def count_evidence(
     ne = count_pass(
         batch.start, batch.qoff, batch.coff, batch.cn, batch.cig_op, batch.cig_len,
         batch.bases, batch.quals, batch.sample, ref, ref_lo, ws, we, min_baseq,
-        MAX_INDEL_LENGTH, counts, cover, ev_pos, ev_len, ev_read, ev_qoff,
+        MAX_INDEL_LENGTH, counts, cover, err, ev_pos, ev_len, ev_read, ev_qoff,
     )  # fmt: skip
     return Evidence(
         ws=ws,
@@ -70,6 +74,7 @@ def count_evidence(
         # the four bases added as slices: a reduction over a length-4 axis is 4x slower
         depth=counts[:, :, 0] + counts[:, :, 1] + counts[:, :, 2] + counts[:, :, 3],
         cover=cover,
+        err=err,
         ev_pos=ev_pos[:ne],
         ev_len=ev_len[:ne],
         ev_read=ev_read[:ne],

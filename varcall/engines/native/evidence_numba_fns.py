@@ -4,17 +4,31 @@ Pure computation; positions 0-based, ``ref`` holds base codes from ``ref_lo`` on
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
-__all__ = ["count_pass", "count_block", "left_normalise", "snv_candidates"]
+__all__ = [
+    "ERROR_PROB",
+    "count_pass",
+    "count_block",
+    "left_normalise",
+    "poisson_tail",
+    "snv_candidates",
+]
+
+#: Error probability of a base by its quality, ``10^(-q/10)`` (libm's pow through Python,
+#: not numpy's vector code, whose last bit may depend on the CPU).
+ERROR_PROB = np.array([10.0 ** (-q / 10.0) for q in range(256)])
 
 
 @numba.njit(cache=True, nogil=True)
-def count_block(rpos, ln, qb, s, ws, we, bases, quals, min_baseq, counts, cover):
+def count_block(rpos, ln, qb, s, ws, we, bases, quals, min_baseq, counts, cover, err):
     """Count the bases of an aligned block (``ln`` bases from reference ``rpos``, query
     offset ``qb`` in bases/quals) that fall in ``[ws, we)`` into sample ``s``'s columns of
-    ``cover`` (unmasked bases) and ``counts`` (quality >= min_baseq, not N)."""
+    ``cover`` (unmasked bases) and ``counts`` (quality >= min_baseq, not N); ``err[w]``
+    sums the error probabilities ``10^(-q/10)`` of the bases counted at w (all samples)."""
     j0 = max(0, ws - rpos)
     j1 = min(ln, we - rpos)
     for j in range(j0, j1):
@@ -25,6 +39,7 @@ def count_block(rpos, ln, qb, s, ws, we, bases, quals, min_baseq, counts, cover)
             b = bases[qb + j]
             if q >= min_baseq and b < 4:
                 counts[s, w, b] += 1
+                err[w] += ERROR_PROB[q]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -34,7 +49,9 @@ def _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln):
     shifted sequence is the same (inserted read bases; deleted reference bases)."""
     if insertion:
         return bases[qo + qa] == ref[anchor - ref_lo] and bases[qo + qa] == bases[qo + qa + ln]
-    return bases[qo + qa] == ref[anchor - ref_lo] and ref[anchor - ref_lo] == ref[anchor + ln - ref_lo]
+    return (
+        bases[qo + qa] == ref[anchor - ref_lo] and ref[anchor - ref_lo] == ref[anchor + ln - ref_lo]
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -56,7 +73,7 @@ def left_normalise(insertion, bases, ref, ref_lo, qo, rpos, qpos, ln, block):
 @numba.njit(cache=True, nogil=True)
 def count_pass(
     start, qoff, coff, cn, cig_op, cig_len, bases, quals, sample,
-    ref, ref_lo, ws, we, min_baseq, max_indel, counts, cover,
+    ref, ref_lo, ws, we, min_baseq, max_indel, counts, cover, err,
     ev_pos, ev_len, ev_read, ev_qoff,
 ):  # fmt: skip
     """Walk every read's CIGAR: base counts into ``counts``/``cover`` (see count_block) and
@@ -75,7 +92,9 @@ def count_pass(
             if op == 0 or op == 7 or op == 8:
                 if block < 0:
                     block = rpos
-                count_block(rpos, ln, qo + qpos, s, ws, we, bases, quals, min_baseq, counts, cover)
+                count_block(
+                    rpos, ln, qo + qpos, s, ws, we, bases, quals, min_baseq, counts, cover, err
+                )
                 rpos += ln
                 qpos += ln
             elif op == 1 or op == 2:
@@ -104,14 +123,30 @@ def count_pass(
 
 
 @numba.njit(cache=True, nogil=True)
-def snv_candidates(counts, depth, win_ref, min_fraction, min_reads):
+def poisson_tail(k, lam):
+    """``P(X >= k)`` for ``X ~ Poisson(lam)`` (k >= 0)."""
+    if k <= 0:
+        return 1.0
+    term = math.exp(-lam)
+    below = term
+    for i in range(1, k):
+        term *= lam / i
+        below += term
+    return max(0.0, 1.0 - below)
+
+
+@numba.njit(cache=True, nogil=True)
+def snv_candidates(counts, depth, err, win_ref, min_fraction, min_reads, max_error_p):
     """SNV candidates of a window: (w, b, total) arrays of the positions ``w`` (offsets
     in the window) and base codes ``b`` whose cohort-pooled support (the reads showing b,
     summed over the samples where they are at least ``min_fraction`` of the sample's
     depth: :func:`varcall.engines.native.sites.pooled_support`) is >= ``min_reads``,
-    where the reference base is known and is not b, in (w, b) order; ``total``: the reads
-    showing b over all samples. ``counts`` (S, W, 4), ``depth`` (S, W), ``win_ref`` (W,)
-    base codes."""
+    where the reference base is known and is not b, and which some sample shows in
+    ``min_reads`` reads (and ``min_fraction`` of its depth) or whose reads over all samples
+    would be sequencing errors with probability below ``max_error_p`` (Poisson, mean
+    ``err[w] / 3``: the summed error probabilities of the bases counted at w, a third of
+    them towards b); in (w, b) order. ``total``: the reads showing b over all samples.
+    ``counts`` (S, W, 4), ``depth`` (S, W), ``err`` (W,), ``win_ref`` (W,) base codes."""
     n_s, w_len = depth.shape
     out_w = np.empty(w_len * 3, np.int64)
     out_b = np.empty(w_len * 3, np.int64)
@@ -126,12 +161,16 @@ def snv_candidates(counts, depth, win_ref, min_fraction, min_reads):
                 continue
             pooled = 0
             total = 0
+            one_sample = False
             for s in range(n_s):
                 c = counts[s, w, b]
                 total += c
                 if c > 0 and c >= min_fraction * depth[s, w]:
                     pooled += c
-            if pooled >= min_reads:
+                    one_sample = one_sample or c >= min_reads
+            if pooled < min_reads:
+                continue
+            if one_sample or poisson_tail(total, err[w] / 3.0) < max_error_p:
                 out_w[n], out_b[n], out_t[n] = w, b, total
                 n += 1
     return out_w[:n], out_b[:n], out_t[:n]

@@ -130,6 +130,11 @@ MAX_ALLELES = MAX_ALT_ALLELES + 1
 MIN_ALT_READS = 2
 #: ... a sample's reads count when they are >= this fraction of its depth at the position.
 MIN_ALT_FRACTION = 0.1
+#: An SNV allele no sample shows in MIN_ALT_READS reads is a candidate only when its reads
+#: over all samples would be sequencing errors with probability below this (Poisson with
+#: the mean the bases' qualities predict): pooled errors of hundreds of low-coverage
+#: samples are no candidates.
+MAX_ERROR_P = 1e-3
 #: Indels longer than this (bp) are ignored (treated as not present in the read).
 MAX_INDEL_LENGTH = 200
 #: Bases compared beyond the stretch where indel haplotypes differ.

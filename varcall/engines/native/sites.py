@@ -21,6 +21,7 @@ from varcall.engines.native.pileup import (
     MAX_ALLELES,
     MAX_ALT_ALLELES,
     MAX_COMPARE,
+    MAX_ERROR_P,
     MAX_SHIFT,
     MIN_ALT_FRACTION,
     MIN_ALT_READS,
@@ -127,7 +128,9 @@ def _snv_candidates(ev: Evidence, ref: np.ndarray, ref_lo: int, per_site: _PerSi
     if not w:
         return
     win_ref = ref[ws - ref_lo : ws - ref_lo + w]
-    wi, bi, total = snv_candidates(ev.counts, ev.depth, win_ref, MIN_ALT_FRACTION, MIN_ALT_READS)
+    wi, bi, total = snv_candidates(
+        ev.counts, ev.depth, ev.err, win_ref, MIN_ALT_FRACTION, MIN_ALT_READS, MAX_ERROR_P
+    )
     for i, b, t in zip(wi.tolist(), bi.tolist(), total.tolist()):
         per_site.setdefault(ws + i, []).append(("X", BASES[b], t))
 
