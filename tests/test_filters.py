@@ -412,6 +412,17 @@ def test_allele_balance_spares_records_with_a_hom_alt_carrier():
     assert f[:, 0].tolist() == [False, True]
 
 
+def test_sor_spares_records_with_a_hom_alt_carrier_fs_does_not():
+    """At a hom-ALT record SOR measures the coverage's strand balance (no REF reads to
+    compare with): it does not filter there; FS (ALT against REF reads) still does."""
+    ann = {k: np.array([np.nan] * 4) for k in INFO_FLOAT_KEYS}
+    ann["SOR"] = np.array([6.0, 6.0, np.nan, np.nan])
+    ann["FS"] = np.array([0.0, 0.0, 80.0, 80.0])
+    hom = np.array([False, True, False, True])
+    f = site_filters(np.full(4, 50.0), ann, np.zeros(4, bool), hom, CallParams())
+    assert f[:, NATIVE_FILTER_IDS.index("StrandBias")].tolist() == [True, False, True, True]
+
+
 # ----------------------------------------------------------------------------- outputs
 def test_outputs_carry_annotations_headers_and_thresholds(tmp_path):
     import zarr

@@ -46,7 +46,12 @@ FILTERs (besides ``LowQual``: QUAL < ``min_qual``):
 - ``StrandBias``: FS > ``max_fs`` or SOR > ``max_sor`` (records with an indel ALT:
   ``max_fs_indel`` / ``max_sor_indel``; FS 60 / 200 and SOR 10 for indels are GATK's
   hard-filter values, SOR for SNVs is 5 where GATK's is 3: SOR > 3 already flags a true
-  het with 4 ALT reads all on one strand, a 1 in 8 chance);
+  het with 4 ALT reads all on one strand, a 1 in 8 chance). SOR counts only at a record
+  where no sample is called homozygous for an ALT (as for ``AlleleBalance``): with (almost)
+  no REF reads its ALT-ratio term measures the strand balance of the coverage, not of the
+  ALT allele -- near a contig end every read comes from one strand (a true hom-ALT SNV 57 bp
+  from the end of a simulated contig: SOR 6.0, FS 0). FS, which compares ALT with REF
+  reads, still applies there;
 - ``AlleleBalance``: AB < ``min_allele_balance`` and ABQ > ``max_abq`` (too few ALT reads
   for true hets, by size and by significance) at a record where no sample is called
   homozygous for an ALT (an artefact that moves a share of the reads to an ALT -- a
@@ -117,7 +122,8 @@ def filter_descriptions(params: CallParams) -> dict[str, str]:
     return {
         "LowQual": f"QUAL below {p.min_qual:g} (--min-qual)",
         "LowQD": f"QD (QUAL by depth) below {p.min_qd:g} (--min-qd)",
-        "StrandBias": f"Strand bias: FS > {p.max_fs:g} or SOR > {p.max_sor:g} (records with "
+        "StrandBias": f"Strand bias: FS > {p.max_fs:g} or SOR > {p.max_sor:g} (SOR where no "
+        "sample is homozygous ALT; records with "
         f"an indel: FS > {p.max_fs_indel:g} or SOR > {p.max_sor_indel:g}) (--max-fs, "
         "--max-sor, --max-fs-indel, --max-sor-indel)",
         "AlleleBalance": f"Heterozygous carriers' ALT read fraction AB < "
@@ -150,7 +156,7 @@ def site_filters(
         on = {
             "LowQual": quality < p.min_qual,
             "LowQD": a["QD"] < p.min_qd,
-            "StrandBias": (a["FS"] > fs_max) | (a["SOR"] > sor_max),
+            "StrandBias": (a["FS"] > fs_max) | ((a["SOR"] > sor_max) & ~hom_alt),
             "AlleleBalance": (a["AB"] < p.min_allele_balance) & (a["ABQ"] > p.max_abq) & ~hom_alt,
             "MappingQuality": (a["MQ0F"] > p.max_mq0f)
             | (a["MQ"] < p.min_rms_mapq)
