@@ -24,14 +24,15 @@ try:  # ISA-L's inflate: the same bytes as zlib's, 2-3x faster (benchmarks/infla
 except ImportError:  # pragma: no cover - a platform without isal wheels: zlib
     _inflater = zlib  # type: ignore[assignment]
 
-__all__ = ["KEEP_BLOCKS", "BgzfReader"]
+__all__ = ["BGZF_MAGIC", "KEEP_BLOCKS", "BgzfReader", "block_size"]
 
 #: Inflated blocks kept per open reader (each at most 64 KiB). A region's fetch scans from
 #: its 16 kb linear-index bin, about 6 inflated blocks of a 10x BAM of 150-bp reads; with 4
 #: kept, every 100-bp region of a 1,000-region plan inflated its blocks again (README).
 KEEP_BLOCKS = 16
 
-_MAGIC = b"\x1f\x8b\x08\x04"
+#: The first bytes of every BGZF block (gzip with FEXTRA).
+BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 
 
 class BgzfReader:
@@ -66,11 +67,11 @@ class BgzfReader:
         head = self._fh.read(12)
         if not head:
             return b"", offset
-        if len(head) < 12 or head[:4] != _MAGIC:
+        if len(head) < 12 or head[:4] != BGZF_MAGIC:
             raise OSError(f"{self.path}: not a BGZF block at byte {offset}")
         (xlen,) = struct.unpack_from("<H", head, 10)
         extra = self._fh.read(xlen)
-        bsize = _bsize(extra)
+        bsize = block_size(extra)
         if bsize is None or bsize < 12 + xlen + 8:
             raise OSError(f"{self.path}: BGZF block at byte {offset} has no valid size")
         body = self._fh.read(bsize - 12 - xlen)
@@ -116,8 +117,9 @@ class BgzfReader:
         return n - want
 
 
-def _bsize(extra: bytes) -> int | None:
-    """The block size from a gzip extra field's ``BC`` subfield, None when absent."""
+def block_size(extra: bytes) -> int | None:
+    """The block's total size (``BSIZE`` + 1, bytes) from a gzip extra field's ``BC``
+    subfield, None when absent."""
     i = 0
     while i + 4 <= len(extra):
         si1, si2, slen = extra[i], extra[i + 1], struct.unpack_from("<H", extra, i + 2)[0]

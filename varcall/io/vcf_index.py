@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from varcall.io.bgzf import BGZF_MAGIC, block_size
+
 __all__ = ["IndexEntries", "piece_entries", "write_tbi"]
 
 _HTS_FMT_TBI = 2
@@ -63,10 +65,11 @@ def _blocks(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as fh:
         size = path.stat().st_size
         while coff[-1] < size:
-            head = fh.read(18)
-            if len(head) < 18 or head[12:14] != b"BC":
+            head = fh.read(12)
+            xlen = struct.unpack_from("<H", head, 10)[0] if len(head) == 12 else 0
+            bsize = block_size(fh.read(xlen)) if head[:4] == BGZF_MAGIC else None
+            if bsize is None:
                 raise OSError(f"{path}: not a BGZF block at byte {coff[-1]}")
-            bsize = struct.unpack_from("<H", head, 16)[0] + 1
             fh.seek(coff[-1] + bsize - 4)
             (isize,) = struct.unpack("<I", fh.read(4))
             coff.append(coff[-1] + bsize)

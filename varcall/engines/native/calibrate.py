@@ -198,10 +198,7 @@ def _count_file(
         )  # fmt: skip
         if batch.n_reads == 0:
             continue
-        mate = np.full(batch.n_reads, -1, np.int64)
-        if batch.pairs.shape[0]:
-            mate[batch.pairs[:, 0]] = batch.pairs[:, 1]
-            mate[batch.pairs[:, 1]] = batch.pairs[:, 0]
+        mate, _ = batch.mates()
         count_loci(
             batch.start, batch.end, batch.sample, batch.coff, batch.cn, batch.cig_op,
             batch.cig_len, mate, starts, lengths, periods, rows, FLANK, MAX_STEP, counts,

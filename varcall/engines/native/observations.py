@@ -44,18 +44,6 @@ def _output_columns(n: int) -> tuple[np.ndarray, ...]:
     )
 
 
-def _mates(batch: ReadBatch) -> tuple[np.ndarray, np.ndarray]:
-    """(mate (R,) int64: the index of the read's overlapping mate or -1; first (R,) bool:
-    the read is the first mate of such a pair) from ``batch.pairs``."""
-    mate = np.full(batch.n_reads, -1, np.int64)
-    first = np.zeros(batch.n_reads, bool)
-    if batch.pairs.shape[0]:
-        mate[batch.pairs[:, 0]] = batch.pairs[:, 1]
-        mate[batch.pairs[:, 1]] = batch.pairs[:, 0]
-        first[batch.pairs[:, 0]] = True
-    return mate, first
-
-
 def site_observations(
     sites: Sites,
     batch: ReadBatch,
@@ -86,7 +74,7 @@ def site_observations(
     read_cols = (
         batch.start, batch.end, batch.mapq, batch.sample, batch.qoff, batch.qlen, batch.coff,
         batch.cn, batch.cig_op, batch.cig_len, batch.bases, batch.quals, batch.raw_quals,
-        *_mates(batch),
+        *batch.mates(),
     )  # fmt: skip
     args = (
         site_cols, read_cols, emit, order, sorted_start, max_span, ref, ref_lo, min_baseq,

@@ -78,6 +78,17 @@ class ReadBatch:
     def n_reads(self) -> int:
         return int(self.start.shape[0])
 
+    def mates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mate (R,) int64: the index of the read's overlapping mate or -1; first (R,)
+        bool: the read is the first mate of such a pair) from :attr:`pairs`."""
+        mate = np.full(self.n_reads, -1, np.int64)
+        first = np.zeros(self.n_reads, bool)
+        if self.pairs.shape[0]:
+            mate[self.pairs[:, 0]] = self.pairs[:, 1]
+            mate[self.pairs[:, 1]] = self.pairs[:, 0]
+            first[self.pairs[:, 0]] = True
+        return mate, first
+
     @classmethod
     def concatenate(cls, parts: Sequence[ReadBatch]) -> ReadBatch:
         """One batch of the reads of ``parts``, in order (offsets and pair indexes shifted).
