@@ -145,17 +145,21 @@ def simulated_markdown(sim: dict) -> list[str]:
         f"{(cfg.get('contig_length') or 0) / 1000:g} kb, {cfg.get('coverage', '?')}x; accuracy "
         "inside its confident BED.",
         "",
-        "| run | wall s | CPU s | SNP P / R / F1 | INDEL P / R / F1 |",
-        "|---|---:|---:|---|---|",
+        "| run | wall s (median) | rounds s | x bcftools | CPU s | SNP P / R / F1 "
+        "| INDEL P / R / F1 |",
+        "|---|---:|---|---:|---:|---|---|",
     ]
+    base = next((r.get("wall_s") for r in sim["rows"] if r["name"] == "bcftools"), None)
     for r in sim["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['name']} | {r['status']}: {r.get('reason', '')} | | | |")
+            lines.append(f"| {r['name']} | {r['status']}: {r.get('reason', '')} | | | | | |")
             continue
         a = r.get("accuracy") or {}
+        walls = " / ".join(_f(w, "{:.2f}") for w in r.get("walls_s", [r["wall_s"]]))
+        ratio = r["wall_s"] / base if base and r.get("wall_s") else None
         lines.append(
-            f"| {r['name']} | {_f(r.get('wall_s'))} | {_f(r.get('cpu_s'))} | "
-            f"{_acc(a, 'SNP')} | {_acc(a, 'INDEL')} |"
+            f"| {r['name']} | {_f(r.get('wall_s'), '{:.2f}')} | {walls} | {_f(ratio, '{:.2f}')} | "
+            f"{_f(r.get('cpu_s'))} | {_acc(a, 'SNP')} | {_acc(a, 'INDEL')} |"
         )
     lines.append("")
     if sim["targets"]:

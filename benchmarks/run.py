@@ -286,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="Rounds of the cohort's scaling runs (the median wall time is reported).",
     )
+    p.add_argument(
+        "--speed-rounds",
+        type=int,
+        default=3,
+        help="Rounds of bcftools and varcall single-process in the accuracy and simulated "
+        "cohort sections (the median wall time is reported).",
+    )
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument(
         "--render",

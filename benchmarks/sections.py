@@ -27,6 +27,7 @@ from rows import (
     accuracy,
     identity,
     peer_rows,
+    run_rounds,
     run_row,
     skip_reason,
     varcall_rows,
@@ -116,6 +117,14 @@ def scaling_targets(rows: dict[str, dict], what: str) -> list[dict]:
 ACCURACY_DATASETS = ("hard", "lowcov")
 
 
+def speed_rounds(row: Row, args: argparse.Namespace) -> int:
+    """Rounds of ``row`` in the sections that compare single-process wall time with
+    bcftools' (accuracy, simulated cohort): ``args.speed_rounds`` for bcftools and
+    varcall single-process runs (the median is reported), one for the others."""
+    timed = row.name == "bcftools" or row.mode == "single-process"
+    return args.speed_rounds if timed else 1
+
+
 def accuracy_section(vc: Varcall, args: argparse.Namespace, names: list[str] | tuple) -> dict:
     """bcftools, freebayes (QUAL >= 0 or >= 20, the better per type) and varcall native
     (single-process) on each dataset of ``names`` (built once, cached): SNP/INDEL F1 over
@@ -137,7 +146,8 @@ def accuracy_section(vc: Varcall, args: argparse.Namespace, names: list[str] | t
             if reason:
                 done.append({**res, "status": "skipped", "reason": reason})
                 continue
-            res.update(run_row(row, args.timeout, ds), vcf=str(row.vcf))
+            rounds = speed_rounds(row, args)
+            res.update(run_rounds(row, args.timeout, ds, rounds), vcf=str(row.vcf))
             if res["status"] == "ok" and vc.concordance_help is not None:
                 res["accuracy"] = strata_accuracy.measure(VARCALL, ds, row.vcf, quals)
             logger.info("%s on %s: %s", row.name, name, res["status"])
@@ -178,6 +188,26 @@ def merge_accuracy(results: Path, section: dict) -> dict | None:
 SIM_TARGETS = {"SNP": 0.995, "INDEL": 0.97}
 
 
+#: Single-process wall time of the native engine relative to bcftools' (issue: native engine).
+SPEED_TARGET = 0.30
+
+
+def speed_target(rows: list[dict], name: str, what: str) -> list[dict]:
+    """The target "``name`` wall <= SPEED_TARGET x bcftools" on ``rows`` (median walls);
+    none when either run has no wall time."""
+    walls = {r["name"]: r.get("wall_s") for r in rows if r.get("status") == "ok"}
+    if not walls.get(name) or not walls.get("bcftools"):
+        return []
+    ratio = walls[name] / walls["bcftools"]
+    return [
+        {
+            "target": f"native single-process wall <= {SPEED_TARGET} x bcftools, {what}",
+            "value": round(ratio, 3),
+            "pass": ratio <= SPEED_TARGET,
+        }
+    ]
+
+
 def simulated_cohort(vc: Varcall, args: argparse.Namespace) -> dict:
     """varcall native (single-process) and bcftools side by side on the simulator's default
     30x cohort (3 samples, 2 x 200 kb, seed 1; built once under the cache), with accuracy
@@ -204,7 +234,7 @@ def simulated_cohort(vc: Varcall, args: argparse.Namespace) -> dict:
             "name": row.name,
             "tool": row.tool,
             "mode": row.mode,
-            **run_row(row, args.timeout, ds),
+            **run_rounds(row, args.timeout, ds, speed_rounds(row, args)),
         }
         if res["status"] == "ok" and not args.no_accuracy:
             res["accuracy"] = accuracy(vc, row, ds)
@@ -222,6 +252,7 @@ def simulated_cohort(vc: Varcall, args: argparse.Namespace) -> dict:
                     "pass": f1 >= goal,
                 }
             )
+    targets += speed_target(out, "varcall-native-single", "simulated 30x cohort")
     sim = json.loads((ds / "simulation.json").read_text())
     return {"path": str(ds), "config": sim.get("config"), "rows": out, "targets": targets}
 

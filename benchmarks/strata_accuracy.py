@@ -246,8 +246,10 @@ def _speed_lines(rows: list[dict]) -> list[str]:
     for r in timed:
         ratio = f", {r['wall_s'] / base:.2f} x bcftools" if base and r["name"] != "bcftools" else ""
         rss = f", peak RSS {r['peak_tree_rss_mb']:.0f} MB" if r.get("peak_tree_rss_mb") else ""
-        parts.append(f"{r['name']} {r['wall_s']:.1f} s{ratio}{rss}")
-    return ["Wall time of these runs (one each, this machine): " + "; ".join(parts) + ".", ""]
+        walls = r.get("walls_s") or []
+        spread = f" (median of {', '.join(f'{w:.1f}' for w in walls)})" if len(walls) > 1 else ""
+        parts.append(f"{r['name']} {r['wall_s']:.1f} s{spread}{ratio}{rss}")
+    return ["Wall time of these runs (this machine): " + "; ".join(parts) + ".", ""]
 
 
 def section_markdown(section: dict) -> list[str]:

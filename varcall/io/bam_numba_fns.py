@@ -9,8 +9,9 @@ Buffer offsets are byte offsets into the uint8 array ``buf`` (SAM spec 4.2 recor
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = ["scan_records", "parse_records", "placeholder_result"]
 

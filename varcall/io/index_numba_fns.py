@@ -5,9 +5,9 @@ inflated index); integers are little-endian."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from varcall.core.jit import numba
 from varcall.io.bam_numba_fns import _i32, _u32
 
 __all__ = ["refs_with_chunks"]

@@ -8,8 +8,9 @@ text rules are those documented in :mod:`varcall.io.vcf_write`.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = ["write_lines", "INT_WIDTH", "POS_WIDTH"]
 

@@ -502,11 +502,12 @@ class ClusterStarter:
                 start_fork_server(self._warm)
             except Exception as e:  # an optimisation only; open_client starts it otherwise
                 logger.debug("starting the fork server early failed: %s", e)
-        # numba imported here, before the warm thread: that thread and this one (the
-        # engine check, planning) would otherwise import it at the same time, and Python's
-        # import-deadlock detection then leaves numba half-imported in one of them
-        # ("module 'numba' has no attribute 'core'" at the merge)
-        import numba  # noqa: F401
+        # numba imported (and its registries loaded, varcall.core.jit) here, before the
+        # warm thread: that thread and this one (the engine check, planning) would
+        # otherwise import it at the same time, and Python's import-deadlock detection
+        # then leaves numba half-imported in one of them ("module 'numba' has no
+        # attribute 'core'" at the merge)
+        import varcall.core.jit  # noqa: F401
 
         self._thread = threading.Thread(target=self._start, name="varcall-cluster", daemon=True)
         self._thread.start()

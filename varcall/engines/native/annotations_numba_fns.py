@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = [
     "fisher_two_sided",

@@ -9,11 +9,13 @@ table itself when it is called with an empty one.
 
 1. **Loci.** The reference is scanned for tandem repeat tracts (period 1-6, 10 to
    :data:`MAX_CALIBRATION_TRACT` bp): all of it up to :data:`SCAN_BP`, else
-   :data:`SCAN_BP` in :data:`SCAN_BLOCK` bp blocks spread evenly over the genome. Tracts
-   are binned by period and length (4 bp bins, 40 bp and longer in one); loci are taken
-   round-robin over the bins (within a bin in the order of a CRC-32 of contig and
-   position); a locus is taken when its :data:`TILE` is already fetched or fewer than
-   :func:`tile_budget` tiles are (240 / files, at least 20), up to :data:`MAX_LOCI` loci.
+   :data:`SCAN_BP` in :data:`SCAN_BLOCK` bp blocks spread evenly over the genome. Only
+   tracts starting in a tile (the first :data:`TILE` bp of a 16 kb window of the index,
+   :data:`LINEAR_WINDOW`) are used. Tracts are binned by period and length (4 bp bins,
+   40 bp and longer in one); loci are taken round-robin over the bins (within a bin in
+   the order of a CRC-32 of contig and position); a locus is taken when its tile is
+   already fetched or fewer than :func:`tile_budget` tiles are (240 / files, at least
+   20), up to :data:`MAX_LOCI` loci.
 2. **Reads.** Per locus and sample, each fragment (one read per name) passing the run's
    read filters whose alignment spans the tract plus :data:`FLANK` bp on both sides gives
    the net bases its CIGAR inserts (+) or deletes (-) inside the tract; a net change of
@@ -82,12 +84,15 @@ HET_PRIOR = 0.02
 PRIOR_SD_A = 0.75
 PRIOR_SD_B = 0.05
 #: Indexed fetches (tiles x alignment files) of a calibration, at least MIN_TILES tiles.
-#: A tile is TILE bp of the reference whose chosen loci share one fetch per file (its
-#: cost: the skip from the index's 16 kb linear bin, done in C, and every read between
-#: the first and last locus, handled in Python).
+#: A tile is the first TILE bp of a LINEAR_WINDOW bp window of the BAI/CSI linear index;
+#: its chosen loci share one fetch per file. An indexed fetch starts at the first read of
+#: the linear window that holds its start, so a tile's fetch decodes only the reads of
+#: the tile (a tile anywhere in the window would also decode, on average, half a window
+#: of reads before it).
 FETCH_BUDGET = 240
 MIN_TILES = 20
-TILE = 2048
+TILE = 4096
+LINEAR_WINDOW = 1 << 14
 #: Most loci used.
 MAX_LOCI = 400
 #: Reads per locus and sample below which a sample's locus is not used.
@@ -129,6 +134,8 @@ def calibration_loci(inputs: CallInputs) -> list[tuple[str, int, int, int]]:
             for s, p, n in zip(starts.tolist(), periods.tolist(), lengths.tolist()):
                 if n > MAX_CALIBRATION_TRACT or s < FLANK or s + n + FLANK > we - ws:
                     continue
+                if not FLANK <= (ws + s) % LINEAR_WINDOW < TILE:
+                    continue
                 key = zlib.crc32(f"{contig}:{ws + s}".encode())
                 b = min(n, LENGTH_BINS_MAX) // LENGTH_BIN
                 bins.setdefault((p, b), []).append((key, contig, ws + s, p, n))
@@ -142,7 +149,7 @@ def calibration_loci(inputs: CallInputs) -> list[tuple[str, int, int, int]]:
             if depth >= len(q) or len(chosen) >= MAX_LOCI:
                 continue
             locus = q[depth][1:]
-            tile = (locus[0], locus[1] // TILE)
+            tile = (locus[0], locus[1] // LINEAR_WINDOW)
             if tile in tiles or len(tiles) < budget:  # loci in fetched tiles cost nothing
                 tiles.add(tile)
                 chosen.append(locus)
@@ -161,7 +168,7 @@ def count_steps(
     counts = np.zeros((len(loci), len(inputs.samples), 2 * MAX_STEP + 1), np.int64)
     groups: dict[tuple[str, int], list[int]] = {}
     for li, (contig, ts, _, _) in enumerate(loci):
-        groups.setdefault((contig, ts // TILE), []).append(li)
+        groups.setdefault((contig, ts // LINEAR_WINDOW), []).append(li)
     for path, index in zip(inputs.bams, sample_columns(inputs)):
         try:
             _count_file(path, index, inputs, params, loci, groups, counts)

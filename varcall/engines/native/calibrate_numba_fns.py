@@ -3,8 +3,9 @@ at the calibration loci. Pure computation; positions 0-based."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = ["net_change", "count_loci"]
 

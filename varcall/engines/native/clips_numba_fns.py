@@ -12,8 +12,9 @@ forwards, a left tail backwards, so one search serves both.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = ["best_gap", "in_own_repeat", "realign_pass", "rewrite_cigars"]
 

@@ -5,8 +5,9 @@ genotypes in VCF order."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = [
     "gl_kernel",

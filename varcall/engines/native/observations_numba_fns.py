@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = [
     "mismatch_penalty",

@@ -4,8 +4,9 @@ mate-overlap masking. Pure computation on the columnar arrays of a ReadBatch
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = ["parse_cigars", "aligned_query_offsets", "mask_pairs"]
 

@@ -3,8 +3,9 @@ base codes (A=0 C=1 G=2 T=3, N=4). Positions are indexes into the given array.""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from varcall.core.jit import numba
 
 __all__ = ["tract_at", "find_tracts"]
 
