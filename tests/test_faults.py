@@ -517,7 +517,11 @@ def child_env() -> dict[str, str]:
 
 SLOW_CLI = textwrap.dedent(
     """
+    import signal
     import sys
+    # Ctrl-C as in a terminal: a test run started as a shell's background job (`make test &`,
+    # a CI script) starts every child with SIGINT ignored, and Python then leaves it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import varcall.run.prepare
     from test_faults import FaultyEngine
     varcall.run.prepare.get_engine = lambda name: FaultyEngine(inner=name, delay=1.0)
