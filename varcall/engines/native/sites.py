@@ -345,7 +345,9 @@ def _haplotype_candidates(
             elif kind == "I":
                 after = np.concatenate([np.full(len(seq), -1), after])
             x = np.concatenate([left, [p], after])[:width]
+            # positions past the contig end (where the window's reference ends) have none
             ok = (x >= max(ref_lo, p - CALL_REACH)) & (x <= p + CALL_REACH)
+            ok &= x < ref_lo + cand.shape[0]
             out[k, a, ok] = cand[x[ok] - ref_lo]
     return out
 
