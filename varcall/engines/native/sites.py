@@ -135,23 +135,39 @@ def _snv_candidates(ev: Evidence, ref: np.ndarray, ref_lo: int, per_site: _PerSi
         per_site.setdefault(ws + i, []).append(("X", BASES[b], t))
 
 
+#: Inserted sequences up to this length are grouped by a base-5 code (5^27 < 2^63); longer
+#: ones (rare) by their bytes.
+_CODE_LEN = 27
+
+
 def _indel_groups(ev: Evidence, batch: ReadBatch) -> dict[tuple[int, int, bytes], np.ndarray]:
-    """Per-sample event counts (S,) int64 of each (anchor, length, inserted base codes)."""
+    """Per-sample event counts (S,) int64 of each (anchor, length, inserted base codes),
+    in the order of each group's first event."""
     n_samples = ev.counts.shape[0]
     groups: dict[tuple[int, int, bytes], np.ndarray] = {}
-    bases = batch.bases
-    for p, ln, ri, qo in zip(
-        ev.ev_pos.tolist(), ev.ev_len.tolist(), ev.ev_read.tolist(), ev.ev_qoff.tolist()
-    ):
-        if ln > 0:
-            o = int(batch.qoff[ri]) + qo
-            key = (p, ln, bases[o : o + ln].tobytes())
-        else:
-            key = (p, ln, b"")
-        g = groups.get(key)
-        if g is None:
-            g = groups[key] = np.zeros(n_samples, np.int64)
-        g[batch.sample[ri]] += 1
+    if ev.ev_pos.shape[0] == 0:
+        return groups
+    ln = ev.ev_len
+    start = batch.qoff[ev.ev_read] + ev.ev_qoff  # first inserted base (insertions)
+    code = np.zeros(ln.shape[0], np.int64)
+    long_ins = ln > _CODE_LEN
+    for i in range(int(min(_CODE_LEN, max(0, ln.max())))):
+        m = ln > i
+        code[m] += batch.bases[start[m] + i].astype(np.int64) * 5**i
+    code[long_ins] = -1 - np.arange(int(long_ins.sum()))  # each long one apart for now
+    keys = np.stack([ev.ev_pos, ln, code], axis=1)
+    uniq, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    counts = np.zeros((uniq.shape[0], n_samples), np.int64)
+    np.add.at(counts, (inverse.reshape(-1), batch.sample[ev.ev_read]), 1)
+    for g in np.argsort(first, kind="stable").tolist():
+        e = int(first[g])
+        p, n = int(ev.ev_pos[e]), int(ln[e])
+        seq = batch.bases[start[e] : start[e] + n].tobytes() if n > 0 else b""
+        have = groups.get((p, n, seq))
+        if have is None:
+            groups[(p, n, seq)] = counts[g].copy()
+        else:  # long insertions with the same bases
+            have += counts[g]
     return groups
 
 
