@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "BAI_LINEAR_SHIFT",
     "BAI_PSEUDO_BIN",
     "BinnedReference",
     "BinningIndex",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 #: Bin id of the BAI metadata pseudo-bin (SAM spec 5.2.1); CSI's is computed from its depth.
+#: log2 of the BAI linear index's window (16 kb) and of its smallest bin.
+BAI_LINEAR_SHIFT = 14
 BAI_PSEUDO_BIN = 37450
 def _cache_bytes() -> int:
     try:
@@ -153,7 +156,7 @@ def _parse_bai(data: bytes) -> BinningIndex:
         linear = np.frombuffer(data, dtype="<u8", count=n_intv, offset=off)
         off += 8 * n_intv
         refs.append(BinnedReference(data, bins, linear, end_voff))
-    return BinningIndex("BAI", 14, 5, tuple(refs))
+    return BinningIndex("BAI", BAI_LINEAR_SHIFT, 5, tuple(refs))
 
 
 def _parse_csi(data: bytes) -> BinningIndex:
@@ -276,7 +279,7 @@ def start_offset(index: BinningIndex, tid: int, beg: int, end: int) -> int | Non
     linear = ref.linear
     min_off = 0
     if linear.shape[0]:
-        min_off = int(linear[min(beg >> 14, linear.shape[0] - 1)])
+        min_off = int(linear[min(beg >> BAI_LINEAR_SHIFT, linear.shape[0] - 1)])
     best = None
     for b in _reg2bins(beg, end):
         chunks = ref.chunks(b)

@@ -54,6 +54,7 @@ from varcall.engines.native.stutter import (
     S1_MAX,
     StutterModel,
 )
+from varcall.io.index import BAI_LINEAR_SHIFT
 from varcall.plan.inputs import sample_columns
 
 __all__ = [
@@ -92,7 +93,7 @@ PRIOR_SD_B = 0.05
 FETCH_BUDGET = 240
 MIN_TILES = 20
 TILE = 4096
-LINEAR_WINDOW = 1 << 14
+LINEAR_WINDOW = 1 << BAI_LINEAR_SHIFT
 #: Most loci used.
 MAX_LOCI = 400
 #: Reads per locus and sample below which a sample's locus is not used.
@@ -103,6 +104,11 @@ def tile_budget(n_files: int) -> int:
     """Reference tiles (:data:`TILE` bp) whose reads are fetched, for ``n_files``
     alignment files: one indexed fetch per tile and file, :data:`FETCH_BUDGET` in all."""
     return max(MIN_TILES, FETCH_BUDGET // max(1, n_files))
+
+
+def _tile(contig: str, start: int) -> tuple[str, int]:
+    """The tile (contig, linear-window number) of a locus starting at ``start`` (0-based)."""
+    return contig, start // LINEAR_WINDOW
 
 
 def _scan_windows(contigs: tuple[tuple[str, int], ...]) -> list[tuple[str, int, int]]:
@@ -149,7 +155,7 @@ def calibration_loci(inputs: CallInputs) -> list[tuple[str, int, int, int]]:
             if depth >= len(q) or len(chosen) >= MAX_LOCI:
                 continue
             locus = q[depth][1:]
-            tile = (locus[0], locus[1] // LINEAR_WINDOW)
+            tile = _tile(locus[0], locus[1])
             if tile in tiles or len(tiles) < budget:  # loci in fetched tiles cost nothing
                 tiles.add(tile)
                 chosen.append(locus)
@@ -168,7 +174,7 @@ def count_steps(
     counts = np.zeros((len(loci), len(inputs.samples), 2 * MAX_STEP + 1), np.int64)
     groups: dict[tuple[str, int], list[int]] = {}
     for li, (contig, ts, _, _) in enumerate(loci):
-        groups.setdefault((contig, ts // LINEAR_WINDOW), []).append(li)
+        groups.setdefault(_tile(contig, ts), []).append(li)
     for path, index in zip(inputs.bams, sample_columns(inputs)):
         try:
             _count_file(path, index, inputs, params, loci, groups, counts)
