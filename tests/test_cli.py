@@ -307,6 +307,58 @@ def test_call_terminated(run_call, tmp_path):
     assert r.exit_code == 143 and "varcall: terminated;" in r.output
 
 
+def test_stop_signals_quiet_dask_and_stop_the_run():
+    import logging
+    import signal
+
+    from varcall.cli.errors import handle_errors
+
+    dask_logger = logging.getLogger("distributed")
+    level = dask_logger.level
+    seen = {}
+
+    @handle_errors
+    def body(signum):
+        seen[signum] = signal.getsignal(signum)
+        signal.raise_signal(signum)
+
+    # as in a terminal (a background job starts with SIGINT ignored)
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            dask_logger.setLevel(logging.ERROR)
+            before = signal.getsignal(signum)
+            with pytest.raises(SystemExit) as stop:
+                body(signum)
+            assert stop.value.code == code
+            # the scheduler's teardown complaints ("Couldn't gather keys") stay off stderr
+            assert dask_logger.level == logging.CRITICAL
+            assert signal.getsignal(signum) is before  # handler restored
+            assert seen[signum] is not before
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+        dask_logger.setLevel(level)
+
+
+def test_an_ignored_sigint_stays_ignored(monkeypatch):
+    import signal
+
+    from varcall.cli.errors import handle_errors
+
+    seen = []
+
+    @handle_errors
+    def body():
+        seen.append(signal.getsignal(signal.SIGINT))
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        body()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.SIG_IGN]
+
+
 # ----------------------------------------------------------------------------- simulate
 @pytest.fixture
 def simulate_cohort(monkeypatch) -> Recorder:

@@ -1,8 +1,10 @@
-"""varcall.core.jit: numba's registries load without importing scipy.linalg, and numba's
+"""varcall.core.jit: kernels load from numba's disk cache without numba's registry refresh
+(and without importing scipy.linalg), compile as usual on a cache miss, and numba's
 BLAS-backed functions still work afterwards."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,27 +14,47 @@ import varcall
 
 PACKAGE = Path(varcall.__file__).parent
 
+#: Modules that numba's registry refresh imports and loading a cached kernel does not.
+REFRESH_ONLY = ("numba.np.polynomial.polynomial_core", "numba.experimental.jitclass.base")
 
-def _run_ok(code: str) -> None:
-    """Run ``code`` in a fresh interpreter; it must print ``ok``."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+#: Two small kernels, run in a fresh interpreter.
+RUN_KERNELS = (
+    "import sys\n"
+    "import numpy as np\n"
+    "from varcall.engines.native.model_numba_fns import log10sumexp\n"
+    "from varcall.io.bam_numba_fns import placeholder_result\n"
+    "assert abs(log10sumexp(np.array([0.0, 0.0]), 2) - np.log10(2.0)) < 1e-12\n"
+    "assert len(placeholder_result()) == 15\n"
+)
+
+
+def _run_ok(code: str, env: dict[str, str] | None = None) -> None:
+    """Run ``code`` in a fresh interpreter (``env`` added to the environment); it must
+    print ``ok``."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
 
 def test_kernels_live_only_in_numba_fns_modules():
     for path in PACKAGE.rglob("*.py"):
-        if not path.name.endswith("_numba_fns.py"):
-            assert not re.search(r"numba\.(njit|jit)\b", path.read_text()), path
+        if not path.name.endswith("_numba_fns.py") and path != PACKAGE / "core" / "jit.py":
+            text = path.read_text()
+            assert not re.search(r"numba\.(njit|jit)\b|^@kernel\b", text, re.M), path
 
 
-def test_every_kernel_module_imports_numba_through_varcall_core_jit():
+def test_every_kernel_is_declared_through_varcall_core_jit():
     kernels = sorted(PACKAGE.rglob("*_numba_fns.py"))
     assert kernels
     for path in kernels:
         text = path.read_text()
-        assert "from varcall.core.jit import numba" in text, path
+        assert re.search(r"^from varcall\.core\.jit import kernel\b", text, re.M), path
         assert not re.search(r"^import numba\b|^from numba\b", text, re.M), path
+        assert not re.search(r"numba\.(njit|jit|vectorize|guvectorize)\b", text), path
+        assert re.search(r"^@kernel\b", text, re.M), path
 
 
 def test_no_kernel_uses_the_functions_whose_inner_product_depends_on_blas():
@@ -43,16 +65,50 @@ def test_no_kernel_uses_the_functions_whose_inner_product_depends_on_blas():
         assert not re.search(r"\b(correlate|convolve)\s*\(", text), path
 
 
-def test_registries_load_without_scipy_linalg_and_blas_still_works():
+def test_a_cached_kernel_loads_without_the_registries_or_scipy(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    _run_ok(RUN_KERNELS + "print('ok')\n", env)  # compiles into the empty cache
+    assert list(tmp_path.rglob("*.nbi"))
+    check = (
+        RUN_KERNELS + f"for m in {REFRESH_ONLY!r} + ('scipy.linalg',):\n"
+        "    assert m not in sys.modules, m\n"
+        "print('ok')\n"
+    )
+    _run_ok(check, env)
+
+
+def test_a_cache_miss_compiles_with_the_full_registries(tmp_path):
+    code = RUN_KERNELS + f"assert all(m in sys.modules for m in {REFRESH_ONLY!r})\nprint('ok')\n"
+    _run_ok(code, {"NUMBA_CACHE_DIR": str(tmp_path)})
+
+
+def test_blas_is_marked_absent_only_while_a_cache_entry_is_read():
     code = (
         "import sys\n"
-        "import numpy as np\n"
-        "import varcall.engines.native.engine\n"
-        "from varcall.core.jit import BLAS_MODULE, numba\n"
-        "assert 'scipy.linalg' not in sys.modules\n"
+        "from varcall.core.jit import BLAS_MODULE, _without_blas\n"
         "assert BLAS_MODULE not in sys.modules\n"
+        "with _without_blas():\n"
+        "    try:\n"
+        "        import scipy.linalg.cython_blas\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise AssertionError('BLAS imported while marked absent')\n"
+        "assert BLAS_MODULE not in sys.modules\n"
+        "import scipy.linalg.cython_blas\n"
+        "with _without_blas():\n"
+        "    assert sys.modules[BLAS_MODULE] is not None  # loaded before: left alone\n"
+        "print('ok')\n"
+    )
+    _run_ok(code)
+
+
+def test_numba_blas_works_after_varcall_kernels_loaded():
+    code = (
+        RUN_KERNELS + "import numba\n"
         "f = numba.njit(lambda a, b: np.dot(a, b))\n"
         "assert f(np.arange(3.0), np.ones(3)) == 3.0\n"
+        "from varcall.core.jit import BLAS_MODULE\n"
         "assert sys.modules[BLAS_MODULE] is not None\n"
         "print('ok')\n"
     )
@@ -63,7 +119,8 @@ def test_nothing_is_blocked_when_scipy_linalg_is_already_loaded():
     code = (
         "import sys\n"
         "import scipy.linalg.cython_blas\n"
-        "from varcall.core.jit import BLAS_MODULE\n"
+        + RUN_KERNELS
+        + "from varcall.core.jit import BLAS_MODULE\n"
         "assert sys.modules[BLAS_MODULE] is not None\n"
         "from numba.np import old_arraymath, new_arraymath\n"
         "assert old_arraymath._HAVE_BLAS or new_arraymath._HAVE_BLAS\n"

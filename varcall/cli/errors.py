@@ -9,6 +9,7 @@ bad input). Ctrl-C exits 130 and SIGTERM 143, both after the run stopped cleanly
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import sys
 import threading
@@ -29,8 +30,26 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+def _stop(signum: int, frame: object) -> None:
+    """SIGINT / SIGTERM handler: quiet Dask's loggers, then raise KeyboardInterrupt /
+    :class:`Terminated` in the main thread. From here on the run is stopping: the
+    scheduler's complaints about the tasks and keys the stop cancels ("Couldn't gather
+    keys ... forgotten") are not errors of the run, and would break the promise of one
+    line on stderr."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    if signum == signal.SIGTERM:
+        raise Terminated()
+    raise KeyboardInterrupt
+
+
+def _install_stop_handlers() -> dict[int, Any]:
+    """:func:`_stop` for SIGTERM, and for SIGINT where Python's default handler is in place
+    (an ignored SIGINT, as in a background job, stays ignored); returns the handlers it
+    replaced."""
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _stop)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _stop)
+    return previous
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,9 +58,9 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = None
+        previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            previous = _install_stop_handlers()
         try:
             return func(*args, **kwargs)
         except VarcallError as e:
@@ -54,7 +73,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"varcall: {what}; finished regions are kept (use --resume)", err=True)
             sys.exit(getattr(e, "exit_code", 130))
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel, numba
 
 __all__ = ["scan_records", "parse_records", "placeholder_result"]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _i32(buf, o):
     return np.int32(
         np.uint32(buf[o])
@@ -26,7 +26,7 @@ def _i32(buf, o):
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _u32(buf, o):
     return (
         np.uint32(buf[o])
@@ -36,7 +36,7 @@ def _u32(buf, o):
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def scan_records(buf, off, tid, we):
     """Walk records from ``off``; return (offset reached, done). Done when a record past
     the region (later reference, unmapped tail, or POS >= we) starts at that offset."""
@@ -54,7 +54,7 @@ def scan_records(buf, off, tid, we):
         off += 4 + bs
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _aux_rg(buf, o, end):
     """(start, length) of the RG:Z value in the aux data [o, end), (-1, 0) if absent."""
     while o + 3 <= end:
@@ -90,7 +90,7 @@ def _aux_rg(buf, o, end):
     return -1, 0
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _name_hash(buf, o, ln):
     h = np.uint64(14695981039346656037)
     for j in range(ln):
@@ -98,7 +98,7 @@ def _name_hash(buf, o, ln):
     return h
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _same_name(buf, oa, ob, ln):
     for j in range(ln):
         if buf[oa + j] != buf[ob + j]:
@@ -106,7 +106,7 @@ def _same_name(buf, oa, ob, ln):
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _count_records(buf, end_off):
     """Number of records in buf[:end_off]."""
     n_max = 0
@@ -117,7 +117,7 @@ def _count_records(buf, end_off):
     return n_max
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _cigar_in_cg_tag(buf, co, n_cig, l_seq):
     """True when the record's CIGAR is the placeholder ``<l_seq>S<n>N`` of a CIGAR longer
     than 65535 ops, stored in the CG tag."""
@@ -129,7 +129,7 @@ def _cigar_in_cg_tag(buf, co, n_cig, l_seq):
     return False
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _ref_span(buf, co, n_cig):
     """Reference bases covered by the CIGAR at ``co`` (M, D, N, =, X ops)."""
     span = 0
@@ -141,7 +141,7 @@ def _ref_span(buf, co, n_cig):
     return span
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _rg_sample(buf, aux, nxt, rg_ids, rg_len, rg_sample):
     """Sample column of the record's read group (aux data [aux, nxt)), -1 when it has no
     RG or an RG not in ``rg_ids``."""
@@ -161,7 +161,7 @@ def _rg_sample(buf, aux, nxt, rg_ids, rg_len, rg_sample):
     return s
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _select(buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample):
     """Pass 1: the records of buf[:end_off] that pass the filters and overlap [ws, we);
     records whose CIGAR consumes no reference base (span 0) are left out.
@@ -214,7 +214,7 @@ def _select(buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, r
     return rec, r_end, r_sample, n, n_bases, n_ops, bad_rg
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _decode_read(buf, co, n_cig, l_seq, q, k, bases, quals, cig_op, cig_len, nibble):
     """Copy one record's CIGAR (at ``co``), bases and qualities into the flat arrays at
     op ``k`` and base ``q`` (missing qualities, 0xFF, become 30)."""
@@ -236,7 +236,7 @@ def _decode_read(buf, co, n_cig, l_seq, q, k, bases, quals, cig_op, cig_len, nib
             quals[q + j] = buf[qo + j]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _take_mate(open_mates, h, buf, rec, nm, ln):
     """The open read whose name (hash ``h``) equals the name at ``nm`` (``ln`` bytes),
     removed from ``open_mates``; -1 when there is none."""
@@ -247,7 +247,7 @@ def _take_mate(open_mates, h, buf, rec, nm, ln):
     return np.int64(-1)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _fill(buf, rec, r_end, n, n_bases, n_ops, nibble):
     """Pass 2: decode the ``n`` selected records (offsets ``rec``) into the batch arrays and
     pair overlapping mates (same rules as the pysam path)."""
@@ -309,7 +309,7 @@ def _fill(buf, rec, r_end, n, n_bases, n_ops, nibble):
     )  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def parse_records(
     buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample, nibble
 ):
@@ -332,7 +332,7 @@ def parse_records(
     )  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def placeholder_result():
     """An empty result with bad read group -2 (the caller falls back to pysam)."""
     z64 = np.zeros(0, np.int64)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 from varcall.io.bam_numba_fns import _i32, _u32
 
 __all__ = ["refs_with_chunks"]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def refs_with_chunks(buf, off, n_ref, meta_bin, csi):
     """(has chunks (n_ref,) bool, offset after the references or -1 when ``buf`` ends
     early). ``off``: the offset of the first reference's ``n_bin``; ``meta_bin``: the

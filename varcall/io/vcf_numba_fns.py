@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = ["write_lines", "INT_WIDTH", "POS_WIDTH"]
 
@@ -22,7 +22,7 @@ _FILL = -2
 _TAB, _DOT, _COMMA, _COLON, _SEMI, _NL, _SLASH, _EQ = 9, 46, 44, 58, 59, 10, 47, 61
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_int(buf: np.ndarray, p: int, x: int) -> int:
     """Decimal text of ``x`` at ``buf[p:]``; ``.`` when negative. Returns the new end."""
     if x < 0:
@@ -40,7 +40,7 @@ def _put_int(buf: np.ndarray, p: int, x: int) -> int:
     return p + n
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_vector(buf: np.ndarray, p: int, row: np.ndarray) -> int:
     """Entries up to the last non-FILL one joined by ``,``; ``.`` when none holds a value."""
     last = -1
@@ -61,7 +61,7 @@ def _put_vector(buf: np.ndarray, p: int, row: np.ndarray) -> int:
     return p
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_bytes(buf: np.ndarray, p: int, src: np.ndarray, start: int, end: int) -> int:
     for i in range(start, end):
         buf[p] = src[i]
@@ -69,7 +69,7 @@ def _put_bytes(buf: np.ndarray, p: int, src: np.ndarray, start: int, end: int) -
     return p
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_alleles(buf: np.ndarray, p: int, v: int, allele_bytes: np.ndarray,
                  allele_len: np.ndarray) -> tuple[int, int]:  # fmt: skip
     """REF, a tab and the ALTs of record ``v`` joined by ``,`` (``.`` when none); returns
@@ -92,7 +92,7 @@ def _put_alleles(buf: np.ndarray, p: int, v: int, allele_bytes: np.ndarray,
     return p, n_alt
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_info(buf: np.ndarray, p: int, v: int, info_dp: np.ndarray, genotype: np.ndarray,
               n_alt: int) -> int:  # fmt: skip
     """INFO of record ``v``: DP (when known), AC (per ALT, from GT), AN (from GT)."""
@@ -132,7 +132,7 @@ def _put_info(buf: np.ndarray, p: int, v: int, info_dp: np.ndarray, genotype: np
     return _put_int(buf, p + 3, an)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_sample(buf: np.ndarray, p: int, v: int, s: int, genotype: np.ndarray, gq: np.ndarray,
                 dp: np.ndarray, ad: np.ndarray, pl: np.ndarray, fields: np.ndarray) -> int:  # fmt: skip
     """The sample column of sample ``s`` in record ``v``: the flagged fields of GT, GQ,
@@ -162,7 +162,7 @@ def _put_sample(buf: np.ndarray, p: int, v: int, s: int, genotype: np.ndarray, g
     return p
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def write_lines(
     buf: np.ndarray,
     lo: int,

@@ -502,7 +502,7 @@ class ClusterStarter:
                 start_fork_server(self._warm)
             except Exception as e:  # an optimisation only; open_client starts it otherwise
                 logger.debug("starting the fork server early failed: %s", e)
-        # numba imported (and its registries loaded, varcall.core.jit) here, before the
+        # numba imported (through varcall.core.jit) here, before the
         # warm thread: that thread and this one (the engine check, planning) would
         # otherwise import it at the same time, and Python's import-deadlock detection
         # then leaves numba half-imported in one of them ("module 'numba' has no

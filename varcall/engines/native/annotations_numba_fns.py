@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = [
     "fisher_two_sided",
@@ -31,7 +31,7 @@ _TABLE_TARGET = 200.0
 _MIN_P = 1e-320
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _log_hyper(x, r1, c1, n):
     """log P(top-left cell = x) of a 2x2 table with row sum r1, column sum c1, total n."""
     return (
@@ -41,7 +41,7 @@ def _log_hyper(x, r1, c1, n):
     )  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def fisher_two_sided(a, b, c, d):
     """Two-sided p-value of Fisher's exact test on the table [[a, b], [c, d]]: the sum of
     the probabilities (hypergeometric, margins fixed) of the tables no more likely than
@@ -63,7 +63,7 @@ def fisher_two_sided(a, b, c, d):
     return min(1.0, p)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def fisher_strand(rf, rr, af, ar):
     """FS: ``-10 log10 p`` of :func:`fisher_two_sided` on [[rf, rr], [af, ar]] (REF/ALT
     reads on the forward/reverse strand), the table scaled to 200 reads (each cell
@@ -74,7 +74,7 @@ def fisher_strand(rf, rr, af, ar):
     return max(0.0, -10.0 * math.log10(max(p, _MIN_P)))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def strand_odds_ratio(rf, rr, af, ar):
     """SOR (GATK): with every cell + 1 and ``R = (rf ar) / (rr af)``,
     ``ln(R + 1/R) + ln(min(rf, rr) / max(rf, rr)) - ln(min(af, ar) / max(af, ar))``."""
@@ -83,7 +83,7 @@ def strand_odds_ratio(rf, rr, af, ar):
     return math.log(ratio) + math.log(min(rf, rr) / max(rf, rr)) - math.log(min(af, ar) / max(af, ar))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def binomial_lower_phred(k, n):
     """``-10 log10 P(X <= k)`` for X ~ Binomial(n, 1/2) (0 when n is 0), summed in log
     space; at most 3200 (p floored at 1e-320, as FS)."""
@@ -102,7 +102,7 @@ def binomial_lower_phred(k, n):
     return max(0.0, min(3200.0, -10.0 * log10_p))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def rank_sum_z(values, alt):
     """Mann-Whitney U test of ``values[alt]`` against ``values[~alt]`` as a Z score
     (normal approximation with the tie correction, no continuity correction): negative
@@ -137,7 +137,7 @@ def rank_sum_z(values, alt):
     return (u - n1 * n2 / 2.0) / math.sqrt(var)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _read_end_distance(i, qp, qlen, coff, cn, cig_op, cig_len):
     """Distance (bases) from query offset qp of read i to the nearer end of its aligned
     bases (soft clips excluded), at least 0."""
@@ -157,7 +157,7 @@ def _read_end_distance(i, qp, qlen, coff, cn, cig_op, cig_len):
     return max(0, d)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def annotate_sites(site, pen, read, qpos, keep, want, flag, mapq, qlen, coff, cn, cig_op,
                    cig_len, out):  # fmt: skip
     """Per site k with ``want[k]``: out[k] = (FS, SOR, MQ, MQM, MQMR, MQRankSum,

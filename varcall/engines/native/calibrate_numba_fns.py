@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = ["net_change", "count_loci"]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def net_change(rstart, c0, c1, cig_op, cig_len, ts, te):
     """Bases inserted minus bases deleted by CIGAR ops ``[c0, c1)`` of a read starting at
     ``rstart`` inside the tract ``[ts, te)`` (insertions at its boundaries included)."""
@@ -33,7 +33,7 @@ def net_change(rstart, c0, c1, cig_op, cig_len, ts, te):
     return net
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def count_loci(
     start, end, sample, coff, cn, cig_op, cig_len, mate, l_start, l_len, l_period, l_row,
     flank, max_step, counts,

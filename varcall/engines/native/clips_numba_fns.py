@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = ["best_gap", "in_own_repeat", "realign_pass", "rewrite_cigars"]
 
@@ -22,7 +22,7 @@ _MATCH = 1
 _MISMATCH = -4
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _s(b, r):
     """Score of read base b against reference base r: N in the read 0, a match +1, a
     mismatch (or an N in the reference) -4."""
@@ -33,7 +33,7 @@ def _s(b, r):
     return _MATCH
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def best_gap(t, r, n, a, max_indel, min_score, gap_open, min_margin):
     """Best gapped explanation of tail ``t[:n)`` (local frame, ``a`` aligned bases) against
     ``r`` (at least ``n + max_indel`` bases). Hypotheses: a break after ``k`` of the aligned
@@ -88,7 +88,7 @@ def best_gap(t, r, n, a, max_indel, min_score, gap_open, min_margin):
     return kind, best_l, best_k
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _ref_at(ref, ref_lo, p):
     """Reference code at 0-based p, N (4) outside the fetched reference."""
     o = p - ref_lo
@@ -97,7 +97,7 @@ def _ref_at(ref, ref_lo, p):
     return ref[o]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _tails(c0, c1, cig_op, cig_len):
     """(left tail bases, first aligned op, right tail bases, last aligned op) of one CIGAR
     ``[c0, c1)``: the query bases before the first / after the last aligned (M, =, X) op.
@@ -133,7 +133,7 @@ def _tails(c0, c1, cig_op, cig_len):
     return left, first, right, last
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _block(c_from, step, c_end, cig_op, cig_len):
     """Length of the run of aligned ops from op ``c_from`` in direction ``step`` (+1/-1)."""
     ln = 0
@@ -144,7 +144,7 @@ def _block(c_from, step, c_end, cig_op, cig_len):
     return ln
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def in_own_repeat(deletion, at, ln, bases, ins_off, ref, ref_lo):
     """Whether an indel lies in a tandem repeat of its own sequence: it slides along the
     reference by at least its length (left plus right) without changing the haplotype.
@@ -176,7 +176,7 @@ def in_own_repeat(deletion, at, ln, bases, ins_off, ref, ref_lo):
     return slide >= ln
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def realign_pass(
     start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, ref, ref_lo, min_clip,
     anchor_bases, max_indel, min_score, gap_open, min_margin, reach, out,
@@ -257,7 +257,7 @@ def realign_pass(
                     out[i, 7] = qb
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put(op, ln, k, new_op, new_len):
     """Append op ``op`` of length ``ln`` at ``k`` (nothing when ``ln`` is 0); new k."""
     if ln <= 0:
@@ -267,7 +267,7 @@ def _put(op, ln, k, new_op, new_len):
     return k + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_trimmed(first, last, trim_l, trim_r, cig_op, cig_len, k, new_op, new_len):
     """Append ops ``[first, last]`` (aligned at both ends) with ``trim_l`` bases cut from
     the front and ``trim_r`` from the back (both within the aligned runs there); new k."""
@@ -293,7 +293,7 @@ def _put_trimmed(first, last, trim_l, trim_r, cig_op, cig_len, k, new_op, new_le
     return k
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def rewrite_cigars(
     start, end, qlen, coff, cn, cig_op, cig_len, res, new_op, new_len, new_coff, new_cn,
     new_start, new_end,

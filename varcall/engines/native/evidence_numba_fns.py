@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = [
     "ERROR_PROB",
@@ -24,7 +24,7 @@ __all__ = [
 ERROR_PROB = np.array([10.0 ** (-q / 10.0) for q in range(256)])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def count_block(rpos, ln, qb, s, ws, we, bases, quals, min_baseq, counts, cover, err):
     """Count the bases of an aligned block (``ln`` bases from reference ``rpos``, query
     offset ``qb`` in bases/quals) that fall in ``[ws, we)`` into sample ``s``'s columns of
@@ -43,7 +43,7 @@ def count_block(rpos, ln, qb, s, ws, we, bases, quals, min_baseq, counts, cover,
                 err[w] += ERROR_PROB[q]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln):
     """An indel of ``ln`` bp after anchor ``anchor`` (read base at query offset ``qa``)
     could sit one base further left: the read's anchor base equals the reference and the
@@ -55,7 +55,7 @@ def _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln):
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def left_normalise(insertion, bases, ref, ref_lo, qo, rpos, qpos, ln, block):
     """Shift the indel met at reference ``rpos`` / query offset ``qpos`` left while
     equivalent, not before ``block`` (the start of the aligned block before it). Returns
@@ -71,7 +71,7 @@ def left_normalise(insertion, bases, ref, ref_lo, qo, rpos, qpos, ln, block):
     return anchor, qa, _shiftable(insertion, bases, ref, ref_lo, qo, qa, anchor, ln)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def count_pass(
     start, qoff, coff, cn, cig_op, cig_len, bases, quals, sample,
     ref, ref_lo, ws, we, min_baseq, max_indel, counts, cover, err,
@@ -123,7 +123,7 @@ def count_pass(
     return ne
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def poisson_tail(k, lam):
     """``P(X >= k)`` for ``X ~ Poisson(lam)`` (k >= 0)."""
     if k <= 0:
@@ -136,7 +136,7 @@ def poisson_tail(k, lam):
     return max(0.0, 1.0 - below)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def snv_candidates(counts, depth, err, win_ref, min_fraction, min_reads, max_error_p):
     """SNV candidates of a window: (w, b, total) arrays of the positions ``w`` (offsets
     in the window) and base codes ``b`` whose cohort-pooled support (the reads showing b,

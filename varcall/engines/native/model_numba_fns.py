@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = [
     "gl_kernel",
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad):
     """Accumulate per-read likelihoods of the kept alleles into gl (N, S, G) log10, dp
     (N, S) reads and ad (N, S, A) reads with a unique best kept allele; ploidy (N, S) of
@@ -60,7 +60,7 @@ def gl_kernel(site, sample, pen, keep, n_sites, n_samples, ploidy, gl, dp, ad):
                     g += 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def genotype_prior(f, na, ploidy, out):
     """Hardy-Weinberg genotype priors of frequencies f into out (VCF order); returns G."""
     if ploidy == 1:
@@ -75,7 +75,7 @@ def genotype_prior(f, na, ploidy, out):
     return g
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _posterior_counts(gl_s, prior, ng, na, ploidy, post, cnt):
     """Add the expected allele copies of one sample (posterior over its ng genotypes of
     ploidy 1 or 2, priors ``prior``) to cnt."""
@@ -101,7 +101,7 @@ def _posterior_counts(gl_s, prior, ng, na, ploidy, post, cnt):
                 g += 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def em_frequencies(gl, has_data, na, ploidy, alpha, iterations, tol):
     """EM allele frequencies of one site: gl (S, G) log10, has_data (S,), ploidy (S,) of
     each sample (1 or 2; samples without data or of ploidy 0 are skipped). The M step's
@@ -141,7 +141,7 @@ def em_frequencies(gl, has_data, na, ploidy, alpha, iterations, tol):
     return f
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def log10sumexp(x, n):
     """log10 of the sum of 10^x[:n] (-1e300 when all are -1e300)."""
     mx = -1e300
@@ -156,7 +156,7 @@ def log10sumexp(x, n):
     return mx + np.log10(t)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def site_quality_kernel(gl, has_data, f, na, ploidy, theta):
     """QUAL of one site: gl (S, G) log10, has_data (S,), f (A,) allele frequencies, ploidy
     (S,) of each sample (samples of ploidy 0 take no part)."""
@@ -187,7 +187,7 @@ def site_quality_kernel(gl, has_data, f, na, ploidy, theta):
     return q if q > 0.0 else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _sample_call(gl_s, ng, prior, ploidy, pl_s, gt_s):
     """PL into pl_s and GT into gt_s of one sample with reads; returns GQ (0 with GT left
     as it is when no read tells the genotypes apart)."""
@@ -230,7 +230,7 @@ def _sample_call(gl_s, ng, prior, ploidy, pl_s, gt_s):
     return gq
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def call_kernel(gl, dp, n_alleles, ploidy, theta, alpha, iterations, tol, qual, gt, gq, pl):
     """Per site: EM frequencies, QUAL into qual; per sample with reads and a ploidy
     (ploidy (N, S): 1 or 2) PL, GQ and GT into pl, gq, gt (other samples keep the values

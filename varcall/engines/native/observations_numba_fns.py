@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = [
     "mismatch_penalty",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def mismatch_penalty(q: float, mq: float) -> float:
     """Phred cost of a base of quality ``q`` (MAPQ ``mq``, 255: none) not matching."""
     eb = 10.0 ** (-q / 10.0)
@@ -59,7 +59,7 @@ def _base_penalties() -> np.ndarray:
 BASE_PENALTY = _base_penalties()
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def query_offset(p, rstart, c0, c1, cig_op, cig_len):
     """Query offset of the read base aligned at reference position p, -1 if none."""
     rpos = rstart
@@ -83,7 +83,7 @@ def query_offset(p, rstart, c0, c1, cig_op, cig_len):
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def hap_scores(
     k, qp, qo, rlen, cmp_len, shift, flank, hap, hap_cand, na, bases, rquals, min_baseq, scores,
 ):  # fmt: skip
@@ -133,7 +133,7 @@ def hap_scores(
     return ib, unique, nmm
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def aligned_at(
     i, p, snv, snv_context, ref, ref_lo, cand, min_baseq, start, qoff, coff, cn, cig_op,
     cig_len, bases, rquals,
@@ -180,7 +180,7 @@ def aligned_at(
     return qp, nmm
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def misaligned(
     k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, cmp_len, indel,
     allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
@@ -208,7 +208,7 @@ def misaligned(
     return False
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def spanning_deletion(
     k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, cmp_len, indel,
     cap, shift, del_end, mapq, start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
@@ -248,7 +248,7 @@ def spanning_deletion(
     return 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def mate_counts(i, p, mate, first, start, end, coff, cn, cig_op, cig_len):
     """Whether read i, without a base at p, speaks for its pair there: not when its
     overlapping mate has a base aligned at p (that base counts), nor when both lack one
@@ -261,7 +261,7 @@ def mate_counts(i, p, mate, first, start, end, coff, cn, cig_op, cig_len):
     return first[i]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def stutter_penalties(scores, na, keep, trans, cap, mq, w, out):
     """Phred penalties ``out[a]`` (a < na) of a read whose haplotype mismatch costs are
     ``scores``, under the stutter model: with ``x_b = 10^(-(scores[b] - min scores) / 10)``,
@@ -299,7 +299,7 @@ def stutter_penalties(scores, na, keep, trans, cap, mq, w, out):
             out[a] = math.floor(out[a] * 1e9 + 0.5) / 1e9
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def indel_row(
     k, i, qp, flank, min_baseq, scores, pens, no, n_alleles, hap, hap_cand, cmp_len, cap,
     shift, stutter, mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
@@ -326,7 +326,7 @@ def indel_row(
     o_best[no] = ib if unique else -1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def snv_row(no, k, s, na, hap, w, b, o_site, o_sample, o_pen, o_best):
     """Write row ``no`` of SNV site k: a read of sample s showing base code b costs ``w``
     on every allele but b's; b < 0 stands for a spanning deletion, which costs ``w`` on
@@ -342,7 +342,7 @@ def snv_row(no, k, s, na, hap, w, b, o_site, o_sample, o_pen, o_best):
     o_best[no] = best
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def obs_pass(
     sites, reads, emit, order, sorted_start, max_span, ref, ref_lo, min_baseq,
     flank, snv_context, max_compare, count_only, out,

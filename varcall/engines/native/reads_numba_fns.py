@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = ["parse_cigars", "aligned_query_offsets", "mask_pairs"]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def parse_cigars(text: np.ndarray, codes: np.ndarray, n_reads: int):
     """Parse ';'-terminated CIGAR strings (one per read) into op/length arrays."""
     n_ops = 0
@@ -43,7 +43,7 @@ def parse_cigars(text: np.ndarray, codes: np.ndarray, n_reads: int):
     return ops, lens, coff, cn
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def aligned_query_offsets(r, lo, hi, start, qoff, coff, cn, cig_op, cig_len):
     """(hi - lo,) int64: for each reference position of ``[lo, hi)`` the offset (into the
     batch's bases/quals) of read r's base aligned there, -1 where none (deleted, skipped,
@@ -68,7 +68,7 @@ def aligned_query_offsets(r, lo, hi, start, qoff, coff, cn, cig_op, cig_len):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def mask_pairs(pairs, start, end, qoff, coff, cn, cig_op, cig_len, quals):
     """For each pair (a, b) of ``pairs`` (K, 2), at every reference position where both
     mates have an aligned base, set the quality of the weaker base to 0 in ``quals``

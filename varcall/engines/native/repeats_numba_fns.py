@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from varcall.core.jit import numba
+from varcall.core.jit import kernel
 
 __all__ = ["tract_at", "find_tracts"]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def tract_at(ref, o, max_period, max_len):
     """(period, length in bp) of the longest tandem repeat tract starting at ``ref[o]``:
     the period ``p`` in ``1..max_period`` whose stretch ``ref[o:o+n]`` with
@@ -39,7 +39,7 @@ def tract_at(ref, o, max_period, max_len):
     return best_p, best_n
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def find_tracts(ref, max_period, min_len, max_len):
     """Maximal tandem repeat tracts of ``ref`` (period ``1..max_period``, ``min_len`` bp or
     longer): (start, period, length) int64 arrays, by start. A tract starts where the repeat
