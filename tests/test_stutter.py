@@ -74,6 +74,35 @@ def test_reference_tracts_finds_planted_repeats():
     assert (0, 4, 12) in found  # GATC x 3
 
 
+def _scan_every_position(seq: str, min_len: int) -> set[tuple[int, int, int]]:
+    """find_tracts' rule applied at every position with the brute-force tract."""
+    out, o = set(), 0
+    while o < len(seq):
+        p, n = _brute_tract(seq, o)
+        if p and n >= min_len and (o == 0 or seq[o - 1] != seq[o - 1 + p]):
+            out.add((o, p, n))
+            o += n - p + 1
+        else:
+            o += 1
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text("ACGTN", min_size=0, max_size=12), st.text("ACGT", min_size=1, max_size=6),
+                  st.integers(1, 15)),
+        min_size=1, max_size=6,
+    ),
+    st.integers(2, 14),
+)  # fmt: skip
+def test_reference_tracts_equal_a_scan_of_every_position(pieces, min_len):
+    seq = "".join(left + unit * copies for left, unit, copies in pieces)
+    starts, periods, lengths = reference_tracts(encode_bases(seq), min_len)
+    found = set(zip(starts.tolist(), periods.tolist(), lengths.tolist()))
+    assert found == _scan_every_position(seq, min_len), seq
+
+
 def test_allele_units():
     alleles = [("R", ""), ("D", "A"), ("D", "AA"), ("I", "A"), ("D", "C"), ("X", "G")]
     assert allele_units(alleles, "A", 20) == [0, -1, -2, 1, None, None]
