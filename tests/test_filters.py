@@ -376,7 +376,7 @@ _JUST_FAILING = {
     "min_allele_balance": ({"AB": 0.15, "ABQ": 50.0}, False, "AlleleBalance"),
     "max_abq": ({"AB": 0.15, "ABQ": 50.0}, False, "AlleleBalance"),
     "max_mq0f": ({"MQ0F": 0.6}, False, "MappingQuality"),
-    "min_rms_mapq": ({"MQ": 25.0}, False, "MappingQuality"),
+    "min_rms_mapq": ({"MQ": 24.0}, False, "MappingQuality"),
     "max_alt_mapq_drop": ({"MQM": 20.0, "MQMR": 60.0}, False, "MappingQuality"),
     "min_mq_ranksum": ({"MQRankSum": -13.0}, False, "MappingQuality"),
     "min_readpos_ranksum": ({"ReadPosRankSum": -9.0}, False, "ReadPosBias"),

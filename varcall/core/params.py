@@ -82,7 +82,7 @@ class CallParams:
     min_allele_balance: float = 0.2
     max_abq: float = 40.0
     max_mq0f: float = 0.5
-    min_rms_mapq: float = 30.0
+    min_rms_mapq: float = 25.0
     max_alt_mapq_drop: float = 30.0
     min_mq_ranksum: float = -12.5
     min_readpos_ranksum: float = -8.0
