@@ -77,6 +77,28 @@ def test_a_cached_kernel_loads_without_the_registries_or_scipy(tmp_path):
     _run_ok(check, env)
 
 
+def test_a_whole_native_run_loads_its_kernels_without_the_registries(small_cohort, tmp_path):
+    # every kernel a single-process call loads (decoder, pileup, model, annotations, VCF
+    # writer) comes from the cache; the first run fills it where it was empty
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from varcall.api import call\n"
+        f"cohort = Path({str(small_cohort)!r})\n"
+        "bams = sorted(str(p) for p in cohort.glob('*.bam'))\n"
+        "result = call(cohort / 'reference.fa', bams, sys.argv[1], single_process=True, "
+        "overwrite=True)\n"
+        "assert result.n_variants > 0\n"
+        f"loaded = [m for m in {REFRESH_ONLY!r} + ('scipy.linalg',) if m in sys.modules]\n"
+        "print('ok' if not loaded else loaded)\n"
+    )
+    run = [sys.executable, "-c", code, str(tmp_path / "out")]
+    subprocess.run(run, capture_output=True, timeout=600, check=True)  # warms the cache
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 def test_a_cache_miss_compiles_with_the_full_registries(tmp_path):
     code = RUN_KERNELS + f"assert all(m in sys.modules for m in {REFRESH_ONLY!r})\nprint('ok')\n"
     _run_ok(code, {"NUMBA_CACHE_DIR": str(tmp_path)})
