@@ -130,24 +130,17 @@ _warmed = False
 
 
 def warm() -> None:
-    """Prepare this process for fast first calls: set up numba's typing and target
-    contexts (about 0.25 s of CPU and 250 module imports the first compiled kernel call
-    of a process would otherwise pay), then call a tiny built-in cohort once so that
-    numba loads the engine's kernels from its cache (another 0.15-0.4 s per process).
-    Idempotent and thread-safe; run by the fork server of a local process cluster (every
-    worker forked from it starts warm), by thread workers' process, and by each Dask
-    worker when it starts (:class:`varcall.run.clusters.ClusterStarter`). Changes no result:
-    the warm-up writes only to a temporary folder and its calls are dropped."""
+    """Prepare this process for fast first calls: call a tiny built-in cohort once so that
+    numba loads the engine's kernels from its cache (0.15-0.4 s per process; without
+    numba's registry refresh, :mod:`varcall.core.jit`). Idempotent and thread-safe; run
+    by the fork server of a local process cluster (every worker forked from it starts
+    warm), by thread workers' process, and by each Dask worker when it starts
+    (:class:`varcall.run.clusters.ClusterStarter`). Changes no result: the warm-up writes
+    only to a temporary folder and its calls are dropped."""
     global _warmed
-    from numba.core.compiler_lock import global_compiler_lock
-    from numba.core.registry import cpu_target
-
     with _warm_lock:
         if _warmed:
             return
-        with global_compiler_lock:
-            cpu_target.typing_context.refresh()
-            cpu_target.target_context.refresh()
         try:
             _warm_call()
         except Exception as e:  # an optimisation only: the first real call loads them
