@@ -428,6 +428,28 @@ def test_corrupt_block_single_process_whole_genome(tiny_cohort, tmp_path):
     assert not (out / "calls.vcf.gz").exists() and not (out / "manifest.json").exists()
 
 
+def test_failed_overwrite_run_leaves_no_outputs_of_the_earlier_run(tiny_cohort, tmp_path):
+    """--overwrite over a finished run whose new inputs fail: the earlier run's calls,
+    store, regions and audit are gone (not read later as this run's); other files stay."""
+    bams = bams_of(tiny_cohort)
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "varcall.cli.main", "call", "--single-process",
+            "--no-progress", "-f", str(tiny_cohort / "reference.fa"), "-o", str(out)]  # fmt: skip
+    run = dict(capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=300)
+    r = subprocess.run([*base, *map(str, bams)], **run)
+    assert r.returncode == 0, r.stderr
+    outputs = ["calls.vcf.gz", "calls.vcf.gz.tbi", "calls.vcz", "regions.bed", "audit.jsonl",
+               "manifest.json"]  # fmt: skip
+    assert all((out / name).exists() for name in outputs)
+    (out / "notes.txt").write_text("mine\n")
+    bad = tmp_path / bams[0].name
+    corrupt_middle_block(bams[0], bad)
+    r = subprocess.run([*base, "--overwrite", str(bad), str(bams[1])], **run)
+    assert r.returncode == 2, r.stderr
+    assert [name for name in outputs if (out / name).exists()] == []
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
 def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
     from varcall.plan.diagnose import diagnose_region
     from varcall.plan.validate import validate_call

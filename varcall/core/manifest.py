@@ -27,6 +27,7 @@ from varcall.core.files import write_json_atomic
 __all__ = [
     "MANIFEST_VERSION",
     "MANIFEST_NAME",
+    "RUN_OUTPUTS",
     "EngineInfo",
     "UnitRecord",
     "Timing",
@@ -43,6 +44,17 @@ MANIFEST_VERSION = 2
 #: The first manifest version whose digests are over per-record digests.
 RECORD_DIGESTS_SINCE = 2
 MANIFEST_NAME = "manifest.json"
+
+#: What a finished run writes, relative to OUT (the manifest's ``outputs``); the manifest
+#: itself is written last and marks the run finished.
+RUN_OUTPUTS: dict[str, str] = {
+    "vcf": "calls.vcf.gz",
+    "vcf_index": "calls.vcf.gz.tbi",
+    "zarr": "calls.vcz",
+    "regions": "regions.bed",
+    "audit": "audit.jsonl",
+    "work": "work",
+}
 
 
 def _from(cls: type, doc: Any) -> Any:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from varcall.core.errors import InputError
-from varcall.core.manifest import MANIFEST_NAME
+from varcall.core.manifest import MANIFEST_NAME, RUN_OUTPUTS
 from varcall.core.regions import Region
 from varcall.run.checkpoints import checkpoint_keys, engine_version, inputs_identity
 from varcall.run.clusters import open_client
@@ -176,13 +177,31 @@ def _scatter(
             then(client)
 
 
+def _drop_outputs(out: Path) -> None:
+    """Remove an earlier run's outputs from ``out`` (``--overwrite``), its checkpoints in
+    ``work/`` excepted: a run that then fails or is stopped leaves no calls, audit or
+    regions of other inputs that ``varcall audit`` or ``concordance`` would read as this
+    run's. Files of other names in ``out`` are left alone."""
+    for kind, name in RUN_OUTPUTS.items():
+        path = out / name
+        if kind == "work":
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _start(prep: PreparedRun) -> ExecutedRun:
-    """Create ``OUT/work`` and drop an earlier run's manifest; a new run id."""
+    """Create ``OUT/work`` and drop an earlier run's manifest (and, with ``--overwrite``,
+    its other outputs); a new run id."""
     work = (prep.out / "work").absolute()  # tasks may run in another folder
     work.mkdir(parents=True, exist_ok=True)
     # the manifest marks a finished run: drop an earlier run's (--overwrite / --resume) so
     # that a crash of this run never leaves new outputs beside an old, complete-looking one
     (prep.out / MANIFEST_NAME).unlink(missing_ok=True)
+    if prep.flags.overwrite:
+        _drop_outputs(prep.out)
     run_id = uuid.uuid4().hex
     identity = inputs_identity(prep.inputs)
     return ExecutedRun(run_id, work, identity, engine_version(prep.engine))

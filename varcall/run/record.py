@@ -27,6 +27,7 @@ from varcall import __version__
 from varcall.core.errors import VarcallError
 from varcall.core.files import find_index, write_text_atomic
 from varcall.core.manifest import (
+    RUN_OUTPUTS,
     EngineInfo,
     Manifest,
     Memory,
@@ -52,17 +53,6 @@ __all__ = ["RunClock", "now_iso", "record"]
 logger = logging.getLogger(__name__)
 
 _KEY_FILE_SUFFIXES = (".npz", ".json", ".audit.jsonl")
-#: What a finished run writes, relative to OUT (the manifest's ``outputs``).
-_OUTPUTS = {
-    "vcf": "calls.vcf.gz",
-    "vcf_index": "calls.vcf.gz.tbi",
-    "zarr": "calls.vcz",
-    "regions": "regions.bed",
-    "audit": "audit.jsonl",
-    "work": "work",
-}
-
-
 def now_iso() -> str:
     """The current UTC time, ISO 8601."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -339,7 +329,7 @@ def _manifest(
         timing=timing,
         memory=memory,
         throughput=throughput,
-        outputs=dict(_OUTPUTS),
+        outputs=dict(RUN_OUTPUTS),
     )
 
 
