@@ -464,7 +464,7 @@ def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
     with pysam.AlignmentFile(str(bam), "wb", header=header) as f:
         for i, pos in enumerate([100, 19_950]):
             a = pysam.AlignedSegment(f.header)
-            a.query_name, a.reference_id, a.reference_start = f"r{i}", 0, pos
+            a.query_name, a.reference_id, a.reference_start = f"readname{i}", 0, pos
             a.mapping_quality, a.cigarstring = 60, "100M"
             a.query_sequence = "A" * 100
             a.query_qualities = pysam.qualitystring_to_array("I" * 100)
@@ -473,7 +473,8 @@ def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
     inputs = validate_call(tiny_cohort / "reference.fa", [bam], tmp_path / "out")
     assert diagnose_region(inputs, Region("chr1", 0, 10_000)) is None
     msg = diagnose_region(inputs, Region("chr1", 15_000, 20_000))
-    assert msg is not None and msg.startswith(f"{bam}: read r1 at chr1:19951")
+    assert msg is not None and msg.startswith(f"{bam}: the read at chr1:19951")
+    assert "readname" not in msg  # reads by position, never by name
     assert "past the end of chr1 (20000 bp)" in msg
 
     # the native engine refuses such reads; the run stops naming the region and the file
@@ -484,9 +485,20 @@ def test_read_past_reference_end_is_diagnosed(tiny_cohort, tmp_path):
             regions=[Region("chr1", 0, 10_000), Region("chr1", 10_000, 20_000)],
         )  # fmt: skip
     msg = str(err.value)
-    assert msg.startswith("region chr1:10001-20000: ") and f"{bam}: read r1" in msg, msg
+    assert msg.startswith("region chr1:10001-20000: ") and f"{bam}: the read at" in msg, msg
     assert "past the end of chr1" in msg and "--resume" in msg
     assert len(valid_checkpoints(out / "work")) == 1  # the first region is kept
+
+    # --single-process (the engine's whole-genome run): bad input, exit 2, the file named
+    cmd = [sys.executable, "-m", "varcall.cli.main", "call", "--single-process", "--no-progress",
+           "-f", str(tiny_cohort / "reference.fa"), "-o", str(tmp_path / "whole"), str(bam)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("varcall: error: ")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert errors[0].startswith("varcall: error: region chr1:") and "readname" not in r.stderr
+    assert f"{bam}: the read at chr1:19951" in errors[0]
 
 
 def test_corrupt_block_native_engine_single_mode(tiny_cohort, tmp_path):

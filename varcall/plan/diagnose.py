@@ -59,7 +59,8 @@ def _scan_reads(
             read_end = read.reference_end
             if read_end is not None and read_end > length:
                 return (
-                    f"{path}: read {read.query_name} at {region.contig}:"
+                    # the read by position only: read names stay out of messages and logs
+                    f"{path}: the read at {region.contig}:"
                     f"{read.reference_start + 1} extends to {read_end}, past the end of "
                     f"{region.contig} ({length} bp); the file does not belong to this "
                     f"reference or is damaged, re-align or fix it"

@@ -118,6 +118,24 @@ def _save_stream(
         t0 = time.time()
 
 
+def _failed_unit(inputs: CallInputs, order: list[str], saver: _ContigSaver) -> Region:
+    """The whole contig being called when the engine failed: the first without a result."""
+    failed = next((n for n in order if n not in saver.sidecars), order[-1])
+    return Region(failed, 0, inputs.contig_length(failed))
+
+
+def _raise_if_damaged(inputs: CallInputs, unit: Region, work: Path, error: Exception) -> None:
+    """Raise :class:`DamagedInputError` (bad input, exit 2) naming the file when
+    :func:`diagnose_failure` finds a damaged or mismatched input behind ``error`` in
+    ``unit``; return otherwise."""
+    culprit = diagnose_failure(inputs, unit)
+    if culprit is not None:
+        raise DamagedInputError(
+            f"region {unit}: {culprit}; finished contigs are kept in {work}, "
+            "rerun with --resume once the file is fixed"
+        ) from error
+
+
 def run_whole_genome(
     inputs: CallInputs,
     params: CallParams,
@@ -156,20 +174,17 @@ def run_whole_genome(
     with bar:
         try:
             _save_stream(saver, engine.call_whole(inputs, params), pending, params.engine, t0)
-        except VarcallError:
+        except VarcallError as e:
+            if isinstance(e, RegionError) and not isinstance(e, DamagedInputError):
+                # e.g. a read past the contig end: name the file when the inputs are bad
+                _raise_if_damaged(inputs, _failed_unit(inputs, order, saver), work, e)
             raise
         except Exception as e:  # e.g. OSError from a damaged BAM: one line, naming the contig
-            failed = next((n for n in order if n not in saver.sidecars), order[-1])
-            unit = Region(failed, 0, inputs.contig_length(failed))
-            culprit = diagnose_failure(inputs, unit)  # the damaged file, if it is one
-            if culprit is not None:
-                raise DamagedInputError(
-                    f"region {unit}: {culprit}; finished contigs are kept in {work}, "
-                    "rerun with --resume once the file is fixed"
-                ) from e
+            unit = _failed_unit(inputs, order, saver)
+            _raise_if_damaged(inputs, unit, work, e)
             raise RegionError(
-                f"contig {failed}: {type(e).__name__}: {e}; fix the cause (a run without "
-                "--single-process names the damaged file and region) and run again"
+                f"contig {unit.contig}: {type(e).__name__}: {e}; fix the cause (a run "
+                "without --single-process names the damaged file and region) and run again"
             ) from e
         for name in pending:
             saver.save_empty(name, time.time())
