@@ -609,6 +609,15 @@ def test_bed_past_end_and_bad_lines(data, tmp_path):
     assert_refused(r, out, f"{bed}:1", "expected 3 columns")
 
 
+@pytest.mark.parametrize("text", ["", "\n\n", "track name=x\n# only comments\nbrowser x\n"])
+def test_bed_without_intervals_is_refused_not_the_whole_genome(data, tmp_path, text):
+    bed = tmp_path / "r.bed"
+    bed.write_text(text)
+    out = tmp_path / "out"
+    r = run_call("-f", data / "ref.fa", "-o", out, "--regions", bed, data / "S1.bam")
+    assert_refused(r, out, bed, "no intervals")
+
+
 def test_bed_missing(data, tmp_path):
     out = tmp_path / "out"
     bed = tmp_path / "nope.bed"

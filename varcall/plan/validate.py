@@ -77,7 +77,13 @@ def validate_regions(
         out.append(region)
     if regions_bed is not None:
         check_readable(Path(regions_bed), "BED file")
-        out.extend(read_bed_regions(regions_bed, contigs))
+        intervals = read_bed_regions(regions_bed, contigs)
+        if not intervals:  # no interval must not mean "the whole genome"
+            raise InputError(
+                f"{regions_bed}: no intervals (only blank, header or comment lines); give a "
+                "BED with the regions to call, or leave out --regions for the whole genome"
+            )
+        out.extend(intervals)
     return out
 
 
