@@ -618,6 +618,23 @@ def test_bed_without_intervals_is_refused_not_the_whole_genome(data, tmp_path, t
     assert_refused(r, out, bed, "no intervals")
 
 
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (("--min-qual", "nan"), "not a number"),
+        (("--max-fs", "nan"), "not a number"),
+        (("--stutter-table", ",".join(["nan"] + ["0.1"] * 25)), "number 1 is not finite"),
+        (("--stutter-table", ",".join(["0.1"] * 24 + ["inf", "0.1"])), "number 25 is not finite"),
+        (("--stutter-table", ",".join(["0.1"] * 25 + ["1.5"])), "must lie in [0, 1]"),
+        (("--stutter-table", "0.1,0.2"), "2 numbers given"),
+    ],
+)
+def test_numbers_that_would_change_calls_silently_are_refused(data, tmp_path, args, phrase):
+    out = tmp_path / "out"
+    r = run_call("-f", data / "ref.fa", "-o", out, *args, data / "S1.bam")
+    assert_refused(r, out, args[0], phrase)
+
+
 def test_bed_missing(data, tmp_path):
     out = tmp_path / "out"
     bed = tmp_path / "nope.bed"

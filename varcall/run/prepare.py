@@ -241,6 +241,18 @@ def _plan_layout(prep: PreparedRun) -> list[Region] | None:
     return None
 
 
+def _check_numbers(params: CallParams) -> None:
+    """InputError for a NaN among the numeric parameters (``--min-qual nan``): every
+    comparison with it is false, so it would turn a test off silently and could not be
+    written to the manifest (inf and -inf are the documented way to turn a test off)."""
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if isinstance(value, float) and math.isnan(value):
+            option = "--" + field.name.replace("_", "-")
+            raise InputError(f"{option} nan: not a number; give a number (inf / -inf turn a "
+                             "filter test off)")  # fmt: skip
+
+
 def _validate(
     reference: str | os.PathLike,
     bams: Sequence[str | os.PathLike],
@@ -289,6 +301,7 @@ def prepare(
     out = Path(out)
     starter = None
     try:
+        _check_numbers(params)
         inputs = _validate(reference, bams, out, params, plan, flags)
         params = resolve_ploidy(params, inputs)  # sexes and ploidy files, read once here
         privacy = resolve_privacy(output, inputs.samples, out)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -223,6 +224,24 @@ def _stutter_model(inputs: CallInputs, params: CallParams) -> StutterModel:
     return StutterModel(stutter_table(inputs, params))
 
 
+def _check_stutter_table(table: tuple[float, ...]) -> None:
+    """InputError unless ``table`` is a stutter table (:mod:`.stutter`): TABLE_LEN finite
+    numbers whose last two, the ratios of a two-unit to a one-unit step, lie in [0, 1]."""
+    fix = "copy params.stutter_table from a run's manifest.json"
+    if len(table) != TABLE_LEN:
+        raise InputError(
+            f"--stutter-table: {len(table)} numbers given, a table has {TABLE_LEN}; {fix}"
+        )
+    bad = [i + 1 for i, v in enumerate(table) if not math.isfinite(v)]
+    if bad:
+        raise InputError(f"--stutter-table: number {bad[0]} is not finite; {fix}")
+    if not all(0.0 <= r <= 1.0 for r in table[-2:]):
+        raise InputError(
+            f"--stutter-table: the last two numbers (step ratios) must lie in [0, 1], not "
+            f"{table[-2]:g}, {table[-1]:g}; {fix}"
+        )
+
+
 class NativeEngine:
     """varcall's own engine (see the module docstring)."""
 
@@ -242,11 +261,8 @@ class NativeEngine:
             )
         if params.indel_errors not in ("estimate", "prior"):
             raise InputError(f"--indel-errors {params.indel_errors!r}: use estimate or prior")
-        if params.stutter_table and len(params.stutter_table) != TABLE_LEN:
-            raise InputError(
-                f"--stutter-table: {len(params.stutter_table)} numbers given, a table has "
-                f"{TABLE_LEN}; copy params.stutter_table from a run's manifest.json"
-            )
+        if params.stutter_table:
+            _check_stutter_table(params.stutter_table)
 
     def prepare_params(self, inputs: CallInputs, params: CallParams) -> CallParams:
         """``params`` with the run's stutter table filled in, computed once before any
