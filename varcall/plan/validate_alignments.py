@@ -129,7 +129,7 @@ def _file_kind(path: Path) -> str:
     else:
         raise InputError(
             f"{path}: not a BAM or CRAM file (SAM text or another format); convert it with "
-            f"'samtools sort -o {path.stem}.bam {path}' and index the result"
+            f"'samtools sort -o {path.stem}.sorted.bam {path}' and index the result"
         )
     return kind
 
