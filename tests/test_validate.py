@@ -357,6 +357,28 @@ def test_real_cram_with_its_reference_and_with_an_edited_one(tmp_path):
     assert_refused(r, out, cram, "contig CHROMOSOME_II M5", "CRAM was encoded against")
 
 
+def test_htslib_stays_quiet_while_files_are_checked(data, tmp_path):
+    """htslib writes to the process' stderr itself (``[E::cram_index_load]``, and
+    ``[E::sam_index]`` naming a read): in a real process, one line of varcall's only."""
+    import subprocess
+    import sys
+
+    ref_a = write_fasta(tmp_path / "a.fa", seed=1)
+    m5 = {n: contig_md5(ref_a, n) for n, _ in CONTIGS}
+    cram = write_bam(tmp_path / "s.cram", m5=m5, cram_reference=ref_a, index=False)
+    unsorted = write_bam(tmp_path / "u.bam", so=None, unsorted_reads=True, index=False)
+    for ref, args, phrase in (
+        (ref_a, [str(cram)], "no index"),
+        (data / "ref.fa", ["--index", str(unsorted)], "samtools index failed"),
+    ):
+        cmd = [sys.executable, "-c", "from varcall.cli.main import entry; entry()", "call",
+               "-f", str(ref), "-o", str(tmp_path / "out"), *args]  # fmt: skip
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("varcall: error: "), r.stderr
+        assert phrase in r.stderr
+
+
 def test_read_group_without_sample(data, tmp_path):
     bam = write_bam(tmp_path / "nosm.bam", samples=("S1",))
     header = pysam.AlignmentFile(str(bam)).header.to_dict()

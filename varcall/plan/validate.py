@@ -29,9 +29,10 @@ cluster checks in :mod:`varcall.plan.validate_cluster`, run-time diagnosis in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from varcall.core.errors import InputError
@@ -87,6 +88,20 @@ def validate_regions(
     return out
 
 
+@contextlib.contextmanager
+def _htslib_quiet() -> Iterator[None]:
+    """htslib's own stderr lines off while the alignment files are checked: a missing CRAM
+    index or an unsorted file is reported by varcall in one line, and htslib's
+    ``[E::sam_index]`` would name a read."""
+    import pysam
+
+    verbosity = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(verbosity)
+
+
 def validate_call(
     reference: Path,
     bams: Sequence[Path],
@@ -125,7 +140,8 @@ def validate_call(
         check_readable(Path(b), "alignment file")
     contigs = check_reference(reference)
     validate_regions(region_strings, regions_bed, contigs)
-    per_file = _check_alignment_files(bams, contigs, reference, build_index, check_md5)
+    with _htslib_quiet():  # every failure here is varcall's one line, naming the file
+        per_file = _check_alignment_files(bams, contigs, reference, build_index, check_md5)
     samples = unique_sample_names(per_file, rename=rename_duplicate_samples)
     n_names = sum(len(names) for _, names in per_file)
     if len({s for _, names in per_file for s in names}) < n_names and engine_name != "native":
