@@ -254,6 +254,29 @@ def test_scatter_names_failed_region_and_keeps_others(data, tmp_path, thread_cli
         assert (read_checkpoint(tmp_path, k) is None) == (i == 1)
 
 
+def test_failure_line_names_the_failing_region_once(tmp_path):
+    from varcall.run.tasks import _failure_error
+
+    # a pack's task (first region c1:1-100) failed in its region c1:201-300
+    failed = [(Region("c1", 0, 100), "region c1:201-300: /x.bam: damaged"),
+              (Region("c1", 400, 500), "boom")]  # fmt: skip
+    msg = str(_failure_error(failed, tmp_path))
+    assert msg.startswith("region c1:201-300: /x.bam: damaged (and 1 more regions);"), msg
+    msg = str(_failure_error([(Region("c1", 0, 100), "boom")], tmp_path))
+    assert msg.startswith("region c1:1-100: boom;"), msg
+
+
+def test_truncated_bam_does_not_break_the_compression_estimate(data, tmp_path):
+    from varcall.plan.regions import _bgzf_ratio
+
+    bam = data["inputs"].bams[0]
+    whole = _bgzf_ratio(Path(bam))
+    cut = tmp_path / "cut.bam"
+    raw = Path(bam).read_bytes()
+    cut.write_bytes(raw[: len(raw) // 2])  # ends inside a block
+    assert 0 < _bgzf_ratio(cut) <= 1 and 0 < whole <= 1
+
+
 def test_scatter_without_retries_fails_transient(data, tmp_path, thread_client):
     params = CallParams()
     flaky = tmp_path / "flaky"

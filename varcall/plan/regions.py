@@ -95,7 +95,10 @@ def _bgzf_ratio(path: Path, max_blocks: int = 32) -> float:
                     break
                 bsize = struct.unpack_from("<H", head, 16)[0] + 1
                 fh.seek(bsize - 18 - 4, os.SEEK_CUR)
-                isize = struct.unpack("<I", fh.read(4))[0]
+                tail = fh.read(4)
+                if len(tail) < 4:  # a truncated file: the run names it when it reads there
+                    break
+                isize = struct.unpack("<I", tail)[0]
                 if isize == 0:  # EOF marker
                     break
                 comp += bsize

@@ -77,8 +77,10 @@ def _failure_error(
     first_region, first_msg = failed[0]
     more = f" (and {len(failed) - 1} more regions)" if len(failed) > 1 else ""
     cls = DamagedInputError if damaged else RegionError
+    # a task's error names its region already (in a pack, the region that failed)
+    named = first_msg.startswith("region ") or str(first_region) in first_msg
     return cls(
-        f"{first_msg if str(first_region) in first_msg else f'region {first_region}: {first_msg}'}"
+        f"{first_msg if named else f'region {first_region}: {first_msg}'}"
         f"{more}; finished regions are kept in {work}, fix the cause and rerun with --resume"
     )
 
@@ -292,8 +294,8 @@ def _copier(
 
 
 def _failure_message(fut: Any, region: Region) -> tuple[str, bool]:
-    """The error of a failed (or cancelled) future, logged with its region as one line
-    (the attempts' errors and tracebacks are in ``audit.jsonl``), and whether it names a
+    """The error of a failed (or cancelled) future, logged with its region as one line at
+    INFO (the attempts' errors and tracebacks are in ``audit.jsonl``), and whether it names a
     damaged input file (:class:`DamagedInputError`)."""
     damaged = False
     try:
@@ -303,7 +305,8 @@ def _failure_message(fut: Any, region: Region) -> tuple[str, bool]:
     except Exception as e:  # cancelled futures raise here
         msg = f"{type(e).__name__}: {e}"
     msg = " ".join(msg.split())  # one line on the terminal
-    logger.error("region %s failed: %s", region, msg)
+    # INFO (-v): the run ends in one line naming the first failure and counting the others
+    logger.info("region %s failed: %s", region, msg)
     return msg, damaged
 
 
