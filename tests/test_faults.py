@@ -342,13 +342,12 @@ def test_crash_during_merge_leaves_nothing_that_looks_complete(
 ):
     """--overwrite over a finished run, then an encode task of the merge fails on a worker
     while others write their chunks and pieces: one-line error, no manifest (the mark of a
-    finished run), the previous VCF untouched, no half-written file at a final path, no
-    temporaries left."""
+    finished run), none of the previous run's outputs (removed when calling started: they
+    came from other inputs), no half-written file at a final path, no temporaries left."""
     import varcall.run.merge as merge_module
 
     out = tmp_path / "out"
     shutil.copytree(baseline, out)
-    before = (out / "calls.vcf.gz").read_bytes()
     real = merge_module.plan_encode
 
     def lose_a_checkpoint(paths, *args, **kwargs):
@@ -361,7 +360,7 @@ def test_crash_during_merge_leaves_nothing_that_looks_complete(
         call(tiny_cohort, out, process_client, FaultyEngine(), overwrite=True, chunk_size=2)
     assert "\n" not in str(e.value)
     assert not (out / "manifest.json").exists()
-    assert (out / "calls.vcf.gz").read_bytes() == before
+    assert not (out / "calls.vcf.gz").exists() and not (out / "calls.vcz").exists()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
     # the checkpoints are kept: --resume finishes without calling again
     monkeypatch.undo()

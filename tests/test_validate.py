@@ -379,6 +379,34 @@ def test_htslib_stays_quiet_while_files_are_checked(data, tmp_path):
         assert phrase in r.stderr
 
 
+@pytest.mark.parametrize(("bam_of", "index_of"), [(0, 1), (1, 0)])
+def test_another_bams_index_is_refused_or_rebuilt(small_cohort, tmp_path, bam_of, index_of):
+    """A newer index of another BAM of the same reference beside a BAM: refused (it would
+    send fetches to other reads), rebuilt with --index."""
+    bams = sorted(small_cohort.glob("*.bam"))
+    bam = Path(shutil.copy(bams[bam_of], tmp_path / "x.bam"))
+    index = Path(shutil.copy(f"{bams[index_of]}.bai", tmp_path / "x.bam.bai"))
+    os.utime(index, (bam.stat().st_mtime + 5,) * 2)
+    out = tmp_path / "out"
+    ref = small_cohort / "reference.fa"
+    r = run_call("-f", ref, "-o", out, bam)
+    assert_refused(r, out, bam, "index x.bam.bai does not belong to this file", "--index")
+    from varcall.plan.index_check import index_mismatch
+
+    validate_call(ref, [bam], out, build_index=True)
+    with pysam.AlignmentFile(str(bam)) as f:
+        assert index_mismatch(bam, index, list(f.lengths)) is None  # its own index now
+
+
+def test_own_indexes_pass_the_match_check(small_cohort):
+    from varcall.plan.index_check import index_mismatch
+
+    for bam in sorted(small_cohort.glob("*.bam")):
+        with pysam.AlignmentFile(str(bam)) as f:
+            lengths = list(f.lengths)
+        assert index_mismatch(bam, Path(f"{bam}.bai"), lengths) is None
+
+
 def test_read_group_without_sample(data, tmp_path):
     bam = write_bam(tmp_path / "nosm.bam", samples=("S1",))
     header = pysam.AlignmentFile(str(bam)).header.to_dict()

@@ -1,6 +1,7 @@
 """Alignment file checks: format (BAM/CRAM, not truncated), header (coordinate-sorted,
-contigs and M5 against the reference, read groups with samples), index (present and not
-older than the file; built on request), and sample names unique across files."""
+contigs and M5 against the reference, read groups with samples), index (present, not
+older than the file and, for a BAM, pointing at its reads; built on request), and sample
+names unique across files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pysam
 from varcall.core.errors import InputError
 from varcall.core.files import find_index
 from varcall.plan import checks
+from varcall.plan.index_check import index_mismatch
 from varcall.plan.validate_reference import ReferenceMD5
 
 __all__ = ["BGZF_EOF", "check_alignment_file", "unique_sample_names"]
@@ -83,8 +85,9 @@ def check_alignment_file(
 ) -> list[str]:
     """Check one BAM/CRAM against the reference contigs; return its sample names (@RG SM
     in header order, unique; the file name without extension when there is no @RG).
-    Reads only the header, the last bytes and the index's presence and age (``build_index``
-    reads the whole file to build a missing or stale index)."""
+    Reads only the header, the last bytes and the index (its presence and age; for a BAM
+    also a block where it points, for a few references); ``build_index`` reads the whole
+    file to build a missing, stale or foreign index."""
     path = Path(path)
     reference = Path(reference)
     checks.check_readable(path, "alignment file")
@@ -104,8 +107,28 @@ def check_alignment_file(
     names = _sample_names(path, header)
     # index: last, so an unsorted or foreign file is reported as such first
     longest = max(int(line.get("LN", 0)) for line in sq)
-    _check_index(path, build_index, longest)
+    index = _check_index(path, build_index, longest)
+    if kind == "BAM":
+        _check_index_matches(path, index, [int(line.get("LN", 0)) for line in sq], build_index)
     return names
+
+
+def _check_index_matches(
+    path: Path, index: Path, lengths: list[int], build_index: bool
+) -> None:
+    """InputError when ``index`` is not the index of BAM ``path`` (another file's, copied
+    beside it: :func:`varcall.plan.index_check.index_mismatch`); with ``build_index`` it is
+    rebuilt instead."""
+    problem = index_mismatch(path, index, lengths)
+    if problem is None:
+        return
+    if not build_index:
+        raise InputError(
+            f"{path}: index {index.name} does not belong to this file (it {problem}); "
+            f"re-run 'samtools index {path}' or pass --index to rebuild it"
+        )
+    index.unlink()
+    _build_index(path, max(lengths))
 
 
 def _file_kind(path: Path) -> str:
