@@ -626,3 +626,29 @@ def test_console_entry_exit_status_and_output(tmp_path, args, status, stream, te
     assert done.returncode == status
     assert text in getattr(done, stream)
     assert "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------- usage errors
+@pytest.mark.parametrize(
+    ("args", "phrase", "where"),
+    [
+        (["call", "-f", "x.fa", "-o", "{file}", "a.bam"], "Directory", "varcall call"),
+        (["call", "--bogus"], "No such option: --bogus", "varcall call"),
+        (["nosuch"], "No such command 'nosuch'", "varcall"),
+        (["simulate", "-o", "{tmp}/c", "--samples", "zero"], "--samples", "varcall simulate"),
+    ],
+)
+def test_usage_errors_end_in_one_line(tmp_path, args, phrase, where):
+    import subprocess
+    import sys
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    argv = [a.format(file=afile, tmp=tmp_path) for a in args]
+    code = "import sys; from varcall.cli.main import entry; sys.argv[0] = 'varcall'; entry()"
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("varcall: error: "), r.stderr
+    assert phrase in r.stderr and f"see '{where} --help'" in r.stderr
+    assert r.stdout == ""

@@ -36,6 +36,27 @@ for _command in (simulate, regions, call, concordance, report, audit):
     main.add_command(_command)
 
 
+def _run_main() -> int | str | None:
+    """:func:`main` on the process' arguments; its exit status. A usage error (an unknown
+    option, a bad option value, a missing argument) ends in one line, as every other
+    failure does: ``varcall: error: <what>; see 'varcall <command> --help'`` and exit 2,
+    instead of click's usage block."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "varcall"
+        message = " ".join(e.format_message().split()).rstrip(".")
+        click.echo(f"varcall: error: {message}; see '{where} --help'", err=True)
+        return e.exit_code
+    except click.exceptions.ClickException as e:  # e.g. a file that cannot be opened
+        click.echo(f"varcall: error: {' '.join(e.format_message().split())}", err=True)
+        return e.exit_code
+    except click.exceptions.Abort:  # Ctrl-C while click prompts or parses
+        click.echo("varcall: interrupted", err=True)
+        return 130
+    return 0
+
+
 def entry() -> None:
     """The ``varcall`` console script: :func:`main`, then a quick exit.
 
@@ -48,11 +69,9 @@ def entry() -> None:
     ends with ``os._exit`` (same exit status) unless a non-daemon thread is still running,
     in which case the interpreter exits the usual way."""
     try:
-        main()  # standalone mode: always ends in SystemExit
+        code = _run_main()
     except SystemExit as e:
         code = e.code
-    else:  # pragma: no cover - click's standalone mode always exits
-        code = 0
     gc.freeze()
     if isinstance(code, str):  # what Python does with a message as the exit code
         print(code, file=sys.stderr)
