@@ -119,9 +119,10 @@ def validate_call(
 ) -> CallInputs:
     """Check everything a `varcall call` reads and writes; return the resolved inputs.
 
-    The output folder may exist only with ``overwrite`` (replaced at the end) or ``resume``
-    (its checkpoints are reused). ``region_strings`` (1-based inclusive) and ``regions_bed``
-    (0-based half-open) are checked against the reference contigs. ``work_dir`` defaults to
+    The output folder may exist only with ``overwrite`` (its outputs removed when calling
+    starts) or ``resume`` (its checkpoints are reused). ``region_strings`` (1-based
+    inclusive) and ``regions_bed`` (0-based half-open) are checked against the reference
+    contigs. ``work_dir`` defaults to
     ``out/work``. ``samples`` of the result are the files' samples in input order; with
     ``rename_duplicate_samples`` repeated names are renamed (see
     :func:`varcall.plan.validate_alignments.unique_sample_names`),

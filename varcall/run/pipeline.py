@@ -190,8 +190,8 @@ def run_call(
     x the median of the finished tasks and ``straggler_min_seconds`` s gets a second copy on
     another worker, the first result wins (:mod:`varcall.run.speculate`; same outputs).
     resume: reuse valid checkpoints in ``out/work``.
-    overwrite: ``out`` may exist; its outputs are replaced at the end. chunk_size: VCF Zarr
-    chunk length along variants.
+    overwrite: ``out`` may exist; its outputs are removed when calling starts.
+    chunk_size: VCF Zarr chunk length along variants.
     output: what the outputs carry (:class:`~varcall.core.privacy.OutputOptions`).
 
     Raises :class:`InputError` (bad input, nothing created at ``out``), :class:`RegionError`
