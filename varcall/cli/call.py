@@ -329,7 +329,10 @@ run_options = stacked(
         "keeps its checkpoint; calls unchanged); --no-pack: one task per region.",
     ),
     click.option("--resume", is_flag=True, help="Reuse finished regions in OUT/work."),
-    click.option("--overwrite", is_flag=True, help="Replace the outputs of an existing OUT (removed when calling starts)."),
+    click.option(
+        "--overwrite", is_flag=True,
+        help="Replace the outputs of an existing OUT (removed when calling starts).",
+    ),
     click.option(
         "--index", "build_index", is_flag=True,
         help="Build missing or stale BAM/CRAM indexes (beside the files).",

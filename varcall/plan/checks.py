@@ -4,7 +4,9 @@ one line ``<file>: <what is wrong>; <the fix>``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from varcall.core.errors import InputError
@@ -85,3 +87,17 @@ def first_line(text: str) -> str:
         if line:
             return line[:200]
     return "unknown error"
+
+
+@contextlib.contextmanager
+def htslib_quiet() -> Iterator[None]:
+    """htslib's own stderr lines (``[E::...]``) off inside the block, its verbosity restored
+    after: varcall reports what went wrong in one line naming the file, and some of
+    htslib's messages (``[E::sam_index]``) would name a read."""
+    import pysam
+
+    verbosity = pysam.set_verbosity(0)
+    try:
+        yield
+    finally:
+        pysam.set_verbosity(verbosity)

@@ -29,16 +29,15 @@ cluster checks in :mod:`varcall.plan.validate_cluster`, run-time diagnosis in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from varcall.core.errors import InputError
 from varcall.core.params import CallInputs
 from varcall.core.regions import Region, parse_region_string, read_bed_regions
-from varcall.plan.checks import check_readable
+from varcall.plan.checks import check_readable, htslib_quiet
 from varcall.plan.validate_alignments import check_alignment_file, unique_sample_names
 from varcall.plan.validate_output import check_output, estimate_output_bytes
 from varcall.plan.validate_reference import ReferenceMD5, check_reference
@@ -88,20 +87,6 @@ def validate_regions(
     return out
 
 
-@contextlib.contextmanager
-def _htslib_quiet() -> Iterator[None]:
-    """htslib's own stderr lines off while the alignment files are checked: a missing CRAM
-    index or an unsorted file is reported by varcall in one line, and htslib's
-    ``[E::sam_index]`` would name a read."""
-    import pysam
-
-    verbosity = pysam.set_verbosity(0)
-    try:
-        yield
-    finally:
-        pysam.set_verbosity(verbosity)
-
-
 def validate_call(
     reference: Path,
     bams: Sequence[Path],
@@ -122,8 +107,7 @@ def validate_call(
     The output folder may exist only with ``overwrite`` (its outputs removed when calling
     starts) or ``resume`` (its checkpoints are reused). ``region_strings`` (1-based
     inclusive) and ``regions_bed`` (0-based half-open) are checked against the reference
-    contigs. ``work_dir`` defaults to
-    ``out/work``. ``samples`` of the result are the files' samples in input order; with
+    contigs. ``work_dir`` defaults to ``out/work``. ``samples`` of the result are the files' samples in input order; with
     ``rename_duplicate_samples`` repeated names are renamed (see
     :func:`varcall.plan.validate_alignments.unique_sample_names`),
     and :func:`varcall.plan.inputs.sample_columns` maps each file's SM to its output column;
@@ -141,7 +125,7 @@ def validate_call(
         check_readable(Path(b), "alignment file")
     contigs = check_reference(reference)
     validate_regions(region_strings, regions_bed, contigs)
-    with _htslib_quiet():  # every failure here is varcall's one line, naming the file
+    with htslib_quiet():  # every failure here is varcall's one line, naming the file
         per_file = _check_alignment_files(bams, contigs, reference, build_index, check_md5)
     samples = unique_sample_names(per_file, rename=rename_duplicate_samples)
     n_names = sum(len(names) for _, names in per_file)

@@ -68,11 +68,17 @@ def _check_index(path: Path, build_index: bool, longest_contig: int) -> Path:
                 f"{path}: index {index.name} is older than the file; re-run "
                 f"'samtools index {path}' or pass --index to rebuild it"
             )
-        index.unlink()
-        _build_index(path, longest_contig)
-        index = find_index(path)
-        assert index is not None
+        index = _rebuild_index(path, index, longest_contig)
     return index
+
+
+def _rebuild_index(path: Path, index: Path, longest_contig: int) -> Path:
+    """Replace ``path``'s unusable ``index`` (stale or another file's) by a new one."""
+    index.unlink()
+    _build_index(path, longest_contig)
+    new = find_index(path)
+    assert new is not None
+    return new
 
 
 def check_alignment_file(
@@ -113,9 +119,7 @@ def check_alignment_file(
     return names
 
 
-def _check_index_matches(
-    path: Path, index: Path, lengths: list[int], build_index: bool
-) -> None:
+def _check_index_matches(path: Path, index: Path, lengths: list[int], build_index: bool) -> None:
     """InputError when ``index`` is not the index of BAM ``path`` (another file's, copied
     beside it: :func:`varcall.plan.index_check.index_mismatch`); with ``build_index`` it is
     rebuilt instead."""
@@ -127,8 +131,7 @@ def _check_index_matches(
             f"{path}: index {index.name} does not belong to this file (it {problem}); "
             f"re-run 'samtools index {path}' or pass --index to rebuild it"
         )
-    index.unlink()
-    _build_index(path, max(lengths))
+    _rebuild_index(path, index, max(lengths))
 
 
 def _file_kind(path: Path) -> str:

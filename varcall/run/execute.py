@@ -182,10 +182,8 @@ def _drop_outputs(out: Path) -> None:
     ``work/`` excepted: a run that then fails or is stopped leaves no calls, audit or
     regions of other inputs that ``varcall audit`` or ``concordance`` would read as this
     run's. Files of other names in ``out`` are left alone."""
-    for kind, name in RUN_OUTPUTS.items():
+    for name in (name for kind, name in RUN_OUTPUTS.items() if kind != "work"):
         path = out / name
-        if kind == "work":
-            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:

@@ -65,18 +65,15 @@ def diagnose_failure(inputs: CallInputs, region: Region) -> str | None:
     """The input file that makes ``region`` fail, as a one-line message (see
     :func:`varcall.plan.diagnose.diagnose_region`), or None; never raises. htslib's own
     ``[E::...]`` lines while it rereads the damage are kept off the terminal."""
-    import pysam
-
+    from varcall.plan.checks import htslib_quiet
     from varcall.plan.diagnose import diagnose_region
 
-    verbosity = pysam.set_verbosity(0)
     try:
-        return diagnose_region(inputs, region)
+        with htslib_quiet():
+            return diagnose_region(inputs, region)
     except Exception:  # the diagnosis must never hide the original error
         logger.debug("diagnosis of %s failed", region, exc_info=True)
         return None
-    finally:
-        pysam.set_verbosity(verbosity)
 
 
 def quiet_htslib() -> None:
