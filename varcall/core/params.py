@@ -81,7 +81,7 @@ class CallParams:
     max_sor_indel: float = 10.0
     min_allele_balance: float = 0.2
     max_abq: float = 40.0
-    max_mq0f: float = 0.5
+    max_mq0f: float = 0.9
     min_rms_mapq: float = 25.0
     max_alt_mapq_drop: float = 30.0
     min_mq_ranksum: float = -12.5
