@@ -501,7 +501,7 @@ def _window_reference(
             f"({length} bp); the alignments do not match the reference"
         )
     clip = clip_reference_margin(batch)  # realigned soft clips face reference beyond reads
-    ref_lo = max(0, min(ews - REF_LEFT, int(batch.start.min()) - clip))
+    ref_lo = max(0, min(ews, int(batch.start.min()) - clip) - REF_LEFT)
     ref_hi = min(length, max(ewe, int(batch.end.max())) + max(REF_MARGIN, clip))
     return ref_lo, fasta.fetch(contig, ref_lo, ref_hi).upper()
 

@@ -69,7 +69,7 @@ def site_observations(
     site_cols = (
         sites.pos, sites.n_alleles, sites.hap, sites.cmp_len, sites.indel, sites.cap,
         sites.allele_indel, sites.shift, sites.del_end, sites.cand, sites.hap_cand,
-        (sites.st_keep, sites.st_trans),
+        sites.n_neighbour, (sites.st_keep, sites.st_trans),
     )  # fmt: skip
     read_cols = (
         batch.start, batch.end, batch.mapq, batch.sample, batch.qoff, batch.qlen, batch.coff,

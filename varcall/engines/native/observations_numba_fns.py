@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from varcall.core.jit import kernel
+from varcall.engines.native.pileup import MAX_ALLELES
 
 __all__ = [
     "mismatch_penalty",
@@ -84,41 +85,63 @@ def query_offset(p, rstart, c0, c1, cig_op, cig_len):
 
 
 @kernel
+def _row_score(k, row, v, j0, j1, sh, hap, bases, rquals, qo, bound):
+    """(best mismatch cost, its shift) of the read bases ``[j0, j1)`` against haplotype
+    row ``row`` of site k over the shifts ``[-sh, sh]`` (query offset ``v`` faces index 0
+    at shift 0); a shift stops counting once it reaches ``bound``."""
+    best = bound
+    bs = 0
+    for s in range(-sh, sh + 1):
+        sc = 0.0
+        for j in range(j0, j1):
+            b = bases[qo + j]
+            if b < 4 and b != hap[k, row, j - v + s]:
+                q = rquals[qo + j]
+                if q > 0:
+                    sc += BASE_PENALTY[q]
+                    if sc >= best:
+                        break
+        if sc < best:
+            best = sc
+            bs = s
+    return best, bs
+
+
+@kernel
 def hap_scores(
-    k, qp, qo, rlen, cmp_len, shift, flank, hap, hap_cand, na, bases, rquals, min_baseq, scores,
+    k, qp, qo, rlen, cmp_len, shift, flank, hap, hap_cand, na, n_nb, bases, rquals,
+    min_baseq, scores,
 ):  # fmt: skip
     """Score the read against each haplotype of indel site k: read bases from
     ``qp - flank`` to ``qp + cmp_len`` (query offsets; qp = the base aligned at POS) are
     compared ungapped, for every placement shift in [-shift, shift], with the haplotype;
-    a mismatching base costs its base-quality penalty; the best shift counts. Returns
-    (best allele, unique best, high-quality mismatches against the best combined with
-    the candidate SNV alleles ``hap_cand`` along it: a base showing one is no mismatch)."""
+    a mismatching base costs its base-quality penalty; the best shift counts. Allele 0
+    scores the best of the REF haplotype and the site's ``n_nb[k]`` neighbour haplotypes
+    (rows MAX_ALLELES on: a nearby indel's allele, :mod:`varcall.engines.native.sites`).
+    Returns (best allele, unique best, high-quality mismatches against the best
+    haplotype combined with the candidate SNV alleles ``hap_cand`` along it: a base
+    showing one is no mismatch)."""
     sh = shift[k]
     v = qp - flank - sh  # query offset facing haplotype index 0 at shift 0
     j0 = max(0, qp - flank)
     j1 = min(rlen, qp + cmp_len[k])
     best_shift = 0
+    best_row = 0
     ib = -1
     for a in range(na):
-        best = 1e300
-        bs = 0
-        for s in range(-sh, sh + 1):
-            sc = 0.0
-            for j in range(j0, j1):
-                b = bases[qo + j]
-                if b < 4 and b != hap[k, a, j - v + s]:
-                    q = rquals[qo + j]
-                    if q > 0:
-                        sc += BASE_PENALTY[q]
-                        if sc >= best:
-                            break
-            if sc < best:
-                best = sc
-                bs = s
-        scores[a] = best
-        if ib < 0 or best < scores[ib]:
+        scores[a], bs = _row_score(k, a, v, j0, j1, sh, hap, bases, rquals, qo, 1e300)
+        row = a
+        if a == 0:
+            for e in range(n_nb[k]):
+                sc, s_e = _row_score(
+                    k, MAX_ALLELES + e, v, j0, j1, sh, hap, bases, rquals, qo, scores[0]
+                )  # fmt: skip
+                if sc < scores[0]:
+                    scores[0], bs, row = sc, s_e, MAX_ALLELES + e
+        if ib < 0 or scores[a] < scores[ib]:
             ib = a
             best_shift = bs
+            best_row = row
     unique = True
     for a in range(na):
         if a != ib and scores[a] <= scores[ib]:
@@ -127,8 +150,8 @@ def hap_scores(
     for j in range(j0, j1):
         b = bases[qo + j]
         h = j - v + best_shift
-        if b < 4 and b != hap[k, ib, h] and rquals[qo + j] >= min_baseq:
-            if not (hap_cand[k, ib, h] >> b) & 1:
+        if b < 4 and b != hap[k, best_row, h] and rquals[qo + j] >= min_baseq:
+            if not (hap_cand[k, best_row, h] >> b) & 1:
                 nmm += 1
     return ib, unique, nmm
 
@@ -182,8 +205,8 @@ def aligned_at(
 
 @kernel
 def misaligned(
-    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, cmp_len, indel,
-    allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
+    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, n_nb, cmp_len,
+    indel, allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
 ):  # fmt: skip
     """A read aligned without gaps across an indel site j in ``[k0, k)`` whose compared
     stretch covers p, and whose bases match one of that site's indel haplotypes best, is
@@ -200,8 +223,8 @@ def misaligned(
         if qp - q_j != p - pos[j]:
             continue
         ib, uniq, _ = hap_scores(
-            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, n_alleles[j], bases,
-            rquals, min_baseq, scores,
+            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, n_alleles[j], n_nb,
+            bases, rquals, min_baseq, scores,
         )  # fmt: skip
         if uniq and allele_indel[j, ib]:
             return True
@@ -210,9 +233,9 @@ def misaligned(
 
 @kernel
 def spanning_deletion(
-    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, cmp_len, indel,
-    cap, shift, del_end, mapq, start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases, rquals,
-    mate, first,
+    k0, k, p, i, qp, flank, min_baseq, scores, pos, n_alleles, hap, hap_cand, n_nb, cmp_len,
+    indel, cap, shift, del_end, mapq, start, end, qoff, qlen, coff, cn, cig_op, cig_len, bases,
+    rquals, mate, first,
 ):  # fmt: skip
     """Phred evidence that read i (query offset of its base at p: qp, -1 if none) carries
     a deletion spanning p, 0 when it does not: the read's unique best allele at an indel
@@ -235,8 +258,8 @@ def spanning_deletion(
         if q_j < 0:
             continue
         ib, uniq, nmm = hap_scores(
-            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, n_alleles[j], bases,
-            rquals, min_baseq, scores,
+            j, q_j, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, n_alleles[j], n_nb,
+            bases, rquals, min_baseq, scores,
         )  # fmt: skip
         if not uniq or del_end[j, ib] <= p:
             continue
@@ -301,7 +324,7 @@ def stutter_penalties(scores, na, keep, trans, cap, mq, w, out):
 
 @kernel
 def indel_row(
-    k, i, qp, flank, min_baseq, scores, pens, no, n_alleles, hap, hap_cand, cmp_len, cap,
+    k, i, qp, flank, min_baseq, scores, pens, no, n_alleles, hap, hap_cand, n_nb, cmp_len, cap,
     shift, stutter, mapq, sample, qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best,
 ):  # fmt: skip
     """Write row ``no``: read i (base aligned at POS: query offset qp) scored against the
@@ -310,13 +333,13 @@ def indel_row(
     ``scores``, ``pens``: scratch."""
     na = n_alleles[k]
     ib, unique, nmm = hap_scores(
-        k, qp, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, na, bases, rquals,
+        k, qp, qoff[i], qlen[i], cmp_len, shift, flank, hap, hap_cand, na, n_nb, bases, rquals,
         min_baseq, scores,
     )  # fmt: skip
     keep, trans = stutter
     w = 1.0 + max(0, nmm - 1) ** 2
     stutter_penalties(scores, na, keep[k], trans[k], cap[k], float(mapq[i]), w, pens)
-    for a in range(hap.shape[1]):
+    for a in range(o_pen.shape[1]):
         if a < na:
             o_pen[no, a] = pens[a]
         else:
@@ -332,7 +355,7 @@ def snv_row(no, k, s, na, hap, w, b, o_site, o_sample, o_pen, o_best):
     on every allele but b's; b < 0 stands for a spanning deletion, which costs ``w`` on
     every allele but REF (allele 0: "not this SNV")."""
     best = -1
-    for a in range(hap.shape[1]):
+    for a in range(o_pen.shape[1]):
         carried = a < na and (hap[k, a, 0] == b if b >= 0 else a == 0)
         o_pen[no, a] = 0.0 if carried or a >= na else w
         if carried:
@@ -352,13 +375,13 @@ def obs_pass(
     (``order``, ``sorted_start``; ``max_span`` the longest read span).
 
     ``sites``: the Sites columns (pos, n_alleles, hap, cmp_len, indel, cap, allele_indel,
-    shift, del_end, cand, hap_cand, (st_keep, st_trans)); ``reads``: the ReadBatch columns (start, end, mapq,
+    shift, del_end, cand, hap_cand, n_neighbour, (st_keep, st_trans)); ``reads``: the ReadBatch columns (start, end, mapq,
     sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals = raw_quals), mate
     (overlapping mate or -1), first (first mate); ``out``: the Observations columns (site,
     sample, pen, best, read, qpos; qpos -1 for a read counted as a spanning deletion)."""
     # unpacked once (helpers reading the tuples in their loops measured 2x slower)
     pos, n_alleles, hap, cmp_len, indel, cap, allele_indel, shift, del_end, cand, hap_cand, \
-        stutter = sites  # fmt: skip
+        n_nb, stutter = sites  # fmt: skip
     start, end, mapq, sample, qoff, qlen, coff, cn, cig_op, cig_len, bases, quals, rquals, \
         mate, first = reads  # fmt: skip
     o_site, o_sample, o_pen, o_best, o_read, o_qpos = out
@@ -395,14 +418,14 @@ def obs_pass(
             w = 0.0
             if snv and (qp < 0 or (k0 < k and misaligned(
                 k0, k, p, i, qp, flank, min_baseq, shadow_scores, pos, n_alleles, hap, hap_cand,
-                cmp_len, indel, allele_indel, shift, start, qoff, qlen, coff, cn, cig_op, cig_len,
-                bases, rquals,
+                n_nb, cmp_len, indel, allele_indel, shift, start, qoff, qlen, coff, cn, cig_op,
+                cig_len, bases, rquals,
             ))):  # fmt: skip
                 # no base at p, or a misaligned one: evidence only as a spanning deletion
                 w = spanning_deletion(
                     k0, k, p, i, qp, flank, min_baseq, shadow_scores, pos, n_alleles, hap,
-                    hap_cand, cmp_len, indel, cap, shift, del_end, mapq, start, end, qoff, qlen,
-                    coff, cn, cig_op, cig_len, bases, rquals, mate, first,
+                    hap_cand, n_nb, cmp_len, indel, cap, shift, del_end, mapq, start, end, qoff,
+                    qlen, coff, cn, cig_op, cig_len, bases, rquals, mate, first,
                 )  # fmt: skip
                 if w <= 0.0:
                     continue
@@ -418,7 +441,7 @@ def obs_pass(
                             o_best)  # fmt: skip
                 else:
                     indel_row(k, i, qp, flank, min_baseq, scores, shadow_scores, no, n_alleles,
-                              hap, hap_cand, cmp_len, cap, shift, stutter, mapq, sample, qoff,
-                              qlen, bases, rquals, o_site, o_sample, o_pen, o_best)  # fmt: skip
+                              hap, hap_cand, n_nb, cmp_len, cap, shift, stutter, mapq, sample,
+                              qoff, qlen, bases, rquals, o_site, o_sample, o_pen, o_best)  # fmt: skip
             no += 1
     return no

@@ -64,6 +64,10 @@ Pipeline for one window ``[ws, we)`` of a contig (0-based half-open throughout):
      (indel errors other than stutter) falling with the repeat length:
      ``max(INDEL_CAP_MIN, INDEL_CAP - d / 2)`` with ``d`` the offset from POS where the
      haplotypes first differ. A read too short to reach that offset ties the alleles.
+     Allele 0 scores the best of the REF haplotype and up to ``NEIGHBOUR_HAPS``
+     neighbour haplotypes: the reference at POS with an insertion or deletion allele of
+     an indel site up to ``NEIGHBOUR_LEFT`` bp before POS, so that the reads of that
+     nearby indel do not count for this site's ALT (:func:`.sites._neighbours`).
    - Reads with many mismatches near the site are down-weighted: the penalties of a read
      with ``n`` mismatching high-quality bases are divided by ``1 + max(0, n - 1)^2`` at
      indel sites (mismatches vs its best haplotype over the compared stretch: such a read
@@ -116,6 +120,8 @@ __all__ = [
     "SHADOW_PAD",
     "REF_MARGIN",
     "REF_LEFT",
+    "NEIGHBOUR_LEFT",
+    "NEIGHBOUR_HAPS",
     "BASES",
     "CIGAR_INS",
     "CIGAR_DEL",
@@ -167,8 +173,15 @@ CLIP_REACH = MAX_INDEL_LENGTH + 50
 SHADOW_PAD = CALL_REACH + CLIP_REACH
 #: Reference margin (bp) fetched beyond the reads of a window.
 REF_MARGIN = MAX_INDEL_LENGTH + MAX_COMPARE + MAX_SHIFT + 100
-#: Reference bases needed before the first site of a window.
-REF_LEFT = INDEL_LEFT_FLANK + MAX_SHIFT
+#: Indel sites up to this far (bp) before an indel site's POS lend it *neighbour
+#: haplotypes*: the reference at POS with the neighbour's indel allele, which stand for
+#: allele 0 there (:mod:`varcall.engines.native.sites`).
+NEIGHBOUR_LEFT = INDEL_LEFT_FLANK + 2 * MAX_SHIFT
+#: Neighbour haplotypes per indel site (the nearest neighbours' alleles first).
+NEIGHBOUR_HAPS = 4
+#: Reference bases needed before the first site, and before the first read, of a window
+#: (an indel site's haplotypes, a neighbour's deletion included).
+REF_LEFT = INDEL_LEFT_FLANK + MAX_SHIFT + NEIGHBOUR_LEFT
 
 #: BAM CIGAR operation codes of an insertion and a deletion ("MIDNSHP=X" -> 0..8).
 CIGAR_INS = 1

@@ -25,6 +25,8 @@ from varcall.engines.native.pileup import (
     MAX_SHIFT,
     MIN_ALT_FRACTION,
     MIN_ALT_READS,
+    NEIGHBOUR_HAPS,
+    NEIGHBOUR_LEFT,
     encode_bases,
 )
 from varcall.engines.native.reads import ReadBatch
@@ -57,7 +59,9 @@ class Sites:
     sites): the local haplotypes a read's context is compared with. st_keep (N, A),
     st_trans (N, A, A) float64: the stutter probabilities of
     :func:`varcall.engines.native.stutter.site_stutter` (1 and 0 at SNV-only sites and
-    outside repeats). At indel sites
+    outside repeats). ``hap`` and ``hap_cand`` have A + NEIGHBOUR_HAPS rows: rows A ..
+    A + n_neighbour[k] - 1 hold indel site k's neighbour haplotypes (:func:`_neighbours`),
+    which stand for allele 0; n_neighbour: (N,) int32. At indel sites
     ``hap[k, a, h]`` holds reference position ``POS - INDEL_LEFT_FLANK - shift + h`` of
     the allele's haplotype (left flank, allele, reference after it); at SNV-only sites
     ``hap[k, a, 0]`` is the allele's base.
@@ -78,6 +82,7 @@ class Sites:
     hap_cand: np.ndarray
     st_keep: np.ndarray
     st_trans: np.ndarray
+    n_neighbour: np.ndarray
 
     @property
     def n_sites(self) -> int:
@@ -252,13 +257,19 @@ def _site_table(
                 np.array([BASES.index(a[1])], np.uint8) for a in al[1:]
             ]
         haps.append(hs)
-    hap = _pack_haplotypes(haps)
+    neighbours = _neighbours(pos, alleles_out, indel, cmp_len, shift, haps, ref, ref_lo)
+    hap = _pack_haplotypes(haps, [[h for h, _ in nb] for nb in neighbours])
     cand = _candidate_bases(pos, alleles_out, ref.shape[0], ref_lo)
+    hap_cand = _haplotype_candidates(pos, alleles_out, indel, shift, hap.shape[2], cand, ref_lo)
+    for k, nb in enumerate(neighbours):
+        for e, (_, x) in enumerate(nb):
+            hap_cand[k, MAX_ALLELES + e, : x.shape[0]] = _candidate_bits(x, int(pos[k]), cand, ref_lo)
     return Sites(
         allele_indel=_allele_indel(alleles_out),
         del_end=_deletion_ends(pos, alleles_out),
         cand=cand,
-        hap_cand=_haplotype_candidates(pos, alleles_out, indel, shift, hap.shape[2], cand, ref_lo),
+        hap_cand=hap_cand,
+        n_neighbour=np.array([len(nb) for nb in neighbours], np.int32),
         shift=shift,
         pos=pos,
         n_alleles=n_alleles,
@@ -293,16 +304,105 @@ def _indel_site(
     return [np.concatenate([left, h])[:width] for h in hs], cmp_len, cap, sh
 
 
-def _pack_haplotypes(haps: list[list[np.ndarray]]) -> np.ndarray:
-    """(N, MAX_ALLELES, H) uint8 of the haplotypes of each site, N (4) padded."""
+def _pack_haplotypes(haps: list[list[np.ndarray]], extra: list[list[np.ndarray]]) -> np.ndarray:
+    """(N, MAX_ALLELES + NEIGHBOUR_HAPS, H) uint8: the haplotypes of each site's alleles,
+    then its neighbour haplotypes (``extra``), N (4) padded."""
     n = len(haps)
     hmax = max([h.shape[0] for hs in haps for h in hs], default=1)
-    hap = np.full((n, MAX_ALLELES, hmax), 4, np.uint8)
+    hap = np.full((n, MAX_ALLELES + NEIGHBOUR_HAPS, hmax), 4, np.uint8)
     for k in range(n):
-        for a, h in enumerate(haps[k]):
-            m = min(hmax, h.shape[0])
-            hap[k, a, :m] = h[:m]
+        for a, h in enumerate([*haps[k], *([None] * (MAX_ALLELES - len(haps[k]))), *extra[k]]):
+            if h is not None:
+                m = min(hmax, h.shape[0])
+                hap[k, a, :m] = h[:m]
     return hap
+
+
+def _neighbours(
+    pos: np.ndarray,
+    alleles: list[list[tuple[str, str]]],
+    indel: np.ndarray,
+    cmp_len: np.ndarray,
+    shift: np.ndarray,
+    haps: list[list[np.ndarray]],
+    ref: np.ndarray,
+    ref_lo: int,
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per site, its neighbour haplotypes as (codes, reference position of each base, -1
+    inside an insertion), in the frame of the site's own haplotypes (index 0 faces
+    ``POS - INDEL_LEFT_FLANK - shift``, POS's base at ``INDEL_LEFT_FLANK + shift``).
+
+    An indel site k's neighbours are the insertion and deletion alleles of the indel
+    sites with POS in ``[POS_k - NEIGHBOUR_LEFT, POS_k)`` that keep POS_k (a deletion
+    spanning it is a spanning deletion instead), the nearest first, at most
+    NEIGHBOUR_HAPS: each is the reference around POS_k with that allele. (Indel sites
+    after POS_k need none: the comparison stops at the next one.) A read of a nearby
+    indel's haplotype can fit one of site k's ALT haplotypes better than its REF one (a
+    1-bp insertion before CATCATCA reads like the reference with AT deleted two bases
+    later, up to where the two differ); it fits its own haplotype best, so it counts for
+    allele 0 ("not this indel") at site k. A neighbour haplotype equal to one of site k's
+    ALT haplotypes along the compared stretch (``haps``: the site's own, as long as that
+    stretch) cannot be told apart from it there and is left out. SNV-only sites have
+    none."""
+    out: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(pos.shape[0])]
+    idx = np.nonzero(indel)[0]
+    ipos = pos[idx].tolist()
+    for k in idx.tolist():
+        p, cl = int(pos[k]), int(cmp_len[k])
+        found = []
+        lo, hi = bisect.bisect_left(ipos, p - NEIGHBOUR_LEFT), bisect.bisect_left(ipos, p)
+        for j in idx[lo:hi].tolist():
+            pj = int(pos[j])
+            for kind, seq in alleles[j][1:]:
+                spans = kind == "D" and pj < p <= pj + len(seq)
+                if j != k and kind in "ID" and not spans:
+                    found.append((abs(pj - p), pj, kind, len(seq), seq))
+        for _, pj, kind, _, seq in sorted(found):
+            codes, x = _neighbour_haplotype(p, int(shift[k]), cl, pj, kind, seq, ref, ref_lo)
+            if len(out[k]) < NEIGHBOUR_HAPS and not any(
+                np.array_equal(codes, h) for h in haps[k][1:]
+            ):
+                out[k].append((codes, x))
+    return out
+
+
+def _neighbour_haplotype(
+    p: int, sh: int, cl: int, pj: int, kind: str, seq: str, ref: np.ndarray, ref_lo: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, reference positions) of the reference with the indel ``kind``/``seq`` at
+    POS ``pj``, in the frame of the indel site at ``p`` (see :func:`_neighbours`)."""
+    width = INDEL_LEFT_FLANK + 2 * sh + cl
+    lo = p - INDEL_LEFT_FLANK - sh - NEIGHBOUR_LEFT
+    x = np.arange(lo, p + width + 1 + (len(seq) if kind == "D" else 0))
+    if kind == "D":
+        x = x[(x <= pj) | (x > pj + len(seq))]
+        codes = _codes_at(x, ref, ref_lo)
+    else:
+        cut = int(np.searchsorted(x, pj + 1))
+        codes = np.concatenate(
+            [_codes_at(x[:cut], ref, ref_lo), encode_bases(seq), _codes_at(x[cut:], ref, ref_lo)]
+        )
+        x = np.concatenate([x[:cut], np.full(len(seq), -1), x[cut:]])
+    s0 = int(np.nonzero(x == p)[0][0]) - INDEL_LEFT_FLANK - sh
+    return codes[s0 : s0 + width], x[s0 : s0 + width]
+
+
+def _codes_at(x: np.ndarray, ref: np.ndarray, ref_lo: int) -> np.ndarray:
+    """Reference codes at positions ``x`` (N, 4, outside the window's reference)."""
+    ok = (x >= ref_lo) & (x < ref_lo + ref.shape[0])
+    out = np.full(x.shape[0], 4, np.uint8)
+    out[ok] = ref[x[ok] - ref_lo]
+    return out
+
+
+def _candidate_bits(x: np.ndarray, p: int, cand: np.ndarray, ref_lo: int) -> np.ndarray:
+    """The candidate bits (``cand``) of reference positions ``x`` (-1: none) within
+    CALL_REACH of ``p`` and inside the window's reference."""
+    ok = (x >= max(ref_lo, p - CALL_REACH)) & (x <= p + CALL_REACH)
+    ok &= x < ref_lo + cand.shape[0]
+    out = np.zeros(x.shape[0], np.uint8)
+    out[ok] = cand[x[ok] - ref_lo]
+    return out
 
 
 def _allele_indel(alleles: list[list[tuple[str, str]]]) -> np.ndarray:
@@ -347,10 +447,11 @@ def _haplotype_candidates(
     cand: np.ndarray,
     ref_lo: int,
 ) -> np.ndarray:
-    """(N, MAX_ALLELES, width) uint8: the candidate bits (``cand``) of the reference
-    position each haplotype base of an indel site stands for (none inside an insertion),
-    for positions within CALL_REACH of POS, so that they are the same in every window."""
-    out = np.zeros((len(alleles), MAX_ALLELES, width), np.uint8)
+    """(N, MAX_ALLELES + NEIGHBOUR_HAPS, width) uint8: the candidate bits (``cand``) of the
+    reference position each haplotype base of an indel site's alleles stands for (none
+    inside an insertion), for positions within CALL_REACH of POS, so that they are the
+    same in every window; the neighbour rows are left 0 for the caller."""
+    out = np.zeros((len(alleles), MAX_ALLELES + NEIGHBOUR_HAPS, width), np.uint8)
     for k in np.nonzero(indel)[0].tolist():
         p = int(pos[k])
         left = np.arange(p - INDEL_LEFT_FLANK - int(shift[k]), p)
@@ -362,9 +463,7 @@ def _haplotype_candidates(
                 after = np.concatenate([np.full(len(seq), -1), after])
             x = np.concatenate([left, [p], after])[:width]
             # positions past the contig end (where the window's reference ends) have none
-            ok = (x >= max(ref_lo, p - CALL_REACH)) & (x <= p + CALL_REACH)
-            ok &= x < ref_lo + cand.shape[0]
-            out[k, a, ok] = cand[x[ok] - ref_lo]
+            out[k, a, : x.shape[0]] = _candidate_bits(x, p, cand, ref_lo)
     return out
 
 
