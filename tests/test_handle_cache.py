@@ -193,6 +193,14 @@ def test_bgzf_reader_matches_htslib(small_cohort: Path, inflater: str) -> None:
                 mine.seek(v)
                 theirs.seek(v)
                 assert mine.read(n) == theirs.read(n)
+            # block by block (fetch_raw's way): the rest of the current block, then whole
+            # blocks, each ending where the next one starts
+            mine.seek(v)
+            theirs.seek(v)
+            got = bytearray()
+            sizes = [mine.read_block_into(got) for _ in range(4)]
+            assert bytes(got) == theirs.read(len(got))
+            assert all(0 < n <= 1 << 16 for n in sizes[1:] if n) and mine._within == 0
     finally:
         mine.close()
         theirs.close()

@@ -92,6 +92,21 @@ class BgzfReader:
             self._blocks.popitem(last=False)
         return out
 
+    def read_block_into(self, out: bytearray) -> int:
+        """Append the rest of the current block's inflated bytes to ``out`` (inflating it,
+        or the next one when at its end); returns how many, 0 at the end of the file. A
+        caller that stops as soon as it has what it needs inflates no block past it."""
+        while True:
+            data, nxt = self._load(self._block)
+            if nxt == self._block:
+                return 0  # end of the file
+            if self._within < len(data):
+                take = len(data) - self._within
+                out += memoryview(data)[self._within :]
+                self._block, self._within = nxt, 0
+                return take
+            self._block, self._within = nxt, 0
+
     def read(self, n: int) -> bytes:
         """Up to ``n`` inflated bytes from the current position (fewer only at the end of
         the file); the position moves past them."""
