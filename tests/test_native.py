@@ -240,6 +240,10 @@ def test_fetch_pad_covers_call_reach(small_inputs, small_whole, monkeypatch):
     assert native_mod.SHADOW_PAD == pileup.SHADOW_PAD
     assert pileup.SHADOW_PAD >= pileup.CALL_REACH + pileup.CLIP_REACH
     assert pileup.CALL_REACH >= pileup.MAX_COMPARE
+    # an indel site's neighbour haplotypes come from sites within the reach, and the
+    # window's reference holds their flank
+    assert pileup.NEIGHBOUR_LEFT <= pileup.CALL_REACH
+    assert pileup.REF_LEFT >= pileup.INDEL_LEFT_FLANK + pileup.MAX_SHIFT + pileup.NEIGHBOUR_LEFT
     fetched, reach = [], []
     real_fetch, real_obs = native_mod.fetch_reads, observations.obs_pass
 

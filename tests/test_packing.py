@@ -97,6 +97,11 @@ def test_task_count_follows_work_not_lines(small_cohort: Path) -> None:
     assert [i for p in packs for i in p] == list(range(len(layout)))
     # few regions: one task each, as before
     assert pack_layout(inputs, layout[:4], slots=2) is None
+    # regions about as many as tasks (the default plan's 8 for 2 slots): packing would
+    # make tasks of one and of two regions, the double ones the run's stragglers
+    n_tasks = TASKS_PER_SLOT * 2
+    assert pack_layout(inputs, layout[: 2 * n_tasks - 1], slots=2) is None
+    assert len(pack_layout(inputs, layout[: 2 * n_tasks], slots=2) or []) == n_tasks
     # the tasks are balanced by the indexed bytes
     costs = region_costs(layout, coverage_profile(inputs))
     sums = [costs[p].sum() for p in packs]
