@@ -20,6 +20,7 @@ import click
 from varcall import __version__
 from varcall.cli.call import call
 from varcall.cli.commands import audit, concordance, regions, report, simulate
+from varcall.core.allocator import keep_freed_memory
 
 __all__ = ["main", "entry"]
 
@@ -67,7 +68,11 @@ def entry() -> None:
     run. So once the command has ended, the exit functions run as usual (``atexit``:
     temporary folders, logging, Dask), the standard streams are flushed, and the process
     ends with ``os._exit`` (same exit status) unless a non-daemon thread is still running,
-    in which case the interpreter exits the usual way."""
+    in which case the interpreter exits the usual way.
+
+    First, freed large arrays are kept for reuse rather than unmapped
+    (:func:`varcall.core.allocator.keep_freed_memory`: fewer page faults per window)."""
+    keep_freed_memory()
     try:
         code = _run_main()
     except SystemExit as e:

@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from varcall.core.allocator import ENVIRON as ALLOCATOR_ENVIRON
+from varcall.core.allocator import user_malloc_settings
 from varcall.core.errors import InputError, VarcallError
 from varcall.run.forkserver import (
     TRIM_THRESHOLD_SETTING,
@@ -333,7 +335,10 @@ def _quiet_local_servers() -> Iterator[None]:
       is a fresh mmap whose pages fault in again. That made each region ~30% slower in a
       worker process than in this process (measured: 0.55-0.65 s vs 0.40-0.44 s per
       250 kb region of 4 samples; 0.6 s more system time per 1.3 Mb). Worker memory stays
-      bounded by the region (``make bench`` reports it)."""
+      bounded by the region (``make bench`` reports it). Instead, unless the environment
+      holds ``MALLOC_*`` settings, workers get :data:`varcall.core.allocator.ENVIRON` (no
+      mmap for large blocks, a 1 GiB trim threshold): a window's freed arrays are reused
+      by the next one rather than faulted in again."""
     import dask
 
     settings: dict[str, Any] = {}
@@ -342,6 +347,9 @@ def _quiet_local_servers() -> Iterator[None]:
             settings[key] = value
     if drop_trim_threshold():
         settings[TRIM_THRESHOLD_SETTING] = None  # None: Dask leaves the variable unset
+        if not user_malloc_settings():  # large arrays reused, not mapped anew (allocator)
+            for key, value in ALLOCATOR_ENVIRON.items():
+                settings[f"distributed.nanny.pre-spawn-environ.{key}"] = value
     with dask.config.set(settings):
         yield
 

@@ -17,6 +17,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from varcall.core.allocator import ENVIRON as ALLOCATOR_ENVIRON
+from varcall.core.allocator import user_malloc_settings
+
 __all__ = [
     "TRIM_THRESHOLD_SETTING",
     "user_dask_setting",
@@ -65,8 +68,9 @@ def _worker_environ() -> dict[str, str]:
     """The variables Dask's nanny puts into the environment before it starts a worker
     process (``distributed.nanny.pre-spawn-environ``: the user's Dask config and
     environment first, then distributed's defaults; ``MALLOC_TRIM_THRESHOLD_`` dropped as
-    :func:`drop_trim_threshold` says). Read from distributed's default config file, without
-    importing distributed (0.4 s)."""
+    :func:`drop_trim_threshold` says, and then :data:`varcall.core.allocator.ENVIRON`
+    unless the environment holds ``MALLOC_*`` settings). Read from distributed's default
+    config file, without importing distributed (0.4 s)."""
     import importlib.util
 
     import dask
@@ -80,6 +84,8 @@ def _worker_environ() -> dict[str, str]:
     cfg = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     if drop_trim_threshold():
         cfg.pop("MALLOC_TRIM_THRESHOLD_", None)
+        if not user_malloc_settings():  # large arrays reused, not mapped anew (allocator)
+            cfg.update(ALLOCATOR_ENVIRON)
     return {k: os.environ.get(k, str(v)) for k, v in cfg.items() if v is not None}
 
 
