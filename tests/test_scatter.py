@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from scale_data import FakeEngine, _fake_calls, write_bam, write_reference
 
+from varcall.core import allocator
 from varcall.core.callset import load_callset
 from varcall.core.errors import InputError, RegionError
 from varcall.core.params import CallParams
@@ -362,6 +363,7 @@ def state():
     native = sys.modules.get("varcall.engines.native.engine")
     return {
         "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        "mmap": os.environ.get("MALLOC_MMAP_MAX_"),
         "omp": os.environ.get("OMP_NUM_THREADS"),
         "warm": bool(native is not None and native._warmed),
         "forked": os.getppid() != PARENT,
@@ -378,8 +380,10 @@ with starter.attach() as client:
 def test_process_workers_environment_and_warm_up():
     """Local worker processes come from a fork server (not this process) that has run the
     engine's warm-up (numba kernels loaded), and get Dask's worker environment except
-    MALLOC_TRIM_THRESHOLD_ (it made every region ~30% slower). In a fresh interpreter:
-    the fork server is one per process and keeps the environment it started with."""
+    its MALLOC_TRIM_THRESHOLD_ of 64 KiB (it made every region ~30% slower): varcall's
+    allocator settings instead (varcall.core.allocator: freed large arrays kept). In a
+    fresh interpreter: the fork server is one per process and keeps the environment it
+    started with."""
     import os
     import subprocess
     import sys
@@ -390,19 +394,31 @@ def test_process_workers_environment_and_warm_up():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     states = json.loads(out.stdout.strip().splitlines()[-1])
-    assert states == [{"trim": None, "omp": "1", "warm": True, "forked": True}] * 2, states
+    expect = {
+        "trim": allocator.ENVIRON["MALLOC_TRIM_THRESHOLD_"],
+        "mmap": "0",
+        "omp": "1",
+        "warm": True,
+        "forked": True,
+    }
+    assert states == [expect] * 2, states
 
 
 def test_worker_environ_keeps_a_user_setting(monkeypatch, fake_sbatch):
+    import os
+
     import dask
 
     from varcall.run.clusters import _jobqueue_kwargs
     from varcall.run.forkserver import _worker_environ
 
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    for key in [k for k in os.environ if k.startswith("MALLOC_")]:  # a fork server's
+        monkeypatch.delenv(key)
     monkeypatch.delenv("DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON", raising=False)
     env = _worker_environ()
-    assert "MALLOC_TRIM_THRESHOLD_" not in env and env.get("OMP_NUM_THREADS") == "1"
+    # not Dask's 64 KiB trim threshold: varcall's allocator settings
+    assert env["MALLOC_TRIM_THRESHOLD_"] == allocator.ENVIRON["MALLOC_TRIM_THRESHOLD_"]
+    assert env["MALLOC_MMAP_MAX_"] == "0" and env.get("OMP_NUM_THREADS") == "1"
     spec = ClusterSpec(kind="slurm", cores=1, memory="1GB")
     (line,) = _jobqueue_kwargs(spec)["job_script_prologue"]
     assert "MALLOC_TRIM_THRESHOLD_': None" in line
