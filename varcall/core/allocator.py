@@ -30,7 +30,7 @@ import ctypes.util
 import logging
 import os
 
-__all__ = ["ENVIRON", "keep_freed_memory", "user_malloc_settings"]
+__all__ = ["ENVIRON", "keep_freed_memory", "user_malloc_settings", "worker_environ"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,12 @@ def user_malloc_settings() -> bool:
     """Whether the environment already holds glibc malloc settings (the user's own, or
     this module's in a process started with :data:`ENVIRON`)."""
     return any(k.startswith("MALLOC_") for k in os.environ)
+
+
+def worker_environ() -> dict[str, str]:
+    """The variables a local worker process gets: :data:`ENVIRON`, or none where the
+    environment already holds ``MALLOC_*`` settings (they pass on as they are)."""
+    return {} if user_malloc_settings() else dict(ENVIRON)
 
 
 def keep_freed_memory() -> bool:

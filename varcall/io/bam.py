@@ -70,7 +70,7 @@ def fetch_raw(
     # the worker's open reader of this file version (varcall.io.handles), seeked anew
     # one BGZF block at a time, until the records pass the region: no block after the
     # one holding its last record is inflated (reading ahead in growing chunks inflated
-    # 5.3 blocks per stutter-calibration fetch of 100-bp reads at 20x; this, 3.6)
+    # 5.3 blocks per stutter-calibration fetch of 100-bp reads at 20x; this, 3.7)
     with checkout(bam, _open_bgzf, "bgzf") as f:
         f.seek(voff)
         data = bytearray()

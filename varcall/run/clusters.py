@@ -20,8 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from varcall.core.allocator import ENVIRON as ALLOCATOR_ENVIRON
-from varcall.core.allocator import user_malloc_settings
+from varcall.core.allocator import worker_environ as allocator_environ
 from varcall.core.errors import InputError, VarcallError
 from varcall.run.forkserver import (
     TRIM_THRESHOLD_SETTING,
@@ -347,9 +346,8 @@ def _quiet_local_servers() -> Iterator[None]:
             settings[key] = value
     if drop_trim_threshold():
         settings[TRIM_THRESHOLD_SETTING] = None  # None: Dask leaves the variable unset
-        if not user_malloc_settings():  # large arrays reused, not mapped anew (allocator)
-            for key, value in ALLOCATOR_ENVIRON.items():
-                settings[f"distributed.nanny.pre-spawn-environ.{key}"] = value
+        for key, value in allocator_environ().items():  # large arrays reused, not mapped anew
+            settings[f"distributed.nanny.pre-spawn-environ.{key}"] = value
     with dask.config.set(settings):
         yield
 

@@ -17,8 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from varcall.core.allocator import ENVIRON as ALLOCATOR_ENVIRON
-from varcall.core.allocator import user_malloc_settings
+from varcall.core.allocator import worker_environ as allocator_environ
 
 __all__ = [
     "TRIM_THRESHOLD_SETTING",
@@ -84,8 +83,7 @@ def _worker_environ() -> dict[str, str]:
     cfg = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     if drop_trim_threshold():
         cfg.pop("MALLOC_TRIM_THRESHOLD_", None)
-        if not user_malloc_settings():  # large arrays reused, not mapped anew (allocator)
-            cfg.update(ALLOCATOR_ENVIRON)
+        cfg.update(allocator_environ())  # large arrays reused, not mapped anew
     return {k: os.environ.get(k, str(v)) for k, v in cfg.items() if v is not None}
 
 

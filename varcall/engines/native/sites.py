@@ -299,7 +299,7 @@ def _indel_site(
         limit = max(d_max + 2, indel_pos[nxt] - p + 1)
     cmp_len = min(MAX_COMPARE, d_max + INDEL_FLANK + 1, limit)
     cap = max(INDEL_CAP_MIN, INDEL_CAP - 0.5 * d_max)
-    left = _ref_codes(ref, ref_lo, p - INDEL_LEFT_FLANK - sh, p)
+    left = _codes_at(np.arange(p - INDEL_LEFT_FLANK - sh, p), ref, ref_lo)
     width = INDEL_LEFT_FLANK + 2 * sh + int(cmp_len)
     return [np.concatenate([left, h])[:width] for h in hs], cmp_len, cap, sh
 
@@ -311,10 +311,10 @@ def _pack_haplotypes(haps: list[list[np.ndarray]], extra: list[list[np.ndarray]]
     hmax = max([h.shape[0] for hs in haps for h in hs], default=1)
     hap = np.full((n, MAX_ALLELES + NEIGHBOUR_HAPS, hmax), 4, np.uint8)
     for k in range(n):
-        for a, h in enumerate([*haps[k], *([None] * (MAX_ALLELES - len(haps[k]))), *extra[k]]):
-            if h is not None:
-                m = min(hmax, h.shape[0])
-                hap[k, a, :m] = h[:m]
+        rows = [*enumerate(haps[k]), *enumerate(extra[k], start=MAX_ALLELES)]
+        for a, h in rows:
+            m = min(hmax, h.shape[0])
+            hap[k, a, :m] = h[:m]
     return hap
 
 
@@ -351,17 +351,16 @@ def _neighbours(
         p, cl = int(pos[k]), int(cmp_len[k])
         found = []
         lo, hi = bisect.bisect_left(ipos, p - NEIGHBOUR_LEFT), bisect.bisect_left(ipos, p)
-        for j in idx[lo:hi].tolist():
+        for j in idx[lo:hi].tolist():  # sites before POS_k only
             pj = int(pos[j])
             for kind, seq in alleles[j][1:]:
-                spans = kind == "D" and pj < p <= pj + len(seq)
-                if j != k and kind in "ID" and not spans:
-                    found.append((abs(pj - p), pj, kind, len(seq), seq))
+                if kind in "ID" and not (kind == "D" and p <= pj + len(seq)):
+                    found.append((p - pj, pj, kind, len(seq), seq))
         for _, pj, kind, _, seq in sorted(found):
+            if len(out[k]) == NEIGHBOUR_HAPS:
+                break
             codes, x = _neighbour_haplotype(p, int(shift[k]), cl, pj, kind, seq, ref, ref_lo)
-            if len(out[k]) < NEIGHBOUR_HAPS and not any(
-                np.array_equal(codes, h) for h in haps[k][1:]
-            ):
+            if not any(np.array_equal(codes, h) for h in haps[k][1:]):
                 out[k].append((codes, x))
     return out
 
@@ -465,12 +464,6 @@ def _haplotype_candidates(
             # positions past the contig end (where the window's reference ends) have none
             out[k, a, : x.shape[0]] = _candidate_bits(x, p, cand, ref_lo)
     return out
-
-
-def _ref_codes(ref: np.ndarray, ref_lo: int, start: int, end: int) -> np.ndarray:
-    """Reference codes of ``[start, end)``, N (4) before the contig start."""
-    pad = max(0, -start)
-    return np.concatenate([np.full(pad, 4, np.uint8), ref[start + pad - ref_lo : end - ref_lo]])
 
 
 def _haplotypes(
