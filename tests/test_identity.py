@@ -39,6 +39,7 @@ from varcall.core.errors import InputError
 from varcall.core.params import CallParams
 from varcall.core.regions import Region, read_bed_regions
 from varcall.engines import get_engine
+from varcall.engines.native.stutter import TABLE_LEN
 from varcall.run.clusters import ClusterSpec, open_client
 from varcall.run.pipeline import run_call
 
@@ -355,7 +356,7 @@ def test_manifest_and_audit(small_cohort, proc2, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert m["mode"] == "distributed" and m["engine"]["name"] == "native"
     recorded = dict(m["params"])
-    assert len(recorded.pop("stutter_table")) == 26  # estimated once, before the regions
+    assert len(recorded.pop("stutter_table")) == TABLE_LEN  # estimated once, before the regions
     assert recorded == {
         k: v for k, v in json.loads(json.dumps(CallParams().as_dict())).items()
         if k != "stutter_table"

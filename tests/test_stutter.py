@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 from varcall.core.params import CallInputs, CallParams
 from varcall.core.regions import Region
 from varcall.engines.native import NativeEngine
-from varcall.engines.native.calibrate import calibrated_params, fit_table, stutter_table
+from varcall.engines.native.calibrate import (
+    _variant_loci,
+    calibrated_params,
+    fit_table,
+    stutter_table,
+)
 from varcall.engines.native.model import genotype_likelihoods
 from varcall.engines.native.observations_numba_fns import stutter_penalties
 from varcall.engines.native.pileup import MAX_ALLELES, REF_MARGIN, encode_bases
@@ -27,7 +32,11 @@ from varcall.engines.native.repeats import MAX_TRACT, reference_tracts, site_tra
 from varcall.engines.native.stutter import (
     L_CENTER,
     MAX_PERIOD,
+    MAX_STEP,
     PRIOR_TABLE,
+    RATIO_AT,
+    THETA,
+    VARIANT_PRIOR_AT,
     StutterModel,
     allele_units,
     site_stutter,
@@ -137,7 +146,7 @@ def test_site_stutter_rows_are_distributions(period, copies, steps):
             alleles.append(("D", unit * -k))
         elif k > 0:
             alleles.append(("I", unit * k))
-    keep, trans = site_stutter(StutterModel(PRIOR_TABLE), alleles, ref, text, 0, 1, MAX_ALLELES)
+    keep, trans, _ = site_stutter(StutterModel(PRIOR_TABLE), alleles, ref, text, 0, 1, MAX_ALLELES)
     assert (keep >= 0.5).all() and (trans >= 0).all() and (trans < keep[:, None]).all()
     assert np.allclose(keep + trans.sum(axis=1), 1.0)
     # a read that cannot tell the alleles apart (equal mismatch costs) ties them exactly
@@ -170,7 +179,7 @@ def _read_penalties(model: StutterModel, length: int, shows: int) -> np.ndarray:
     """Penalties (REF, one-unit deletion) of a perfect read showing the tract ``shows``
     units off the reference, in a ``length`` bp homopolymer."""
     text = "C" + "A" * length + "G" * 60
-    keep, trans = site_stutter(
+    keep, trans, _ = site_stutter(
         model, [("R", ""), ("D", "A")], encode_bases(text), text, 0, 0, MAX_ALLELES
     )
     mismatch = 35.0  # one base-quality 35 mismatch per base off
@@ -283,7 +292,8 @@ def test_without_the_stutter_model_stutter_is_called(tmp_path):
     ref = _reference()
     fasta, bam = _write_bam(tmp_path, ref, {"S1": [0, 0], "S2": [0, 0], "S3": [0, 0]}, 40)
     inputs = resolve_inputs(fasta, [bam])
-    no_stutter = tuple(-30.0 if i % 2 == 0 else 0.0 for i in range(len(PRIOR_TABLE) - 2))
+    # a table of the 26-number form (no repeat variant prior: THETA everywhere)
+    no_stutter = tuple(-30.0 if i % 2 == 0 else 0.0 for i in range(RATIO_AT))
     got = _tract_records(inputs, CallParams(stutter_table=no_stutter + (0.1, 0.1)))
     assert got, "stutter reads at 17 % should look like heterozygous deletions"
 
@@ -392,8 +402,6 @@ def _pysam_steps(inputs: CallInputs, loci: list, min_mapq: int) -> np.ndarray:
     read of each name (file order) spanning the tract +- FLANK whose CIGAR changes the
     tract by k whole units (|k| <= MAX_STEP)."""
     from varcall.engines.native.calibrate import FLANK
-    from varcall.engines.native.stutter import MAX_STEP
-
     counts = np.zeros((len(loci), len(inputs.samples), 2 * MAX_STEP + 1), np.int64)
     column = {s: i for i, s in enumerate(inputs.samples)}
     for path in inputs.bams:
@@ -435,3 +443,96 @@ def test_step_counts_match_a_read_by_read_count(small_cohort: Path) -> None:
     got = count_steps(inputs, CallParams(), loci)
     assert got.sum() > 100
     assert np.array_equal(got, _pysam_steps(inputs, loci, CallParams().min_mapq))
+
+
+# ----------------------------------------------------------------------------- variant prior
+def test_built_in_variant_prior_is_theta_at_every_length():
+    """The prior table (and a 26-number table of earlier versions, which reads as it)
+    gives every repeat indel site the QUAL prior of any other site."""
+    for table in (PRIOR_TABLE, PRIOR_TABLE[:VARIANT_PRIOR_AT]):
+        model = StutterModel(table)
+        assert model.ratio == (PRIOR_TABLE[RATIO_AT], PRIOR_TABLE[RATIO_AT + 1])
+        for length in (0, 6, 15, 40, 80):
+            assert model.variant_prior(length) == pytest.approx(THETA)
+    low = PRIOR_TABLE[:VARIANT_PRIOR_AT] + (-20.0, 0.0)
+    assert StutterModel(low).variant_prior(30) == THETA  # never below THETA
+
+
+def _locus_counts(rng, kind: str, depth: int = 30) -> np.ndarray:
+    """Step counts (2 MAX_STEP + 1,) of one sample at a 30 bp homopolymer: ``ref``
+    (stutter only, 1 read in 15 one unit short), ``het`` (half the reads one unit
+    short) or ``hom`` (all)."""
+    c = np.zeros(2 * MAX_STEP + 1, np.int64)
+    short = {"ref": depth // 15, "het": depth // 2, "hom": depth - depth // 15}[kind]
+    c[MAX_STEP - 1] = short
+    c[MAX_STEP] = depth - short
+    if kind == "hom":  # the allele's own stutter
+        c[MAX_STEP - 1], c[MAX_STEP - 2] = depth - short, short
+        c[MAX_STEP] = 0
+    return c
+
+
+def test_variant_loci_are_samples_with_a_non_reference_allele():
+    rng = np.random.default_rng(0)
+    model = StutterModel(PRIOR_TABLE)
+    counts = np.stack(
+        [
+            np.stack([_locus_counts(rng, "ref"), _locus_counts(rng, k)])
+            for k in ("ref", "het", "hom")
+        ]
+    )
+    counts[0, 1] = 0
+    counts[0, 1, MAX_STEP - 1] = 3  # too few reads: not looked at
+    periods = np.ones(3, np.int64)
+    lengths = np.full(3, 30, np.int64)
+    got = _variant_loci(periods, lengths, counts, model)
+    assert got.tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_variant_prior_fit_follows_the_loci(share):
+    """Loci of 10-50 bp, a heterozygous sample at a share of them that grows with the
+    length (``share`` at 50 bp): pi(L) follows it; with none, near THETA."""
+    rng = np.random.default_rng(1)
+    lengths = np.repeat(np.arange(10, 51, 2), 12).astype(np.int64)
+    periods = np.ones(lengths.shape[0], np.int64)
+    counts = np.zeros((lengths.shape[0], 3, 2 * MAX_STEP + 1), np.int64)
+    for li, length in enumerate(lengths):
+        for s in range(3):
+            counts[li, s] = _locus_counts(rng, "ref")
+        if rng.random() < share * (length - 10) / 40:
+            counts[li, 1] = _locus_counts(rng, "het")
+    model = StutterModel(fit_table(periods, lengths, counts))
+    if share:
+        assert 0.25 < model.variant_prior(44) < 0.7
+        assert model.variant_prior(12) < 0.1
+    else:
+        assert model.variant_prior(12) < 0.002 and model.variant_prior(44) < 0.02
+
+
+def test_repeat_variant_prior_raises_qual_not_genotypes(tmp_path):
+    """The same reads called with the run's fitted prior and with THETA at every length:
+    the contraction records keep their genotypes, their QUAL rises with the prior."""
+    ref = _reference()
+    samples = {"S1": [0, 0], "S2": [0, -1], "S3": [0, 0], "S4": [0, 0]}
+    fasta, bam = _write_bam(tmp_path, ref, samples, 40)
+    inputs = resolve_inputs(fasta, [bam])
+    fitted = stutter_table(inputs, CallParams())
+    high = fitted[:VARIANT_PRIOR_AT] + (0.0, 0.0)  # pi = 0.5 at every length
+    flat = fitted[:VARIANT_PRIOR_AT] + PRIOR_TABLE[VARIANT_PRIOR_AT:]
+
+    def records(table):
+        cs = NativeEngine().call_region(
+            inputs, Region(CONTIG, 0, 3000), CallParams(stutter_table=table)
+        )
+        return {
+            int(p): (float(q), cs.genotype[v].tolist())
+            for v, (p, q) in enumerate(zip(cs.position, cs.quality))
+        }
+
+    got_high, got_flat = records(high), records(flat)
+    for ts, _, _ in (HOMOPOLYMER, STR):
+        anchor = ts - 1
+        assert anchor in got_high and anchor in got_flat, (got_high, got_flat)
+        assert got_high[anchor][1] == got_flat[anchor][1]
+        assert got_high[anchor][0] > got_flat[anchor][0] + 20  # ~ 10 log10(0.5 / THETA)

@@ -286,7 +286,7 @@ def call(
         ``"GRCh38"``), ``ploidy_contig`` (``{"chrY": 1}`` or ``["chrY=1"]``),
         ``samples_file``, ``ploidy_file``, ``par_bed`` (paths), ``min_qual``,
         ``memory_budget`` (MiB per task), ``engine_args``, ``indel_errors`` (``"estimate"``
-        or ``"prior"``), ``stutter_table`` (26 numbers), ``region_size``
+        or ``"prior"``), ``stutter_table`` (28 numbers), ``region_size``
         (bp), ``region_count``, ``single_process``, ``threads_per_worker``, ``worker_type``,
         ``scheduler``, ``tls_ca``/``tls_cert``/``tls_key``, ``cluster``, ``cluster_config``,
         ``queue``, ``account``, ``cores``, ``memory``, ``walltime``, ``jobs``, ``adapt_max``,

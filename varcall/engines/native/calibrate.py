@@ -51,7 +51,9 @@ from varcall.engines.native.stutter import (
     MAX_PERIOD,
     MAX_STEP,
     PRIOR_TABLE,
+    RATIO_AT,
     S1_MAX,
+    VARIANT_PRIOR_AT,
     StutterModel,
 )
 from varcall.io.index import BAI_LINEAR_SHIFT
@@ -84,6 +86,12 @@ HET_PRIOR = 0.02
 #: Prior standard deviations of the logistic intercept and slope (per bp).
 PRIOR_SD_A = 0.75
 PRIOR_SD_B = 0.05
+#: Prior standard deviations of the repeat variant prior's intercept and slope (per bp):
+#: wide, the run's loci decide (the prior's centre is THETA at every length).
+PRIOR_SD_C = 4.0
+PRIOR_SD_D = 0.5
+#: Largest Newton step of a logistic fit (logit units).
+MAX_NEWTON_STEP = 2.0
 #: Indexed fetches (tiles x alignment files) of a calibration, at least MIN_TILES tiles.
 #: A tile is the first TILE bp of a LINEAR_WINDOW bp window of the BAI/CSI linear index;
 #: its chosen loci share one fetch per file. An indexed fetch starts at the first read of
@@ -239,18 +247,27 @@ def _sample_observations(
     return np.stack([p, length, n[li, si], at(-1), at(1), at(-2), at(2)], axis=1).astype(np.float64)
 
 
-def _logistic_fit(x_len: np.ndarray, n: np.ndarray, x: np.ndarray, prior: tuple) -> tuple:
+def _logistic_fit(
+    x_len: np.ndarray,
+    n: np.ndarray,
+    x: np.ndarray,
+    prior: tuple,
+    sd: tuple[float, float] = (PRIOR_SD_A, PRIOR_SD_B),
+) -> tuple:
     """MAP ``(a, b)`` of ``x ~ Binomial(n, logistic(a + b (L - L_CENTER)))`` with a
-    Gaussian prior centred on ``prior`` (PRIOR_SD_A, PRIOR_SD_B); Newton's method."""
+    Gaussian prior centred on ``prior`` (standard deviations ``sd``); Newton's method."""
     theta = np.array(prior, np.float64)
-    lam = np.array([1 / PRIOR_SD_A**2, 1 / PRIOR_SD_B**2])
+    lam = np.array([1 / sd[0] ** 2, 1 / sd[1] ** 2])
     z = x_len - L_CENTER
     design = np.stack([np.ones_like(z), z], axis=1)
-    for _ in range(30):
+    for _ in range(60):
         s = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -50.0, 50.0)))
         grad = design.T @ (x - n * s) - lam * (theta - prior)
         hess = -(design.T * (n * s * (1 - s))) @ design - np.diag(lam)
         step = np.linalg.solve(hess, grad)
+        # damped: far from the optimum (a rare event's rate started at THETA) a full
+        # Newton step overshoots where the curvature n s (1 - s) is tiny
+        step *= min(1.0, MAX_NEWTON_STEP / max(1e-300, float(np.abs(step).max())))
         theta = theta - step
         if np.abs(step).max() < 1e-9:
             break
@@ -285,9 +302,49 @@ def fit_table(periods: np.ndarray, lengths: np.ndarray, counts: np.ndarray) -> t
                 table[i : i + 2] = _logistic_fit(rows[:, 1], rows[:, 2], rows[:, 3 + up], prior)
         for up in (0, 1):
             x1, x2 = use[:, 3 + up].sum(), use[:, 5 + up].sum()
-            r0 = PRIOR_TABLE[-2 + up]
-            table[-2 + up] = min(0.5, max(0.02, (x2 + 20 * r0) / (x1 + 20)))
+            r0 = PRIOR_TABLE[RATIO_AT + up]
+            table[RATIO_AT + up] = min(0.5, max(0.02, (x2 + 20 * r0) / (x1 + 20)))
+    model = StutterModel(tuple(table))
+    variant = _variant_loci(periods, lengths, counts, model)
+    seen = counts.sum(axis=2).max(axis=1) >= MIN_LOCUS_READS
+    table[VARIANT_PRIOR_AT : VARIANT_PRIOR_AT + 2] = _logistic_fit(
+        lengths[seen].astype(np.float64),
+        np.ones(int(seen.sum())),
+        variant[seen].astype(np.float64),
+        PRIOR_TABLE[VARIANT_PRIOR_AT : VARIANT_PRIOR_AT + 2],
+        (PRIOR_SD_C, PRIOR_SD_D),
+    )
     return tuple(round(float(v), 4) for v in table)
+
+
+def _variant_loci(
+    periods: np.ndarray, lengths: np.ndarray, counts: np.ndarray, model: StutterModel
+) -> np.ndarray:
+    """(loci,) bool: some sample's reads show a non-reference allele of the locus: its
+    most frequent step is not 0, or a step's count is more likely a heterozygous allele
+    (a 50 % split, at prior odds HET_PRIOR) than stutter under ``model`` (the test of
+    :func:`_het_mask`, every step). Samples with fewer than MIN_LOCUS_READS fragments
+    are not looked at."""
+    out = np.zeros(counts.shape[0], bool)
+    n = counts.sum(axis=2)
+    for li, si in zip(*np.nonzero(n >= MIN_LOCUS_READS)):
+        if out[li]:
+            continue
+        c = counts[li, si]
+        if c.argmax() != MAX_STEP:
+            out[li] = True
+            continue
+        p, length, x0 = int(periods[li]), float(lengths[li]), int(c[MAX_STEP])
+        for k in range(-MAX_STEP, MAX_STEP + 1):
+            x = int(c[k + MAX_STEP])
+            if k == 0 or x < 2:
+                continue
+            s = min(S1_MAX, max(1e-6, model.step(p, length, k)))
+            stutter = x * math.log(s) + x0 * math.log(1 - s)
+            if (x + x0) * math.log(0.5) + math.log(HET_PRIOR) > stutter:
+                out[li] = True
+                break
+    return out
 
 
 def stutter_table(inputs: CallInputs, params: CallParams) -> tuple[float, ...]:

@@ -82,7 +82,7 @@ from varcall.engines.native.pileup import (
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
 from varcall.engines.native.repeats import MAX_TRACT
 from varcall.engines.native.sites import Sites, find_sites
-from varcall.engines.native.stutter import TABLE_LEN, StutterModel
+from varcall.engines.native.stutter import RATIO_AT, TABLE_LEN, VARIANT_PRIOR_AT, StutterModel
 from varcall.engines.native.windows import plan_windows
 from varcall.io import handles as _handles
 from varcall.plan.inputs import sample_columns
@@ -226,19 +226,22 @@ def _stutter_model(inputs: CallInputs, params: CallParams) -> StutterModel:
 
 def _check_stutter_table(table: tuple[float, ...]) -> None:
     """InputError unless ``table`` is a stutter table (:mod:`.stutter`): TABLE_LEN finite
-    numbers whose last two, the ratios of a two-unit to a one-unit step, lie in [0, 1]."""
+    numbers (or the 26 of a table without the repeat variant prior) whose step ratios (a
+    two-unit over a one-unit step) lie in [0, 1]."""
     fix = "copy params.stutter_table from a run's manifest.json"
-    if len(table) != TABLE_LEN:
+    if len(table) not in (TABLE_LEN, VARIANT_PRIOR_AT):
         raise InputError(
-            f"--stutter-table: {len(table)} numbers given, a table has {TABLE_LEN}; {fix}"
+            f"--stutter-table: {len(table)} numbers given, a table has {TABLE_LEN} (or "
+            f"{VARIANT_PRIOR_AT} without the repeat variant prior); {fix}"
         )
     bad = [i + 1 for i, v in enumerate(table) if not math.isfinite(v)]
     if bad:
         raise InputError(f"--stutter-table: number {bad[0]} is not finite; {fix}")
-    if not all(0.0 <= r <= 1.0 for r in table[-2:]):
+    ratios = table[RATIO_AT : RATIO_AT + 2]
+    if not all(0.0 <= r <= 1.0 for r in ratios):
         raise InputError(
-            f"--stutter-table: the last two numbers (step ratios) must lie in [0, 1], not "
-            f"{table[-2]:g}, {table[-1]:g}; {fix}"
+            f"--stutter-table: numbers 25 and 26 (step ratios) must lie in [0, 1], not "
+            f"{ratios[0]:g}, {ratios[1]:g}; {fix}"
         )
 
 
@@ -514,7 +517,7 @@ def _genotype(
     every candidate allele genotyped, then ALT alleles no genotype carries dropped and the
     emitted variant sites that lost some genotyped once more on the rest."""
     keep = np.arange(MAX_ALLELES)[None, :] < sites.n_alleles[:, None]
-    calls = joint_call(obs.site, obs.sample, obs.pen, keep, n_s, ploidy)
+    calls = joint_call(obs.site, obs.sample, obs.pen, keep, n_s, ploidy, sites.theta)
     carried = np.zeros_like(keep)
     gt = calls.genotype.astype(np.int64)
     for slot in range(2):
@@ -528,7 +531,7 @@ def _genotype(
     redo = variant & (new_keep != keep).any(axis=1)
     if redo.any():
         keep2 = np.where(redo[:, None], new_keep, keep)
-        calls = joint_call(obs.site, obs.sample, obs.pen, keep2, n_s, ploidy)
+        calls = joint_call(obs.site, obs.sample, obs.pen, keep2, n_s, ploidy, sites.theta)
         keep = keep2
     return calls, keep, variant
 

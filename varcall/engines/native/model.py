@@ -32,7 +32,9 @@ have reads at the site::
 with ``n_a(g)`` the copies of allele ``a`` in ``g``, ``ALPHA`` a small pseudo-count, from
 uniform ``f`` until ``max |df| < EM_TOL`` or ``EM_ITERATIONS`` rounds.
 
-Site quality: with prior probability ``THETA`` that the site is variant,
+Site quality: with prior probability ``THETA`` that the site is variant (at an indel
+site whose alleles are whole units of a repeat tract of ``L`` bp, the run's repeat variant
+prior ``pi(L) >= THETA`` instead, :mod:`varcall.engines.native.stutter`),
 ``M0`` = every sample hom-REF (likelihood ``prod_s L_s(REF)``) and ``M1`` = genotypes drawn
 from ``f`` (likelihood ``prod_s sum_g P(g | f) L_s(g)``)::
 
@@ -63,6 +65,7 @@ from varcall.engines.native.model_numba_fns import (
     gl_kernel,
     site_quality_kernel,
 )
+from varcall.engines.native.stutter import THETA
 
 __all__ = [
     "THETA",
@@ -75,8 +78,6 @@ __all__ = [
     "joint_call",
 ]
 
-#: Prior probability that a candidate site is variant.
-THETA = 1e-3
 #: Dirichlet pseudo-count on allele frequencies in the EM.
 ALPHA = 0.01
 EM_ITERATIONS = 50
@@ -200,12 +201,15 @@ def joint_call(
     keep: np.ndarray,
     n_samples: int,
     ploidy: int | np.ndarray,
+    theta: np.ndarray | None = None,
 ) -> JointCalls:
     """Genotype every site jointly across samples (module docstring).
 
     site, sample (O,) and pen (O, A) are the per-read observations; keep (N, A) bool the
     alleles used per site (REF, column 0, must be kept). ploidy: 1 or 2 for every sample,
-    or (N, S) per site and sample (0, 1 or 2)."""
+    or (N, S) per site and sample (0, 1 or 2). theta: (N,) each site's prior probability
+    of being variant (default THETA; repeat indel sites:
+    :meth:`varcall.engines.native.stutter.StutterModel.variant_prior`)."""
     keep = np.ascontiguousarray(keep, bool)
     n_sites, a = keep.shape
     ploidy = _ploidy_array(ploidy, (n_sites, n_samples))
@@ -217,7 +221,8 @@ def joint_call(
     gt[:, :, 1] = np.where(ploidy == 2, MISSING, FILL)
     gq = np.full((n_sites, n_samples), MISSING, np.int32)
     pl = np.full((n_sites, n_samples, g), MISSING, np.int32)
-    call_kernel(gl, dp, n_alleles, ploidy, THETA, ALPHA, EM_ITERATIONS, EM_TOL, qual, gt, gq, pl)
+    theta = np.full(n_sites, THETA) if theta is None else np.ascontiguousarray(theta, np.float64)
+    call_kernel(gl, dp, n_alleles, ploidy, theta, ALPHA, EM_ITERATIONS, EM_TOL, qual, gt, gq, pl)
     ng = np.where(ploidy == 2, n_genotypes(n_alleles)[:, None], n_alleles[:, None])
     pl[np.arange(g)[None, None, :] >= ng[:, :, None]] = FILL
     ad[np.broadcast_to(np.arange(a)[None, None, :] >= n_alleles[:, None, None], ad.shape)] = FILL

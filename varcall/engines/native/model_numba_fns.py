@@ -232,7 +232,7 @@ def _sample_call(gl_s, ng, prior, ploidy, pl_s, gt_s):
 
 @kernel
 def call_kernel(gl, dp, n_alleles, ploidy, theta, alpha, iterations, tol, qual, gt, gq, pl):
-    """Per site: EM frequencies, QUAL into qual; per sample with reads and a ploidy
+    """Per site: EM frequencies, QUAL (prior theta[k]) into qual; per sample with reads and a ploidy
     (ploidy (N, S): 1 or 2) PL, GQ and GT into pl, gq, gt (other samples keep the values
     they come with)."""
     n_sites, n_s, _ = gl.shape
@@ -240,7 +240,7 @@ def call_kernel(gl, dp, n_alleles, ploidy, theta, alpha, iterations, tol, qual, 
         na = n_alleles[k]
         has = dp[k] > 0
         f = em_frequencies(gl[k], has, na, ploidy[k], alpha, iterations, tol)
-        qual[k] = site_quality_kernel(gl[k], has, f, na, ploidy[k], theta)
+        qual[k] = site_quality_kernel(gl[k], has, f, na, ploidy[k], theta[k])
         prior1 = np.zeros(na)
         prior2 = np.zeros(na * (na + 1) // 2)
         genotype_prior(f, na, 1, prior1)

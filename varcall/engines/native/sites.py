@@ -30,7 +30,7 @@ from varcall.engines.native.pileup import (
     encode_bases,
 )
 from varcall.engines.native.reads import ReadBatch
-from varcall.engines.native.stutter import PRIOR_TABLE, StutterModel, site_stutter
+from varcall.engines.native.stutter import PRIOR_TABLE, THETA, StutterModel, site_stutter
 
 __all__ = ["Sites", "find_sites", "pooled_support"]
 
@@ -61,7 +61,9 @@ class Sites:
     :func:`varcall.engines.native.stutter.site_stutter` (1 and 0 at SNV-only sites and
     outside repeats). ``hap`` and ``hap_cand`` have A + NEIGHBOUR_HAPS rows: rows A ..
     A + n_neighbour[k] - 1 hold indel site k's neighbour haplotypes (:func:`_neighbours`),
-    which stand for allele 0; n_neighbour: (N,) int32. At indel sites
+    which stand for allele 0; n_neighbour: (N,) int32. theta: (N,) float64 the site's QUAL
+    prior (:meth:`varcall.engines.native.stutter.StutterModel.variant_prior` at repeat
+    indel sites, THETA elsewhere). At indel sites
     ``hap[k, a, h]`` holds reference position ``POS - INDEL_LEFT_FLANK - shift + h`` of
     the allele's haplotype (left flank, allele, reference after it); at SNV-only sites
     ``hap[k, a, 0]`` is the allele's base.
@@ -83,6 +85,7 @@ class Sites:
     st_keep: np.ndarray
     st_trans: np.ndarray
     n_neighbour: np.ndarray
+    theta: np.ndarray
 
     @property
     def n_sites(self) -> int:
@@ -230,6 +233,7 @@ def _site_table(
     shift = np.zeros(n, np.int32)
     st_keep = np.ones((n, MAX_ALLELES))
     st_trans = np.zeros((n, MAX_ALLELES, MAX_ALLELES))
+    theta = np.full(n, THETA)
     alleles_out: list[list[tuple[str, str]]] = []
     haps: list[list[np.ndarray]] = []
     site_alts = []
@@ -249,7 +253,7 @@ def _site_table(
         indel[k] = has_indel
         if has_indel:
             hs, cmp_len[k], cap[k], shift[k] = _indel_site(al, p, indel_pos, ref, ref_lo)
-            st_keep[k], st_trans[k] = site_stutter(
+            st_keep[k], st_trans[k], theta[k] = site_stutter(
                 stutter, al, ref, ref_text, ref_lo, p, MAX_ALLELES
             )
         else:
@@ -281,6 +285,7 @@ def _site_table(
         cap=cap,
         st_keep=st_keep,
         st_trans=st_trans,
+        theta=theta,
     )
 
 

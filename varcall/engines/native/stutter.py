@@ -9,9 +9,17 @@ homopolymer, up to :data:`MAX_PERIOD`; length ``L`` bp) shows the tract ``k`` un
 
 for ``L >= 2p`` (two copies) and ``L >= MIN_STUTTER_TRACT`` (6 bp; 0 otherwise). The coefficients are the *stutter table*, a
 flat tuple of :data:`TABLE_LEN` floats (``CallParams.stutter_table``): for each period
-1..6 and direction (down, up) the pair ``(a, b)``, then ``r(down)``, ``r(up)``. It is
-fitted from the run's own reads at repeat loci (:mod:`varcall.engines.native.calibrate`)
-around the built-in prior :data:`PRIOR_TABLE`.
+1..6 and direction (down, up) the pair ``(a, b)``, then ``r(down)``, ``r(up)``, then the
+pair ``(c, d)`` of the *repeat variant prior*
+
+    pi(L) = max(THETA, logistic(c + d (L - L_CENTER)))
+
+the prior probability that a repeat tract of ``L`` bp carries a non-reference allele in
+the cohort (the QUAL prior of an indel site whose alleles are whole units of a tract, see
+:mod:`varcall.engines.native.model`; every other site has ``THETA``). It is fitted from
+the run's own reads at repeat loci (:mod:`varcall.engines.native.calibrate`) around the
+built-in prior :data:`PRIOR_TABLE`, whose ``(c, d)`` give ``THETA`` at every length. A
+table of the 26 numbers of earlier versions (no ``(c, d)``) reads as that prior.
 
 :func:`site_stutter` turns the table into, per indel site, the probabilities that a read
 from allele ``a`` shows allele ``b`` (both whole units of the site's repeat), used by
@@ -29,6 +37,8 @@ from varcall.engines.native.repeats import site_tract
 __all__ = [
     "MAX_PERIOD",
     "TABLE_LEN",
+    "THETA",
+    "full_table",
     "L_CENTER",
     "S1_MAX",
     "MAX_STEP",
@@ -41,8 +51,15 @@ __all__ = [
 
 #: Longest repeat unit (bp) modelled.
 MAX_PERIOD = 6
-#: Entries of a stutter table: (a, b) per period and direction, then r(down), r(up).
-TABLE_LEN = MAX_PERIOD * 4 + 2
+#: Entries of a stutter table: (a, b) per period and direction, then r(down), r(up),
+#: then (c, d) of the repeat variant prior.
+TABLE_LEN = MAX_PERIOD * 4 + 4
+#: Where the step ratios and the repeat variant prior start in a table.
+RATIO_AT = MAX_PERIOD * 4
+VARIANT_PRIOR_AT = RATIO_AT + 2
+#: Prior probability that a candidate site is variant (the QUAL prior; at repeat indel
+#: sites at least this).
+THETA = 1e-3
 #: Tract length (bp) at which ``a`` is the logit of the one-unit stutter rate.
 L_CENTER = 15.0
 #: Shortest tract (bp) that stutters: below it (where the table, fitted on tracts of
@@ -66,21 +83,31 @@ def _prior() -> tuple[float, ...]:
         shift = 0.0 if p == 1 else (0.7 if p == 2 else 1.2)
         a_down = -3.85 - shift
         out += [a_down, 0.15, a_down - 1.2, 0.15]
-    return tuple(out + [0.15, 0.15])
+    return tuple(out + [0.15, 0.15, math.log(THETA / (1 - THETA)), 0.0])
 
 
 #: The fallback table (see :func:`_prior`).
 PRIOR_TABLE = _prior()
 
 
+def full_table(table: tuple[float, ...]) -> tuple[float, ...]:
+    """``table`` with :data:`TABLE_LEN` entries: a table of earlier versions (no repeat
+    variant prior) gets the prior's ``(c, d)``; ValueError for any other length."""
+    if len(table) == VARIANT_PRIOR_AT:
+        return tuple(table) + PRIOR_TABLE[VARIANT_PRIOR_AT:]
+    if len(table) != TABLE_LEN:
+        raise ValueError(f"a stutter table has {TABLE_LEN} entries, not {len(table)}")
+    return tuple(table)
+
+
 class StutterModel:
     """Stutter probabilities from a table (module docstring)."""
 
     def __init__(self, table: tuple[float, ...]) -> None:
-        if len(table) != TABLE_LEN:
-            raise ValueError(f"a stutter table has {TABLE_LEN} entries, not {len(table)}")
-        self.coef = np.asarray(table[: MAX_PERIOD * 4], np.float64).reshape(MAX_PERIOD, 2, 2)
-        self.ratio = (float(table[-2]), float(table[-1]))
+        table = full_table(table)
+        self.coef = np.asarray(table[:RATIO_AT], np.float64).reshape(MAX_PERIOD, 2, 2)
+        self.ratio = (float(table[RATIO_AT]), float(table[RATIO_AT + 1]))
+        self.prior = (float(table[VARIANT_PRIOR_AT]), float(table[VARIANT_PRIOR_AT + 1]))
 
     def one_unit(self, period: int, length: float, up: bool) -> float:
         """s1: probability of a one-unit contraction (``up`` False) or expansion of a
@@ -99,6 +126,15 @@ class StutterModel:
         if not up and length + k * period < 0:
             return 0.0
         return self.one_unit(period, length, up) * self.ratio[int(up)] ** (abs(k) - 1)
+
+    def variant_prior(self, length: float) -> float:
+        """pi(L): prior probability that a tract of ``length`` bp is variant (module
+        docstring); ``THETA`` outside repeats (``length`` 0)."""
+        if length <= 0:
+            return THETA
+        c, d = self.prior
+        x = min(50.0, max(-50.0, c + d * (length - L_CENTER)))
+        return max(THETA, 1.0 / (1.0 + math.exp(-x)))
 
     def total(self, period: int, length: float) -> float:
         """Probability that a read shows the tract 1..MAX_STEP units off either way."""
@@ -130,7 +166,7 @@ def site_stutter(
     ref_lo: int,
     pos: int,
     width: int,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(keep (A,), trans (A, A)) of the indel site at 0-based ``pos``: for a read from
     allele ``a``, ``trans[a, b]`` is the probability that it shows allele ``b`` (a stutter
     product of ``a``) and ``keep[a] = 1 - sum_b trans[a, b]`` that it shows ``a`` itself
@@ -138,16 +174,17 @@ def site_stutter(
     nearest allele best; a read that cannot tell the alleles apart then has the same
     likelihood under every allele). Sites with fewer than two alleles
     that are whole units of a repeat tract (every site outside repeats) get keep 1 and no
-    transitions. ``width`` = A (MAX_ALLELES)."""
+    transitions. ``width`` = A (MAX_ALLELES). Third: the site's QUAL prior, pi(L) of its
+    reference tract where it has two such alleles, else THETA."""
     keep = np.ones(width)
     trans = np.zeros((width, width))
     period, length = site_tract(ref, ref_lo, pos)
     if period == 0:
-        return keep, trans
+        return keep, trans, THETA
     start = pos + 1 - ref_lo
     units = allele_units(alleles, ref_text[start : start + period], length)
     if sum(u is not None for u in units) < 2:
-        return keep, trans
+        return keep, trans, THETA
     for a, ua in enumerate(units):
         if ua is None:
             continue
@@ -158,4 +195,4 @@ def site_stutter(
             if b != a and ub is not None and 0 < abs(ub - ua) <= MAX_STEP:
                 trans[a, b] = model.step(period, la, ub - ua) * scale
         keep[a] = 1.0 - trans[a].sum()
-    return keep, trans
+    return keep, trans, model.variant_prior(length)
