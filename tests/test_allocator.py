@@ -1,5 +1,6 @@
-"""glibc malloc settings of varcall's own processes (varcall.core.allocator): applied by
-the CLI and given to local Dask workers, never over a user's own MALLOC_* settings."""
+"""glibc malloc settings and numpy's huge pages in varcall's own processes
+(varcall.core.allocator): applied by the CLI and given to local Dask workers, never over
+a user's own MALLOC_* or NUMPY_MADVISE_HUGEPAGE settings."""
 
 from __future__ import annotations
 
@@ -40,3 +41,24 @@ def test_local_workers_get_the_settings(monkeypatch: pytest.MonkeyPatch) -> None
     for key, value in allocator.ENVIRON.items():
         assert env[key] == value
     assert env["MALLOC_TRIM_THRESHOLD_"] == str(allocator.TRIM_THRESHOLD)
+
+
+def test_no_huge_page_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's huge-page requests off in this process and in the workers' environment,
+    unless the environment sets NUMPY_MADVISE_HUGEPAGE."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    before = core.multiarray._get_madvise_hugepage()
+    try:
+        monkeypatch.delenv(allocator.HUGEPAGE_VARIABLE, raising=False)
+        assert allocator.no_huge_pages()
+        assert core.multiarray._get_madvise_hugepage() is False
+        assert allocator.worker_environ()[allocator.HUGEPAGE_VARIABLE] == "0"
+        core.multiarray._set_madvise_hugepage(True)
+        monkeypatch.setenv(allocator.HUGEPAGE_VARIABLE, "1")
+        assert not allocator.no_huge_pages()
+        assert core.multiarray._get_madvise_hugepage() is True
+        assert allocator.HUGEPAGE_VARIABLE not in allocator.worker_environ()
+    finally:
+        core.multiarray._set_madvise_hugepage(before)

@@ -365,6 +365,7 @@ def state():
         "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
         "mmap": os.environ.get("MALLOC_MMAP_MAX_"),
         "omp": os.environ.get("OMP_NUM_THREADS"),
+        "hugepage": os.environ.get("NUMPY_MADVISE_HUGEPAGE"),
         "warm": bool(native is not None and native._warmed),
         "forked": os.getppid() != PARENT,
     }
@@ -389,6 +390,7 @@ def test_process_workers_environment_and_warm_up():
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "MALLOC_"))}
+    env.pop(allocator.HUGEPAGE_VARIABLE, None)
     out = subprocess.run(
         [sys.executable, "-c", _WORKER_STATE], env=env, capture_output=True, text=True
     )
@@ -398,6 +400,7 @@ def test_process_workers_environment_and_warm_up():
         "trim": allocator.ENVIRON["MALLOC_TRIM_THRESHOLD_"],
         "mmap": "0",
         "omp": "1",
+        "hugepage": "0",
         "warm": True,
         "forked": True,
     }

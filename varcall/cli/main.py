@@ -20,7 +20,7 @@ import click
 from varcall import __version__
 from varcall.cli.call import call
 from varcall.cli.commands import audit, concordance, regions, report, simulate
-from varcall.core.allocator import keep_freed_memory
+from varcall.core.allocator import keep_freed_memory, no_huge_pages
 
 __all__ = ["main", "entry"]
 
@@ -71,8 +71,10 @@ def entry() -> None:
     in which case the interpreter exits the usual way.
 
     First, freed large arrays are kept for reuse rather than unmapped
-    (:func:`varcall.core.allocator.keep_freed_memory`: fewer page faults per window)."""
+    (:func:`varcall.core.allocator.keep_freed_memory`: fewer page faults per window), and
+    numpy asks for no huge pages (:func:`varcall.core.allocator.no_huge_pages`)."""
     keep_freed_memory()
+    no_huge_pages()
     try:
         code = _run_main()
     except SystemExit as e:
