@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pysam
 import pytest
-from test_pileup import CONTIG, REF, Bam, assert_same_batch, seq_from_ref
+from test_pileup import CONTIG, REF, Bam, assert_same_batch, mixed_bam, seq_from_ref
 
 from varcall.core.errors import InputError
 from varcall.engines.native.reads import ReadBatch, fetch_reads
@@ -50,6 +50,43 @@ def test_reads_without_reference_bases_are_dropped_by_both_decoders(tmp_path):
     pysam.view("-C", "-T", ref, "-o", str(cram), path, catch_stdout=False)
     pysam.index(str(cram))
     assert_same_batch(full, fetch_reads([str(cram)], ref, {"S1": 0}, CONTIG, 0, len(REF), **kw))
+
+
+def test_files_decode_into_one_batch_that_grows(tmp_path):
+    """Several files decode into one batch in place (varcall.io.bam.ReadColumns): its room,
+    predicted from the first file (2 reads), grows twice; a CRAM between BAMs (pysam) is
+    added in its place. The batch equals the files' own batches concatenated."""
+    folders = [tmp_path / name for name in ("few", "mixed", "many")]
+    for f in folders:
+        f.mkdir()
+    few = Bam(folders[0])
+    few.add("a", 10, [("M", 30)])
+    few.add(
+        "b",
+        12,
+        [("M", 20), ("I", 2), ("M", 8)],
+        seq_from_ref(12, [("M", 20)]) + "TT" + seq_from_ref(32, [("M", 8)]),
+    )
+    many = Bam(folders[2])
+    for i in range(120):
+        many.add(f"m{i}", i % 150, [("M", 30)], flag=0x1 | 0x40, mate_start=(i % 150) + 10)
+    paths = [few.write()[0], mixed_bam(folders[1]).write()[0], many.write()[0]]
+    ref = few.write()[1]
+    index = {"S1": 0, "S2": 1}
+    kw = dict(min_mapq=20, include_supplementary=False)
+    own = [fetch_reads([p], ref, index, CONTIG, 0, len(REF), fast=False, **kw) for p in paths]
+    expected = ReadBatch.concatenate(own)
+    expected.quals = expected.raw_quals.copy()
+    batch = fetch_reads(paths, ref, index, CONTIG, 0, len(REF), **kw)
+    assert batch.n_reads == sum(b.n_reads for b in own) > 120 and batch.pairs.shape[0] > 6
+    assert_same_batch(batch, expected)
+    cram = tmp_path / "mixed.cram"
+    pysam.view("-C", "-T", ref, "-o", str(cram), paths[1], catch_stdout=False)
+    pysam.index(str(cram))
+    assert_same_batch(
+        fetch_reads([paths[0], str(cram), paths[2]], ref, index, CONTIG, 0, len(REF), **kw),
+        expected,
+    )
 
 
 def _corpus_files() -> list[str]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from varcall.core.jit import kernel, numba
 
-__all__ = ["scan_records", "parse_records", "placeholder_result"]
+__all__ = ["scan_records", "select_records", "fill_records"]
 
 
 @kernel
@@ -162,7 +162,9 @@ def _rg_sample(buf, aux, nxt, rg_ids, rg_len, rg_sample):
 
 
 @kernel
-def _select(buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample):
+def select_records(
+    buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample
+):
     """Pass 1: the records of buf[:end_off] that pass the filters and overlap [ws, we);
     records whose CIGAR consumes no reference base (span 0) are left out.
     Returns (record offsets, reference ends, sample columns, count, bases, CIGAR ops, index
@@ -248,25 +250,18 @@ def _take_mate(open_mates, h, buf, rec, nm, ln):
 
 
 @kernel
-def _fill(buf, rec, r_end, n, n_bases, n_ops, nibble):
-    """Pass 2: decode the ``n`` selected records (offsets ``rec``) into the batch arrays and
-    pair overlapping mates (same rules as the pysam path)."""
-    start = np.empty(n, np.int64)
-    mapq_a = np.empty(n, np.int32)
-    flag_a = np.empty(n, np.int32)
-    qoff = np.empty(n, np.int64)
-    qlen = np.empty(n, np.int32)
-    coff = np.empty(n, np.int64)
-    cn = np.empty(n, np.int32)
-    bases = np.empty(n_bases, np.uint8)
-    quals = np.empty(n_bases, np.uint8)
-    cig_op = np.empty(n_ops, np.uint8)
-    cig_len = np.empty(n_ops, np.int32)
-    pairs = np.empty((n, 2), np.int64)
+def fill_records(
+    buf, rec, r_end, n, nibble, start, mapq_a, flag_a, qoff, qlen, coff, cn, bases, quals,
+    cig_op, cig_len, pairs, r0, q0, k0, p0,
+):  # fmt: skip
+    """Pass 2: decode the ``n`` selected records (offsets ``rec``) into the batch arrays
+    from read ``r0``, base ``q0``, CIGAR op ``k0`` and pair ``p0`` on (the arrays must
+    have room; ``qoff``, ``coff`` and ``pairs`` hold indexes into the whole batch), and
+    pair overlapping mates (same rules as the pysam path). Returns the pairs written."""
     n_pairs = 0
     open_mates = numba.typed.Dict.empty(key_type=numba.types.uint64, value_type=numba.types.int64)
-    q = 0
-    k = 0
+    q = q0
+    k = k0
     for i in range(n):
         b = rec[i]
         pos = _i32(buf, b + 4)
@@ -274,13 +269,14 @@ def _fill(buf, rec, r_end, n, n_bases, n_ops, nibble):
         n_cig = np.int64(buf[b + 12]) | (np.int64(buf[b + 13]) << 8)
         flag = np.int64(buf[b + 14]) | (np.int64(buf[b + 15]) << 8)
         l_seq = np.int64(_i32(buf, b + 16))
-        start[i] = pos
-        mapq_a[i] = buf[b + 9]
-        flag_a[i] = flag
-        qoff[i] = q
-        qlen[i] = l_seq
-        coff[i] = k
-        cn[i] = n_cig
+        r = r0 + i
+        start[r] = pos
+        mapq_a[r] = buf[b + 9]
+        flag_a[r] = flag
+        qoff[r] = q
+        qlen[r] = l_seq
+        coff[r] = k
+        cn[r] = n_cig
         _decode_read(
             buf, b + 32 + l_name, n_cig, l_seq, q, k, bases, quals, cig_op, cig_len, nibble
         )
@@ -298,47 +294,9 @@ def _fill(buf, rec, r_end, n, n_bases, n_ops, nibble):
             elif ns <= pos:
                 mate = _take_mate(open_mates, h, buf, rec, nm, ln)
                 if mate >= 0:
-                    pairs[n_pairs, 0] = mate
-                    pairs[n_pairs, 1] = i
+                    pairs[p0 + n_pairs, 0] = r0 + mate
+                    pairs[p0 + n_pairs, 1] = r
                     n_pairs += 1
                 elif ns == pos:
                     open_mates[h] = np.int64(i)
-    return (
-        start, mapq_a, flag_a, qoff, qlen, coff, cn, bases, quals, cig_op, cig_len,
-        pairs[:n_pairs].copy(),
-    )  # fmt: skip
-
-
-@kernel
-def parse_records(
-    buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample, nibble
-):
-    """Decode the records of buf[:end_off] that pass the filters and overlap [ws, we):
-    the arrays of a ReadBatch in its field order (``raw_quals`` excepted) plus the index of
-    the first read of an unknown read group (-1 if none); :func:`placeholder_result`
-    (bad read group -2) when a record keeps its CIGAR in the CG tag."""
-    rec, r_end, r_sample, n, n_bases, n_ops, bad_rg = _select(
-        buf, end_off, tid, ws, we, drop, min_mapq, default_sample, rg_ids, rg_len, rg_sample
-    )
-    if n < 0:
-        # CIGAR longer than 65535 ops, stored in the CG tag: let htslib decode it
-        return placeholder_result()
-    start, mapq_a, flag_a, qoff, qlen, coff, cn, bases, quals, cig_op, cig_len, pairs = _fill(
-        buf, rec, r_end, n, n_bases, n_ops, nibble
-    )
-    return (
-        start, r_end[:n].copy(), mapq_a, flag_a, r_sample[:n].copy(), qoff, qlen, coff, cn,
-        bases, quals, cig_op, cig_len, pairs, bad_rg,
-    )  # fmt: skip
-
-
-@kernel
-def placeholder_result():
-    """An empty result with bad read group -2 (the caller falls back to pysam)."""
-    z64 = np.zeros(0, np.int64)
-    z32 = np.zeros(0, np.int32)
-    u8 = np.zeros(0, np.uint8)
-    return (
-        z64, z64.copy(), z32, z32.copy(), z32.copy(), z64.copy(), z32.copy(), z64.copy(),
-        z32.copy(), u8, u8.copy(), u8.copy(), z32.copy(), np.zeros((0, 2), np.int64), -2,
-    )  # fmt: skip
+    return n_pairs

@@ -144,6 +144,13 @@ class ReadBatch:
         )
 
 
+#: The per-read, per-base and per-CIGAR-op columns of a ReadBatch (``raw_quals`` and
+#: ``pairs`` aside), as :class:`varcall.io.bam.ReadColumns` fills them.
+_BATCH_COLUMNS = tuple(
+    f for f in dataclasses.fields(ReadBatch) if f.name not in ("raw_quals", "pairs")
+)
+
+
 def _sample_maps(
     header: dict, path: str, sample_index: dict[str, int]
 ) -> tuple[int, dict[str, int]]:
@@ -205,7 +212,8 @@ def fetch_reads(
     False; CRAM and other files go through pysam. Both give the same batch.
     """
     drop = _FILTER_FLAGS | (0 if include_supplementary else _SUPPLEMENTARY)
-    parts = []
+    # every file's reads decoded in place after the previous file's (no concatenation)
+    out = _bam.ReadColumns(len(bams))
     # one SM -> column mapping for all files, or one per file (varcall.plan.inputs.sample_columns:
     # needed when a name repeats across files and the run renamed the copies)
     per_file = not isinstance(sample_index, dict)
@@ -216,14 +224,14 @@ def fetch_reads(
         if contig not in refs:
             continue
         query = _FileQuery(path, contig, start, end, drop, min_mapq, default, by_rg)
-        part = _fetch_bam(query, refs.index(contig)) if fast else None
-        if part is None:
+        if not (fast and _fetch_bam(query, refs.index(contig), out)):
             part = _fetch_pysam(query, reference)
-        parts.append(part)
-    if not parts:
+            out.append({f.name: getattr(part, f.name) for f in _BATCH_COLUMNS}, part.pairs)
+    if out.n == 0:
         return ReadBatch.empty()
-    batch = ReadBatch.concatenate(parts)
-    # the decoders' parts share quals with raw_quals; the mate-overlap mask writes quals
+    cols = out.arrays()
+    batch = ReadBatch(**cols, raw_quals=cols["quals"])
+    # the decoder's quals are raw_quals; the mate-overlap mask writes quals
     batch.quals = batch.raw_quals.copy()
     pair_arr, flag_arr = batch.pairs, batch.flag
     if pair_arr.shape[0]:
@@ -250,32 +258,26 @@ class _FileQuery:
     by_rg: dict[str, int]
 
 
-def _fetch_bam(query: _FileQuery, tid: int) -> ReadBatch | None:
-    """The reads of one indexed BAM file (``tid``: the contig's index in its header)
-    through :func:`varcall.io.bam.fetch_raw`; None when that decoder cannot read the file
-    (the caller falls back to pysam)."""
-    path, contig = query.path, query.contig
-    raw = _bam.fetch_raw(
-        path,
+def _fetch_bam(query: _FileQuery, tid: int, out: _bam.ReadColumns) -> bool:
+    """Add the reads of one indexed BAM file (``tid``: the contig's index in its header)
+    to ``out`` through :func:`varcall.io.bam.fetch_into`; False, adding nothing, when that
+    decoder cannot read the file (the caller falls back to pysam)."""
+    bad = _bam.fetch_into(
+        query.path,
         tid,
         query.start,
         query.end,
+        out,
         drop_flags=query.drop,
         min_mapq=query.min_mapq,
         default_sample=query.default,
         rg_to_sample=query.by_rg,
     )
-    if raw is None:
-        return None
-    *arrays, bad = raw
+    if bad is None:
+        return False
     if bad >= 0:
-        raise InputError(_UNKNOWN_RG.format(path=path, contig=contig))
-    (st, en, mq, fl, sm, qoff, qlen, coff, cn, bases, quals, ops, lens, pairs) = arrays
-    return ReadBatch(
-        start=st, end=en, mapq=mq, flag=fl, sample=sm, qoff=qoff, qlen=qlen, coff=coff,
-        cn=cn, bases=bases, quals=quals, raw_quals=quals, cig_op=ops, cig_len=lens,
-        pairs=pairs,
-    )  # fmt: skip
+        raise InputError(_UNKNOWN_RG.format(path=query.path, contig=query.contig))
+    return True
 
 
 @dataclasses.dataclass
