@@ -325,26 +325,21 @@ def _variant_loci(
     (a 50 % split, at prior odds HET_PRIOR) than stutter under ``model`` (the test of
     :func:`_het_mask`, every step). Samples with fewer than MIN_LOCUS_READS fragments
     are not looked at."""
-    out = np.zeros(counts.shape[0], bool)
-    n = counts.sum(axis=2)
-    for li, si in zip(*np.nonzero(n >= MIN_LOCUS_READS)):
-        if out[li]:
-            continue
-        c = counts[li, si]
-        if c.argmax() != MAX_STEP:
-            out[li] = True
-            continue
-        p, length, x0 = int(periods[li]), float(lengths[li]), int(c[MAX_STEP])
-        for k in range(-MAX_STEP, MAX_STEP + 1):
-            x = int(c[k + MAX_STEP])
-            if k == 0 or x < 2:
-                continue
-            s = min(S1_MAX, max(1e-6, model.step(p, length, k)))
-            stutter = x * math.log(s) + x0 * math.log(1 - s)
-            if (x + x0) * math.log(0.5) + math.log(HET_PRIOR) > stutter:
-                out[li] = True
-                break
-    return out
+    steps = [k for k in range(-MAX_STEP, MAX_STEP + 1) if k != 0]
+    # per locus and step, log s and log(1 - s) of the step's stutter rate
+    rate = np.array(
+        [[model.step(int(p), float(n), k) for k in steps] for p, n in zip(periods, lengths)]
+    ).reshape(len(periods), len(steps))
+    rate = np.clip(rate, 1e-6, S1_MAX)
+    seen = counts.sum(axis=2) >= MIN_LOCUS_READS  # (loci, samples)
+    variant = seen & (counts.argmax(axis=2) != MAX_STEP)
+    x0 = counts[:, :, MAX_STEP].astype(np.float64)
+    for j, k in enumerate(steps):
+        x = counts[:, :, k + MAX_STEP].astype(np.float64)
+        stutter = x * np.log(rate[:, j])[:, None] + x0 * np.log1p(-rate[:, j])[:, None]
+        het = (x + x0) * math.log(0.5) + math.log(HET_PRIOR) > stutter
+        variant |= seen & (x >= 2) & het
+    return variant.any(axis=1)
 
 
 def stutter_table(inputs: CallInputs, params: CallParams) -> tuple[float, ...]:
