@@ -456,6 +456,8 @@ def test_built_in_variant_prior_is_theta_at_every_length():
             assert model.variant_prior(length) == pytest.approx(THETA)
     low = PRIOR_TABLE[:VARIANT_PRIOR_AT] + (-20.0, 0.0)
     assert StutterModel(low).variant_prior(30) == THETA  # never below THETA
+    high = PRIOR_TABLE[:VARIANT_PRIOR_AT] + (60.0, 1.0)
+    assert StutterModel(high).variant_prior(80) == 0.99  # never 1: QUAL stays finite
 
 
 def _locus_counts(rng, kind: str, depth: int = 30) -> np.ndarray:

@@ -12,7 +12,7 @@ flat tuple of :data:`TABLE_LEN` floats (``CallParams.stutter_table``): for each 
 1..6 and direction (down, up) the pair ``(a, b)``, then ``r(down)``, ``r(up)``, then the
 pair ``(c, d)`` of the *repeat variant prior*
 
-    pi(L) = max(THETA, logistic(c + d (L - L_CENTER)))
+    pi(L) = min(0.99, max(THETA, logistic(c + d (L - L_CENTER))))
 
 the prior probability that a repeat tract of ``L`` bp carries a non-reference allele in
 the cohort (the QUAL prior of an indel site whose alleles are whole units of a tract, see
@@ -60,6 +60,8 @@ VARIANT_PRIOR_AT = RATIO_AT + 2
 #: Prior probability that a candidate site is variant (the QUAL prior; at repeat indel
 #: sites at least this).
 THETA = 1e-3
+#: Largest repeat variant prior (a prior of 1 would make QUAL infinite whatever the reads).
+MAX_VARIANT_PRIOR = 0.99
 #: Tract length (bp) at which ``a`` is the logit of the one-unit stutter rate.
 L_CENTER = 15.0
 #: Shortest tract (bp) that stutters: below it (where the table, fitted on tracts of
@@ -134,7 +136,7 @@ class StutterModel:
             return THETA
         c, d = self.prior
         x = min(50.0, max(-50.0, c + d * (length - L_CENTER)))
-        return max(THETA, 1.0 / (1.0 + math.exp(-x)))
+        return min(MAX_VARIANT_PRIOR, max(THETA, 1.0 / (1.0 + math.exp(-x))))
 
     def total(self, period: int, length: float) -> float:
         """Probability that a read shows the tract 1..MAX_STEP units off either way."""
