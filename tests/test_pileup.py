@@ -393,12 +393,10 @@ def test_cg_placeholder_cigar_falls_back_to_pysam(tmp_path):
     bam.add("a", 10, [("M", 30)])
     bam.add("cg", 12, [("S", 30), ("N", 50)], "A" * 30)
     path, ref = bam.write()
-    assert (
-        _bam.fetch_raw(
-            path, 0, 0, len(REF), drop_flags=0, min_mapq=0, default_sample=0, rg_to_sample={}
-        )
-        is None
-    )
+    out = _bam.ReadColumns(1)
+    kw0 = dict(drop_flags=0, min_mapq=0, default_sample=0, rg_to_sample={})
+    assert _bam.fetch_into(path, 0, 0, len(REF), out, **kw0) is None
+    assert out.n == 0 and out.files == 0  # nothing added
     kw = dict(min_mapq=20, include_supplementary=False)
     fast = fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), **kw)
     slow = fetch_reads([path], ref, {"S1": 0}, CONTIG, 0, len(REF), fast=False, **kw)

@@ -27,7 +27,7 @@ from varcall.io.bgzf import BgzfReader
 from varcall.io.handles import checkout, find_index_cached
 from varcall.io.index import read_bai, start_offset
 
-__all__ = ["ReadColumns", "fetch_into", "fetch_raw"]
+__all__ = ["ReadColumns", "fetch_into"]
 
 # 4-bit BAM base codes "=ACMGRSVTWYHKDBN" -> varcall codes (A=0 C=1 G=2 T=3, else 4)
 _NIBBLE = np.full(16, 4, np.uint8)
@@ -99,7 +99,12 @@ class ReadColumns:
             size = cols[name].shape[0]
             self.cols[name][at[axis] : at[axis] + size] = cols[name] + shift.get(name, 0)
         self.pairs[self.p : self.p + pairs.shape[0]] = pairs + self.n
-        self.n, self.q, self.k, self.p = self.n + n, self.q + q, self.k + k, self.p + pairs.shape[0]
+        self.filled(n, q, k, pairs.shape[0])
+
+    def filled(self, n: int, q: int, k: int, p: int) -> None:
+        """Count one more file, whose ``n`` reads, ``q`` bases, ``k`` CIGAR ops and ``p``
+        pairs were written after the previous ones."""
+        self.n, self.q, self.k, self.p = self.n + n, self.q + q, self.k + k, self.p + p
         self.files += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -108,33 +113,6 @@ class ReadColumns:
         out = {name: self.cols[name][: used[axis]] for name, _, axis in _COLUMNS}
         out["pairs"] = self.pairs[: self.p]
         return out
-
-
-def fetch_raw(
-    bam: str,
-    tid: int,
-    ws: int,
-    we: int,
-    *,
-    drop_flags: int,
-    min_mapq: int,
-    default_sample: int,
-    rg_to_sample: dict[str, int],
-) -> tuple | None:
-    """Decode the reads of ``bam`` overlapping ``[ws, we)`` on reference ``tid`` (0-based
-    half-open) that pass the filters (:func:`fetch_into` with a batch of its own). Returns
-    the arrays of a ReadBatch (in its field order, ``raw_quals`` excepted) plus the index of
-    the first read whose read group is unknown (-1 if none); None when the file cannot be
-    decoded here (see :func:`fetch_into`)."""
-    out = ReadColumns(1)
-    bad = fetch_into(
-        bam, tid, ws, we, out, drop_flags=drop_flags, min_mapq=min_mapq,
-        default_sample=default_sample, rg_to_sample=rg_to_sample,
-    )  # fmt: skip
-    if bad is None:
-        return None
-    a = out.arrays()
-    return (*(a[name] for name, _, _ in _COLUMNS), a["pairs"], bad)
 
 
 def fetch_into(
@@ -160,7 +138,7 @@ def fetch_into(
         return None
     voff = start_offset(read_bai(bai), tid, ws, we)
     if voff is None:
-        out.files += 1
+        out.filled(0, 0, 0, 0)
         return -1
     buf, scanned = _inflate(bam, voff, tid, we)
     rg_ids, rg_len, rg_sample = _read_groups(rg_to_sample)
@@ -181,8 +159,7 @@ def fetch_into(
     )  # fmt: skip
     c["end"][out.n : out.n + n] = r_end[:n]
     c["sample"][out.n : out.n + n] = r_sample[:n]
-    out.n, out.q, out.k, out.p = out.n + n, out.q + n_bases, out.k + n_ops, out.p + pairs
-    out.files += 1
+    out.filled(n, n_bases, n_ops, pairs)
     return -1
 
 

@@ -274,15 +274,22 @@ def _logistic_fit(
     return float(theta[0]), float(theta[1])
 
 
+def _het_likelier(x, other, s):
+    """Whether ``x`` reads of a step beside ``other`` reads are more likely a
+    heterozygous allele (a 50 % split, at prior odds HET_PRIOR) than stutter at rate
+    ``s`` (clipped to [1e-6, S1_MAX]); numbers or numpy arrays."""
+    s = np.clip(s, 1e-6, S1_MAX)
+    stutter = x * np.log(s) + other * np.log(1 - s)
+    return (x + other) * math.log(0.5) + math.log(HET_PRIOR) > stutter
+
+
 def _het_mask(obs: np.ndarray, model: StutterModel) -> np.ndarray:
-    """Rows whose one-unit neighbour counts look like a heterozygous allele (a 50 % split
-    more likely, at prior odds HET_PRIOR, than stutter under ``model``)."""
+    """Rows whose one-unit neighbour counts look like a heterozygous allele
+    (:func:`_het_likelier` against the rest of the row's fragments, under ``model``)."""
     het = np.zeros(obs.shape[0], bool)
     for r, (p, length, n, d1, u1, _, _) in enumerate(obs.tolist()):
         for x, up in ((d1, False), (u1, True)):
-            s = min(S1_MAX, max(1e-6, model.one_unit(int(p), length, up)))
-            ll_stutter = x * math.log(s) + (n - x) * math.log(1 - s)
-            if n * math.log(0.5) + math.log(HET_PRIOR) > ll_stutter:
+            if _het_likelier(x, n - x, model.one_unit(int(p), length, up)):
                 het[r] = True
     return het
 
@@ -321,24 +328,20 @@ def _variant_loci(
     periods: np.ndarray, lengths: np.ndarray, counts: np.ndarray, model: StutterModel
 ) -> np.ndarray:
     """(loci,) bool: some sample's reads show a non-reference allele of the locus: its
-    most frequent step is not 0, or a step's count is more likely a heterozygous allele
-    (a 50 % split, at prior odds HET_PRIOR) than stutter under ``model`` (the test of
-    :func:`_het_mask`, every step). Samples with fewer than MIN_LOCUS_READS fragments
-    are not looked at."""
+    most frequent step is not 0, or a step's count (2 or more) against the count at 0
+    passes :func:`_het_likelier` under ``model``, for any step. Samples with fewer than
+    MIN_LOCUS_READS fragments are not looked at."""
     steps = [k for k in range(-MAX_STEP, MAX_STEP + 1) if k != 0]
-    # per locus and step, log s and log(1 - s) of the step's stutter rate
+    # per locus and step, the step's stutter rate
     rate = np.array(
         [[model.step(int(p), float(n), k) for k in steps] for p, n in zip(periods, lengths)]
     ).reshape(len(periods), len(steps))
-    rate = np.clip(rate, 1e-6, S1_MAX)
     seen = counts.sum(axis=2) >= MIN_LOCUS_READS  # (loci, samples)
     variant = seen & (counts.argmax(axis=2) != MAX_STEP)
     x0 = counts[:, :, MAX_STEP].astype(np.float64)
     for j, k in enumerate(steps):
         x = counts[:, :, k + MAX_STEP].astype(np.float64)
-        stutter = x * np.log(rate[:, j])[:, None] + x0 * np.log1p(-rate[:, j])[:, None]
-        het = (x + x0) * math.log(0.5) + math.log(HET_PRIOR) > stutter
-        variant |= seen & (x >= 2) & het
+        variant |= seen & (x >= 2) & _het_likelier(x, x0, rate[:, j][:, None])
     return variant.any(axis=1)
 
 
