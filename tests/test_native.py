@@ -230,7 +230,8 @@ def test_deterministic_and_window_independent(small_inputs, small_whole, monkeyp
 
 
 def test_fetch_pad_covers_call_reach(small_inputs, small_whole, monkeypatch):
-    """How far a call looks (pileup.CALL_REACH), plus how far after a site the reads giving
+    """How far a call looks (pileup.CALL_REACH, from each of the sites genotyped with it,
+    up to pileup.HAP_REACH away), plus how far after a site the reads giving
     it start (pileup.CLIP_REACH, soft-clipped tails; tests/test_softclip.py checks the
     events keep to it), is covered by the reads fetched around a window
     (pileup.SHADOW_PAD): the pad is at least the reach, windows are fetched with
@@ -238,7 +239,7 @@ def test_fetch_pad_covers_call_reach(small_inputs, small_whole, monkeypatch):
     from varcall.engines.native import observations, pileup
 
     assert native_mod.SHADOW_PAD == pileup.SHADOW_PAD
-    assert pileup.SHADOW_PAD >= pileup.CALL_REACH + pileup.CLIP_REACH
+    assert pileup.SHADOW_PAD >= pileup.HAP_REACH + pileup.CALL_REACH + pileup.CLIP_REACH
     assert pileup.CALL_REACH >= pileup.MAX_COMPARE
     # an indel site's neighbour haplotypes come from sites within the reach, and the
     # window's reference holds their flank

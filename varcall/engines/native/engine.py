@@ -68,12 +68,12 @@ from varcall.engines.native.annotations import (
 from varcall.engines.native.calibrate import calibrated_params, stutter_table
 from varcall.engines.native.clips import clip_reference_margin, realign_clips
 from varcall.engines.native.evidence import count_evidence
-from varcall.engines.native.model import JointCalls, joint_call
-from varcall.engines.native.observations import Observations, site_observations
+from varcall.engines.native.haplotypes import genotype_sites, observed_sites
+from varcall.engines.native.observations import site_observations
 from varcall.engines.native.pileup import (
     CALL_REACH,
     CLIP_REACH,
-    MAX_ALLELES,
+    HAP_REACH,
     REF_LEFT,
     REF_MARGIN,
     SHADOW_PAD,
@@ -81,7 +81,7 @@ from varcall.engines.native.pileup import (
 )
 from varcall.engines.native.reads import ReadBatch, fetch_reads, mask_mate_overlaps
 from varcall.engines.native.repeats import MAX_TRACT
-from varcall.engines.native.sites import Sites, find_sites
+from varcall.engines.native.sites import find_sites
 from varcall.engines.native.stutter import RATIO_AT, TABLE_LEN, VARIANT_PRIOR_AT, StutterModel
 from varcall.engines.native.windows import plan_windows
 from varcall.io import handles as _handles
@@ -92,11 +92,11 @@ __all__ = ["NativeEngine", "WINDOW", "window_size", "warm"]
 
 logger = logging.getLogger(__name__)
 
-if SHADOW_PAD < CALL_REACH + CLIP_REACH:  # a development error: windows would change calls
+if SHADOW_PAD < HAP_REACH + CALL_REACH + CLIP_REACH:  # a development error
     raise ImportError(
-        f"pileup.SHADOW_PAD ({SHADOW_PAD} bp) < pileup.CALL_REACH + pileup.CLIP_REACH "
-        f"({CALL_REACH} + {CLIP_REACH} bp): windows would miss sites a call looks at, or "
-        "reads that give them; raise SHADOW_PAD"
+        f"pileup.SHADOW_PAD ({SHADOW_PAD} bp) < pileup.HAP_REACH + CALL_REACH + CLIP_REACH "
+        f"({HAP_REACH} + {CALL_REACH} + {CLIP_REACH} bp): windows would miss sites a call "
+        "looks at, or reads that give them, and change calls; raise SHADOW_PAD"
     )
 if MAX_TRACT + 1 > REF_MARGIN:  # a development error: a tract would run past the reference
     raise ImportError(
@@ -393,8 +393,10 @@ class NativeEngine:
             emit &= _inside(sites.pos, plan.keep)
         if not emit.any():
             return None
-        obs = site_observations(sites, batch, ref, ref_lo, params.min_baseq, emit)
-        calls, keep, variant = _genotype(obs, sites, emit, n_s, plan.ploidy.at(sites.pos))
+        observe = observed_sites(sites.pos, emit)
+        obs = site_observations(sites, batch, ref, ref_lo, params.min_baseq, observe)
+        ploidy = plan.ploidy.at(sites.pos).astype(np.int8)
+        calls, keep, variant = genotype_sites(obs, sites, emit, ploidy)
         emit_min = params.min_qual / 2.0
         rows = []
         for k in np.nonzero(variant)[0].tolist():
@@ -507,33 +509,6 @@ def _window_reference(
     ref_lo = max(0, min(ews, int(batch.start.min()) - clip) - REF_LEFT)
     ref_hi = min(length, max(ewe, int(batch.end.max())) + max(REF_MARGIN, clip))
     return ref_lo, fasta.fetch(contig, ref_lo, ref_hi).upper()
-
-
-def _genotype(
-    obs: Observations, sites: Sites, emit: np.ndarray, n_s: int, ploidy: np.ndarray
-) -> tuple[JointCalls, np.ndarray, np.ndarray]:
-    """(joint calls, kept alleles (N, A) bool, variant sites (N,) bool) of the sites
-    (ploidy (N, S) of each sample at each site):
-    every candidate allele genotyped, then ALT alleles no genotype carries dropped and the
-    emitted variant sites that lost some genotyped once more on the rest."""
-    keep = np.arange(MAX_ALLELES)[None, :] < sites.n_alleles[:, None]
-    calls = joint_call(obs.site, obs.sample, obs.pen, keep, n_s, ploidy, sites.theta)
-    carried = np.zeros_like(keep)
-    gt = calls.genotype.astype(np.int64)
-    for slot in range(2):
-        g = gt[:, :, slot]
-        kk, ss = np.nonzero(g >= 0)
-        carried[kk, g[kk, ss]] = True
-    # map carried (indexes in kept order == original order on the first round)
-    carried[:, 0] = True
-    variant = carried[:, 1:].any(axis=1) & emit
-    new_keep = keep & carried
-    redo = variant & (new_keep != keep).any(axis=1)
-    if redo.any():
-        keep2 = np.where(redo[:, None], new_keep, keep)
-        calls = joint_call(obs.site, obs.sample, obs.pen, keep2, n_s, ploidy, sites.theta)
-        keep = keep2
-    return calls, keep, variant
 
 
 def _to_callset(

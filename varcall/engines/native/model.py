@@ -76,6 +76,7 @@ __all__ = [
     "site_quality",
     "JointCalls",
     "joint_call",
+    "call_likelihoods",
 ]
 
 #: Dirichlet pseudo-count on allele frequencies in the EM.
@@ -211,9 +212,24 @@ def joint_call(
     of being variant (default THETA; repeat indel sites:
     :meth:`varcall.engines.native.stutter.StutterModel.variant_prior`)."""
     keep = np.ascontiguousarray(keep, bool)
-    n_sites, a = keep.shape
-    ploidy = _ploidy_array(ploidy, (n_sites, n_samples))
+    ploidy = _ploidy_array(ploidy, (keep.shape[0], n_samples))
     gl, dp, ad = genotype_likelihoods(site, sample, pen, keep, n_samples, ploidy)
+    return call_likelihoods(gl, dp, ad, keep, ploidy, theta)
+
+
+def call_likelihoods(
+    gl: np.ndarray,
+    dp: np.ndarray,
+    ad: np.ndarray,
+    keep: np.ndarray,
+    ploidy: np.ndarray,
+    theta: np.ndarray | None = None,
+) -> JointCalls:
+    """:func:`joint_call` from genotype likelihoods: gl, dp, ad as
+    :func:`genotype_likelihoods` returns them (ad is filled in place), keep (N, A) bool,
+    ploidy (N, S) int8, theta (N,) or None (THETA)."""
+    n_sites, n_samples = dp.shape
+    a = keep.shape[1]
     n_alleles = keep.sum(axis=1).astype(np.int32)
     g = gl.shape[2]
     qual = np.zeros(n_sites)

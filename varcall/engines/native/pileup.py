@@ -118,6 +118,7 @@ __all__ = [
     "CALL_REACH",
     "CLIP_REACH",
     "SHADOW_PAD",
+    "HAP_REACH",
     "REF_MARGIN",
     "REF_LEFT",
     "NEIGHBOUR_LEFT",
@@ -166,11 +167,16 @@ CALL_REACH = MAX_COMPARE
 #: move its start or end: a read counts at positions up to this far outside the span it
 #: is fetched by.
 CLIP_REACH = MAX_INDEL_LENGTH + 50
+#: Candidate sites up to this far (bp) from a site are its neighbours in local haplotype
+#: genotyping (:mod:`varcall.engines.native.haplotypes`): they are observed too, and
+#: their own observations reach CALL_REACH further.
+HAP_REACH = 50
 #: Extra bp of reads fetched on both sides of a window: indel sites there shadow its SNV
-#: sites (left) or end its indel comparisons (right), and reads realigned to reach them
-#: are fetched up to CLIP_REACH further out. Must be >= CALL_REACH + CLIP_REACH (checked when
+#: sites (left) or end its indel comparisons (right), neighbours of its sites are
+#: genotyped with them, and reads realigned to reach them are fetched up to CLIP_REACH
+#: further out. Must be >= HAP_REACH + CALL_REACH + CLIP_REACH (checked when
 #: :mod:`varcall.engines.native.engine` is imported, and by ``tests/test_native.py``).
-SHADOW_PAD = CALL_REACH + CLIP_REACH
+SHADOW_PAD = HAP_REACH + CALL_REACH + CLIP_REACH
 #: Reference margin (bp) fetched beyond the reads of a window.
 REF_MARGIN = MAX_INDEL_LENGTH + MAX_COMPARE + MAX_SHIFT + 100
 #: Indel sites up to this far (bp) before an indel site's POS lend it *neighbour
