@@ -184,9 +184,10 @@ def test_cluster_size_is_capped():
 
 
 def test_observed_sites_are_the_emitted_and_their_neighbours():
-    pos = np.array([0, 100, 100 + HAP_REACH, 101 + HAP_REACH + HAP_REACH, 1000])
-    emit = np.array([False, True, False, False, False])
-    assert observed_sites(pos, emit).tolist() == [False, True, True, False, False]
+    c = 2 * HAP_REACH
+    pos = np.array([c - HAP_REACH - 1, c - HAP_REACH, c, c + HAP_REACH, c + HAP_REACH + 1])
+    emit = np.array([False, False, True, False, False])
+    assert observed_sites(pos, emit).tolist() == [False, True, True, True, False]
 
 
 def test_genotype_sites_drops_uncarried_alleles_and_redoes():

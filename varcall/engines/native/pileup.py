@@ -170,7 +170,7 @@ CLIP_REACH = MAX_INDEL_LENGTH + 50
 #: Candidate sites up to this far (bp) from a site are its neighbours in local haplotype
 #: genotyping (:mod:`varcall.engines.native.haplotypes`): they are observed too, and
 #: their own observations reach CALL_REACH further.
-HAP_REACH = 50
+HAP_REACH = 150
 #: Extra bp of reads fetched on both sides of a window: indel sites there shadow its SNV
 #: sites (left) or end its indel comparisons (right), neighbours of its sites are
 #: genotyped with them, and reads realigned to reach them are fetched up to CLIP_REACH
