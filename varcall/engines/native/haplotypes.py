@@ -149,6 +149,8 @@ def genotype_sites(
     redo = variant & (new_keep != keep).any(axis=1)
     if redo.any():
         keep = np.where(redo[:, None], new_keep, keep)
-        gl, dp, ad, _ = local_likelihoods(obs, sites, keep, emit, ploidy, p_var)
-        calls = call_likelihoods(gl, dp, ad, keep, ploidy, sites.theta)
+        # only the sites whose alleles changed: the others' inputs are those of round 1
+        gl2, dp, ad, _ = local_likelihoods(obs, sites, keep, redo, ploidy, p_var)
+        gl2[~redo] = gl[~redo]
+        calls = call_likelihoods(gl2, dp, ad, keep, ploidy, sites.theta)
     return calls, keep, variant

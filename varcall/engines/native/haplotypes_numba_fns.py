@@ -115,11 +115,12 @@ def _haplotype_alleles(cl, m, kept_k, na, h, alle):
 
 
 @kernel
-def _read_logliks(cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of, loc, ll):
+def _read_logliks(cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of, loc, ll, link):
     """log10 P(read | haplotype) of the cluster's reads into ll (R, H) (local read index
     from loc, filled in first-seen order; returns R): the sum over the cluster's sites a
     read is observed at of ``-pen / 10`` of the haplotype's allele there, site k's
-    penalties taken relative to its best kept allele; rows with ``skip`` left out."""
+    penalties taken relative to its best kept allele; rows with ``skip`` left out.
+    link (R,) int8: bit 1 set for a read observed at k, bit 2 at a neighbour."""
     n_r = 0
     for x in range(m):
         j = cl[x]
@@ -128,10 +129,12 @@ def _read_logliks(cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of
             if loc[r] < 0:
                 loc[r] = n_r
                 ll[n_r, :] = 0.0
+                link[n_r] = 0
                 n_r += 1
             if skip[o]:
                 continue
             li = loc[r]
+            link[li] |= 1 if x == 0 else 2
             base = 0.0
             if x == 0:
                 base = 1e300
@@ -147,7 +150,10 @@ def _read_logliks(cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of
 def _spanning_rows(cl, m, pos, del_end, row_lo, o_qpos, skip):
     """Mark in skip the rows of the cluster's sites that count a read as a spanning
     deletion (qpos -1) when a deletion allele of another cluster site removes that site's
-    POS: the read's row at the deletion site holds that evidence already."""
+    POS: the read's row at the deletion site holds that evidence already. Returns whether
+    site k (cl[0]) is so covered: then its alleles and the neighbours' are coupled even
+    without a read at both."""
+    k_covered = False
     for x in range(m):
         covered = False
         for y in range(m):
@@ -157,6 +163,9 @@ def _spanning_rows(cl, m, pos, del_end, row_lo, o_qpos, skip):
                         covered = True
         for o in range(row_lo[cl[x]], row_lo[cl[x] + 1]):
             skip[o] = covered and o_qpos[o] < 0
+        if x == 0:
+            k_covered = covered
+    return k_covered
 
 
 @kernel
@@ -231,7 +240,9 @@ def local_haplotype_gl(
 ):  # fmt: skip
     """Overwrite gl[k] (N, S, G) of every target site k that has a neighbour (see
     :func:`cluster_sites`) with the local-haplotype genotype likelihoods of its samples
-    with reads (dp > 0) and a ploidy. Observations (o_*) are sorted by site, the rows of
+    with reads (dp > 0) and a ploidy, where they differ from the per-site ones by more
+    than a constant: a read of the sample is observed at k and a neighbour, or a
+    neighbour's deletion removes k's POS. Observations (o_*) are sorted by site, the rows of
     site j at ``row_lo[j]:row_lo[j + 1]``; o_read indexes the window's n_reads reads.
     p_var (N,): each site's own posterior probability of being variant
     (:func:`site_variant_posteriors`), for the neighbours' genotype weights. Returns the
@@ -268,18 +279,23 @@ def local_haplotype_gl(
         for x in range(m):
             n_rows += row_lo[cl[x] + 1] - row_lo[cl[x]]
         ll = np.zeros((n_rows, valid.shape[0]))
-        _spanning_rows(cl, m, pos, del_end, row_lo, o_qpos, skip)
+        coupled = _spanning_rows(cl, m, pos, del_end, row_lo, o_qpos, skip)
+        link = np.zeros(n_rows, np.int8)
         n_r = _read_logliks(
-            cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of, loc, ll
+            cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of, loc, ll, link
         )  # fmt: skip
         r_sample, by_sample = _reads_by_sample(cl, m, row_lo, o_read, o_sample, loc, n_r)
         p = 10.0 ** ll[:n_r]
         i0 = 0
         for s in range(n_s):
             i1 = i0
+            linked = coupled
             while i1 < n_r and r_sample[by_sample[i1]] == s:
+                linked |= link[by_sample[i1]] == 3
                 i1 += 1
-            if i1 > i0 and dp[k, s] > 0 and ploidy[k, s] > 0:
+            # without a read at k and a neighbour (nor a deletion over k) the pairs
+            # separate: the per-site likelihoods plus a constant, so they stay
+            if linked and dp[k, s] > 0 and ploidy[k, s] > 0:
                 _sample_gl(
                     ll, by_sample[i0:i1], i1 - i0, valid, alle_of, m, na_k, ploidy[k, s], p,
                     lp1, lp2, best,
