@@ -85,9 +85,10 @@ def _create_array(
         fill_value=None,
         **kwargs,
     )
-    arr.attrs["_ARRAY_DIMENSIONS"] = list(spec.dims)
+    attrs: dict[str, Any] = {"_ARRAY_DIMENSIONS": list(spec.dims)}
     if spec.description is not None:
-        arr.attrs["description"] = spec.description
+        attrs["description"] = spec.description
+    arr.attrs.update(attrs)  # one write of .zattrs, not one per key
     return arr
 
 

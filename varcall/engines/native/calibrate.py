@@ -287,10 +287,14 @@ def _het_mask(obs: np.ndarray, model: StutterModel) -> np.ndarray:
     """Rows whose one-unit neighbour counts look like a heterozygous allele
     (:func:`_het_likelier` against the rest of the row's fragments, under ``model``)."""
     het = np.zeros(obs.shape[0], bool)
-    for r, (p, length, n, d1, u1, _, _) in enumerate(obs.tolist()):
-        for x, up in ((d1, False), (u1, True)):
-            if _het_likelier(x, n - x, model.one_unit(int(p), length, up)):
-                het[r] = True
+    if obs.shape[0] == 0:
+        return het
+    # one rate per locus (rows of a locus share its period and length)
+    loci, inverse = np.unique(obs[:, :2], axis=0, return_inverse=True)
+    n = obs[:, 2]
+    for up, col in ((False, 3), (True, 4)):
+        rate = np.array([model.one_unit(int(p), float(ln), up) for p, ln in loci.tolist()])
+        het |= _het_likelier(obs[:, col], n - obs[:, col], rate[inverse.reshape(-1)])
     return het
 
 
