@@ -50,6 +50,16 @@ def _neighbour_priors(cl, m, na, p_var, lp1, lp2):
 
 
 @kernel
+def _removed_by(j, p, pos, del_end):
+    """Whether a deletion allele of site j removes reference position p (it lies in
+    ``[POS_j + 1, del_end)``)."""
+    for a in range(del_end.shape[1]):
+        if pos[j] < p < del_end[j, a]:
+            return True
+    return False
+
+
+@kernel
 def cluster_sites(k, pos, n_alleles, indel, del_end, row_lo, reach, max_haps, na_k, out):
     """The sites genotyped with site k into out (k first, then its neighbours nearest
     first, the left one on a tie): sites within ``reach`` bp of POS with observations and
@@ -57,9 +67,6 @@ def cluster_sites(k, pos, n_alleles, indel, del_end, row_lo, reach, max_haps, na
     stretch a deletion allele of k removes, taken while the product of the alleles
     (``na_k`` at k) stays <= ``max_haps``. Returns the number of sites."""
     n = pos.shape[0]
-    k_del = 0
-    for a in range(del_end.shape[1]):
-        k_del = max(k_del, del_end[k, a])
     out[0] = k
     m = 1
     h = na_k
@@ -79,7 +86,7 @@ def cluster_sites(k, pos, n_alleles, indel, del_end, row_lo, reach, max_haps, na
             right += 1
         if row_lo[j + 1] == row_lo[j] or n_alleles[j] < 2 or (indel[j] and has_indel):
             continue
-        if pos[k] < pos[j] < k_del:
+        if _removed_by(k, pos[j], pos, del_end):
             continue
         if h * n_alleles[j] <= max_haps:
             out[m] = j
@@ -157,10 +164,8 @@ def _spanning_rows(cl, m, pos, del_end, row_lo, o_qpos, skip):
     for x in range(m):
         covered = False
         for y in range(m):
-            if y != x:
-                for a in range(del_end.shape[1]):
-                    if pos[cl[y]] < pos[cl[x]] < del_end[cl[y], a]:
-                        covered = True
+            if y != x and _removed_by(cl[y], pos[cl[x]], pos, del_end):
+                covered = True
         for o in range(row_lo[cl[x]], row_lo[cl[x] + 1]):
             skip[o] = covered and o_qpos[o] < 0
         if x == 0:
@@ -285,7 +290,7 @@ def local_haplotype_gl(
             cl, m, kept_k, na, row_lo, o_read, o_pen, skip, valid, alle_of, loc, ll, link
         )  # fmt: skip
         r_sample, by_sample = _reads_by_sample(cl, m, row_lo, o_read, o_sample, loc, n_r)
-        p = 10.0 ** ll[:n_r]
+        p = np.empty_like(ll)  # P(r | h), filled for the reads of the samples scored
         i0 = 0
         for s in range(n_s):
             i1 = i0
@@ -296,6 +301,8 @@ def local_haplotype_gl(
             # without a read at k and a neighbour (nor a deletion over k) the pairs
             # separate: the per-site likelihoods plus a constant, so they stay
             if linked and dp[k, s] > 0 and ploidy[k, s] > 0:
+                for i in range(i0, i1):
+                    p[by_sample[i], :] = 10.0 ** ll[by_sample[i], :]
                 _sample_gl(
                     ll, by_sample[i0:i1], i1 - i0, valid, alle_of, m, na_k, ploidy[k, s], p,
                     lp1, lp2, best,
